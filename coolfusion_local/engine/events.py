@@ -1,0 +1,182 @@
+"""What the engine tells its consumers: a stream of small typed records.
+
+The CLI, the chat UI, `eval` and `bench` all consume the same events, so every
+figure a user sees (who won a segment, tokens/s, why an answer stopped) is
+computed once, here, and carried on the event that reports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a conversation, as every source model sees it."""
+
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class ModelLoadStarted:
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    model: str
+    seconds: float
+    n_gpu_layers: int  # layers actually offloaded (0 on a CPU-only build)
+    n_layers: int
+    n_ctx: int
+    vocab_size: int
+    chat_template: str  # "gguf", "plain" or "override"
+
+
+@dataclass(frozen=True)
+class ModelLoadFailed:
+    model: str
+    reason: str  # one line, written for the user
+
+
+LoadEvent = ModelLoadStarted | ModelLoaded | ModelLoadFailed
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One source model's greedy proposal for the next segment."""
+
+    model: str
+    text: str
+    ends_answer: bool  # the model wants to end its turn after `text`
+    tokens: int  # how many of its own tokens the proposal took
+
+
+@dataclass(frozen=True)
+class SegmentChosen:
+    """A segment was appended to the shared answer."""
+
+    index: int
+    text: str
+    winner: str  # the model whose candidate won (first proposer on ties)
+    proposers: tuple[str, ...]  # every model that proposed exactly this segment
+    candidates: dict[str, Candidate]  # by proposing model
+    # scorer -> proposer -> mean token NLL of the proposer's candidate in the
+    # scorer's own tokens. Empty when no cross-scoring was needed.
+    scores: dict[str, dict[str, float]]
+    # How the segment was decided: "agreed" (all proposals equal), "confident"
+    # (adaptive mode accepted one model's confident proposal), "scored"
+    # (cross-scored rerank), "forced" (no common boundary within the bound),
+    # "solo" (a single model).
+    decision: str
+    ends_answer: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know that does not stop the answer."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class SoloAnswerStarted:
+    """Cool+R: one source model starts writing its own whole answer."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class SoloTextDelta:
+    """Cool+R / compare: a piece of a source model's solo answer."""
+
+    model: str
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerReranked:
+    """Cool+R: the whole answers were scored; `chosen` is "fused" or a model name."""
+
+    chosen: str
+    text: str
+    # answer source ("fused" or a model name) -> scorer -> mean token NLL
+    scores: dict[str, dict[str, float]]
+    answers: dict[str, str]
+
+
+@dataclass
+class GenerationStats:
+    mode: str = "cool"
+    segments: int = 0
+    answer_tokens: int = 0  # in the tokens of the first source model
+    seconds: float = 0.0
+    prompt_seconds: float = 0.0  # evaluating the prompt before the first segment
+    tokens_per_model: dict[str, int] = field(default_factory=dict)
+    wins: dict[str, int] = field(default_factory=dict)
+    decisions: dict[str, int] = field(default_factory=dict)
+    # Where the time went, in seconds.
+    propose_seconds: float = 0.0
+    score_seconds: float = 0.0
+    boundary_seconds: float = 0.0
+    rerank_seconds: float = 0.0
+
+    @property
+    def generate_seconds(self) -> float:
+        return max(self.seconds - self.prompt_seconds, 1e-9)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.answer_tokens / self.generate_seconds
+
+    @property
+    def segments_per_second(self) -> float:
+        return self.segments / self.generate_seconds
+
+    @property
+    def bookkeeping_seconds(self) -> float:
+        spent = self.propose_seconds + self.score_seconds + self.boundary_seconds + self.rerank_seconds
+        return max(self.generate_seconds - spent, 0.0)
+
+    def as_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "segments": self.segments,
+            "answer_tokens": self.answer_tokens,
+            "seconds": round(self.seconds, 4),
+            "prompt_seconds": round(self.prompt_seconds, 4),
+            "tokens_per_second": round(self.tokens_per_second, 3),
+            "segments_per_second": round(self.segments_per_second, 3),
+            "tokens_per_model": dict(self.tokens_per_model),
+            "wins": dict(self.wins),
+            "decisions": dict(self.decisions),
+            "propose_seconds": round(self.propose_seconds, 4),
+            "score_seconds": round(self.score_seconds, 4),
+            "boundary_seconds": round(self.boundary_seconds, 4),
+            "rerank_seconds": round(self.rerank_seconds, 4),
+            "bookkeeping_seconds": round(self.bookkeeping_seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class AnswerDone:
+    """The last event of every answer."""
+
+    text: str  # the final answer (after Cool+R, the reranked one)
+    # "eos" | "stop_string" | "max_tokens" | "stopped" | "context_full" | "error"
+    stop_reason: str
+    stats: GenerationStats
+    error: str | None = None  # one line, when stop_reason == "error"
+
+
+GenerationEvent = (
+    SegmentChosen | Notice | SoloAnswerStarted | SoloTextDelta | AnswerReranked | AnswerDone
+)
