@@ -1,0 +1,485 @@
+"""Conversation history in SQLite: every finished message, with who won each segment.
+
+Design choices, and why:
+- One file in the user data dir (`COOLFUSION_DATA_DIR` overrides it), WAL mode and a
+  busy timeout, so two `coolfusion chat` windows can share it.
+- Each finished message is committed on its own (`synchronous=FULL`): killing the
+  process loses at most the answer still being written, never a finished one.
+- The schema is versioned with `PRAGMA user_version` and only ever migrated forward.
+- The history must never stop the chat: a corrupt file is moved aside (renamed with a
+  timestamp, never deleted) and a fresh one started; a read-only or full disk switches
+  to an in-memory copy. Either way a one-line notice says so (`take_notices()`).
+
+All methods must be called from one thread (the UI thread).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+APP_NAME = "coolfusion-local"
+DB_FILENAME = "history.sqlite3"
+BUSY_TIMEOUT_MS = 5000
+
+
+def data_dir() -> Path:
+    """Where the history lives: `$COOLFUSION_DATA_DIR`, else the platform's user data dir."""
+    override = os.environ.get("COOLFUSION_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class StoredSegment:
+    """One chosen segment of a fused answer, with what every model proposed for it."""
+
+    index: int
+    text: str
+    winner: str
+    decision: str = ""
+    proposers: tuple[str, ...] = ()
+    candidates: dict[str, str] = field(default_factory=dict)  # model -> proposed text
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # scorer -> proposer -> nll
+
+    def detail_json(self) -> str:
+        return json.dumps(
+            {"proposers": list(self.proposers), "candidates": self.candidates, "scores": self.scores}
+        )
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "StoredSegment":
+        detail = _loads(row["detail"]) or {}
+        return cls(
+            index=row["idx"],
+            text=row["text"],
+            winner=row["winner"],
+            decision=row["decision"] or "",
+            proposers=tuple(detail.get("proposers") or ()),
+            candidates=dict(detail.get("candidates") or {}),
+            scores={k: dict(v) for k, v in (detail.get("scores") or {}).items()},
+        )
+
+
+@dataclass
+class StoredMessage:
+    role: str  # "user" | "assistant" | "system"
+    content: str
+    mode: str | None = None  # the fusion mode that wrote an assistant message
+    stop_reason: str | None = None
+    error: str | None = None
+    stats: dict | None = None  # GenerationStats.as_dict()
+    segments: list[StoredSegment] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: int
+    title: str
+    updated_at: float
+    message_count: int
+
+
+# --------------------------------------------------------------------------- schema
+
+_V1 = """
+CREATE TABLE conversations (
+    id INTEGER PRIMARY KEY,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    mode TEXT,
+    stop_reason TEXT,
+    error TEXT,
+    stats TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+CREATE TABLE segments (
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    winner TEXT NOT NULL,
+    decision TEXT,
+    detail TEXT,
+    PRIMARY KEY (message_id, idx)
+);
+"""
+
+# MIGRATIONS[i] brings a database from user_version i to i + 1. Append, never edit.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    lambda conn: _run_script(conn, _V1),
+]
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT our transaction first; run statement by statement.
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _loads(text: str | None):
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+class _MovedAside(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """Conversation history. `Store(None)` keeps everything in memory."""
+
+    def __init__(self, path: Path | str | None):
+        path = Path(path) if path is not None else None
+        self.path = path
+        self._notices: list[str] = []
+        self._conn = self._open(path)
+
+    @classmethod
+    def open_default(cls) -> "Store":
+        return cls(data_dir() / DB_FILENAME)
+
+    # ------------------------------------------------------------ status
+
+    @property
+    def persistent(self) -> bool:
+        """False once the history is only kept in memory for this session."""
+        return self._persistent
+
+    def take_notices(self) -> list[str]:
+        notices, self._notices = self._notices, []
+        return notices
+
+    def close(self) -> None:
+        try:
+            self._conn.close()
+        except sqlite3.Error:
+            pass
+
+    # ------------------------------------------------------------ opening
+
+    def _open(self, path: Path | None) -> sqlite3.Connection:
+        self._persistent = False
+        if path is None:
+            return self._memory()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return self._memory(f"cannot create {path.parent} ({error.strerror or error})")
+        for _attempt in range(2):
+            try:
+                conn = self._connect_file(path)
+                self._persistent = True
+                return conn
+            except _MovedAside:
+                continue  # a fresh, empty file now
+            except sqlite3.Error as error:
+                return self._memory(f"cannot open {path} ({error})")
+        return self._memory(f"cannot open {path}")
+
+    def _connect_file(self, path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            try:
+                check = conn.execute("PRAGMA quick_check").fetchone()[0]
+            except sqlite3.DatabaseError as error:
+                if _is_corruption(error):
+                    check = str(error)
+                else:
+                    raise
+            if check != "ok":
+                conn.close()
+                self._move_aside(path, check)
+                raise _MovedAside()
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(conn, str(path))
+            return conn
+        except BaseException:
+            conn.close()
+            raise
+
+    def _memory(self, why: str | None = None) -> sqlite3.Connection:
+        if why:
+            self._notices.append(f"History is kept in memory for this session only: {why}.")
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate(conn, ":memory:")
+        self._persistent = False
+        return conn
+
+    def _move_aside(self, path: Path, why: str) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        target = path.with_name(f"{path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        try:
+            path.rename(target)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.rename(target.with_name(target.name + suffix))
+        except OSError as error:
+            raise sqlite3.OperationalError(
+                f"it is damaged and could not be moved aside: {error.strerror or error}"
+            ) from error
+        first_line = why.splitlines()[0] if why else "damaged"
+        self._notices.append(
+            f"The history database was damaged ({first_line}); it was moved to {target} "
+            "and a new one started."
+        )
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, where: str) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise sqlite3.OperationalError(
+                f"it was written by a newer coolfusion-local (schema {version}); update coolfusion-local"
+            )
+        if version == len(MIGRATIONS):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read inside the write lock: another instance may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version, len(MIGRATIONS)):
+                MIGRATIONS[step](conn)
+                conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------ writing
+
+    def _write(self, work: Callable[[sqlite3.Connection], object]):
+        """Run `work` in one transaction; on a disk problem, continue in memory."""
+        try:
+            return self._transaction(work)
+        except sqlite3.IntegrityError:
+            raise  # a bug in the caller, not the disk
+        except sqlite3.DatabaseError as error:
+            if not self._persistent:
+                raise
+            self._fall_back_to_memory(str(error))
+            return self._transaction(work)
+
+    def _transaction(self, work):
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+
+    def _fall_back_to_memory(self, why: str) -> None:
+        """Keep going in memory with everything read so far (disk full, read-only...)."""
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        memory.row_factory = sqlite3.Row
+        try:
+            self._conn.backup(memory)
+        except sqlite3.Error:
+            memory.close()
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            memory.row_factory = sqlite3.Row
+            self._migrate(memory, ":memory:")
+        memory.execute("PRAGMA foreign_keys = ON")
+        self.close()
+        self._conn = memory
+        self._persistent = False
+        self._notices.append(
+            f"Cannot write the history file ({why}); this session continues in memory "
+            "and new messages will not be saved."
+        )
+
+    def create_conversation(self, title: str) -> int:
+        now = time.time()
+        title = _one_line(title) or "New chat"
+
+        def work(conn):
+            cursor = conn.execute(
+                "INSERT INTO conversations(title, created_at, updated_at) VALUES (?, ?, ?)",
+                (title, now, now),
+            )
+            return cursor.lastrowid
+
+        return self._write(work)
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        title = _one_line(title) or "New chat"
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?", (title, conversation_id)
+            )
+        )
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,)))
+
+    def clear_conversation(self, conversation_id: int) -> None:
+        self._write(
+            lambda conn: conn.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+        )
+
+    def add_message(self, conversation_id: int, message: StoredMessage, title: str = "New chat") -> int:
+        """Commit one finished message (and its segments); returns its id.
+
+        `title` is used if the conversation row is missing (after a fall-back to an
+        empty in-memory store), so a message is never refused.
+        """
+
+        def work(conn):
+            exists = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if not exists:
+                conn.execute(
+                    "INSERT INTO conversations(id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                    (conversation_id, _one_line(title) or "New chat", message.created_at, message.created_at),
+                )
+            cursor = conn.execute(
+                "INSERT INTO messages(conversation_id, role, content, mode, stop_reason, error, stats,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation_id,
+                    message.role,
+                    message.content,
+                    message.mode,
+                    message.stop_reason,
+                    message.error,
+                    json.dumps(message.stats) if message.stats is not None else None,
+                    message.created_at,
+                ),
+            )
+            message_id = cursor.lastrowid
+            conn.executemany(
+                "INSERT INTO segments(message_id, idx, text, winner, decision, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (message_id, seg.index, seg.text, seg.winner, seg.decision, seg.detail_json())
+                    for seg in message.segments
+                ],
+            )
+            conn.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conversation_id)
+            )
+            return message_id
+
+        message.id = self._write(work)
+        return message.id
+
+    # ------------------------------------------------------------ reading
+
+    def list_conversations(self) -> list[ConversationSummary]:
+        rows = self._read(
+            "SELECT c.id, c.title, c.updated_at, COUNT(m.id) AS n FROM conversations c"
+            " LEFT JOIN messages m ON m.conversation_id = c.id"
+            " GROUP BY c.id ORDER BY c.updated_at DESC, c.id DESC"
+        )
+        return [ConversationSummary(r["id"], r["title"], r["updated_at"], r["n"]) for r in rows]
+
+    def conversation_title(self, conversation_id: int) -> str | None:
+        rows = self._read("SELECT title FROM conversations WHERE id = ?", (conversation_id,))
+        return rows[0]["title"] if rows else None
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        rows = self._read(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+        )
+        segment_rows = self._read(
+            "SELECT s.* FROM segments s JOIN messages m ON m.id = s.message_id"
+            " WHERE m.conversation_id = ? ORDER BY s.message_id, s.idx",
+            (conversation_id,),
+        )
+        by_message: dict[int, list[StoredSegment]] = {}
+        for row in segment_rows:
+            by_message.setdefault(row["message_id"], []).append(StoredSegment.from_row(row))
+        return [
+            StoredMessage(
+                role=r["role"],
+                content=r["content"],
+                mode=r["mode"],
+                stop_reason=r["stop_reason"],
+                error=r["error"],
+                stats=_loads(r["stats"]),
+                segments=by_message.get(r["id"], []),
+                created_at=r["created_at"],
+                id=r["id"],
+            )
+            for r in rows
+        ]
+
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as error:
+            # Damage found after opening: keep the chat alive, the file stays as it is.
+            if not self._persistent:
+                raise
+            self._fall_back_to_memory(str(error))
+            return self._conn.execute(sql, params).fetchall()
+
+    def export_markdown(self, conversation_id: int) -> str:
+        """The conversation as a Markdown document a person would want to read."""
+        title = self.conversation_title(conversation_id) or "Conversation"
+        lines = [f"# {title}", ""]
+        for message in self.messages(conversation_id):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(message.created_at))
+            if message.role == "user":
+                lines.append(f"## You ({when})")
+            else:
+                label = "Answer" if message.role == "assistant" else message.role.capitalize()
+                note = f", mode {message.mode}" if message.mode else ""
+                lines.append(f"## {label} ({when}{note})")
+            lines += ["", message.content.rstrip(), ""]
+            if message.stop_reason == "stopped":
+                lines += ["*(stopped before the end)*", ""]
+            elif message.error:
+                lines += [f"*(error: {message.error})*", ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+
+def _is_corruption(error: sqlite3.DatabaseError) -> bool:
+    text = str(error).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:80]
