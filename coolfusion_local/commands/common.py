@@ -1,0 +1,32 @@
+"""Pieces every sub-command shares: the --config option and the log file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .. import locations
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="models file (default: the user's config dir, then the repository's models.toml)",
+    )
+
+
+def configure_logging() -> None:
+    """Send llama.cpp's and our own log to a file, never to the terminal."""
+    root = logging.getLogger("coolfusion")
+    if any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        return
+    try:
+        folder = locations.log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(folder / "coolfusion.log", encoding="utf-8")
+    except OSError:
+        return  # a read-only home must not stop the tool; the log is a convenience
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

@@ -1,0 +1,42 @@
+"""The fusion engine: source models, boundaries, scoring and the Cool-Fusion loop.
+
+Nothing here imports the UI or the CLI; they consume the engine's events.
+"""
+
+from .engine import FusionEngine, ModelStatus, check_mode
+from .events import (
+    AnswerDone,
+    AnswerReranked,
+    Candidate,
+    GenerationEvent,
+    GenerationStats,
+    LoadEvent,
+    Message,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadStarted,
+    Notice,
+    SegmentChosen,
+    SoloAnswerStarted,
+    SoloTextDelta,
+)
+
+__all__ = [
+    "AnswerDone",
+    "AnswerReranked",
+    "Candidate",
+    "FusionEngine",
+    "GenerationEvent",
+    "GenerationStats",
+    "LoadEvent",
+    "Message",
+    "ModelLoadFailed",
+    "ModelLoadStarted",
+    "ModelLoaded",
+    "ModelStatus",
+    "Notice",
+    "SegmentChosen",
+    "SoloAnswerStarted",
+    "SoloTextDelta",
+    "check_mode",
+]

@@ -1,0 +1,233 @@
+"""`FusionEngine`: the configured models, loaded, and one `generate()` for every mode.
+
+This is the library's front door (`from coolfusion_local import FusionEngine`):
+the CLI, the chat UI, eval and bench never touch llama.cpp themselves.
+llama.cpp contexts are not thread-safe, so every public call takes one lock:
+callers may use any thread, one call runs at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+from ..config import Config, ModelSpec, effective_gpu_layers
+from ..errors import CoolfusionError
+from .events import (
+    AnswerDone,
+    GenerationEvent,
+    GenerationStats,
+    LoadEvent,
+    Message,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadStarted,
+    Notice,
+)
+from .fusion import FusionSettings, Member, generate
+from .prompts import ChatFormat, TemplateError
+from .rerank import generate_reranked
+from .scoring import ScorePolicy
+from .source_model import SourceModel
+
+MODES = ("cool", "cool+r", "adaptive")
+
+
+@dataclass
+class ModelStatus:
+    spec: ModelSpec
+    state: str  # "unloaded" | "loading" | "loaded" | "failed" | "disabled"
+    reason: str | None = None
+    info: ModelLoaded | None = None
+    progress: float = 0.0
+
+
+def check_mode(mode: str, names: Sequence[str]) -> str:
+    if mode in MODES:
+        return mode
+    if mode.startswith("solo:") and mode[5:] in names:
+        return mode
+    choices = ", ".join([*MODES, *(f"solo:{n}" for n in names)])
+    raise CoolfusionError(f"unknown mode {mode!r}; choose one of: {choices}", exit_code=2)
+
+
+def chat_format_for(spec: ModelSpec, model: SourceModel) -> tuple[ChatFormat, str]:
+    """The model's chat format and where it came from ("gguf", "plain", "override", ...)."""
+    bos = model.token_text(model.bos_token) if model.bos_token >= 0 else ""
+    eos = model.token_text(model.eos_token) if model.eos_token >= 0 else ""
+    if spec.chat_template is not None:
+        kind = "plain" if spec.chat_template.strip() == "plain" else "override"
+        return ChatFormat(spec.chat_template, bos_token=bos, eos_token=eos), kind
+    template = model.chat_template()
+    if not template:
+        return ChatFormat(None), "plain (the GGUF has no chat template)"
+    try:
+        chat = ChatFormat(template, bos_token=bos, eos_token=eos)
+        chat.render([Message("system", "s"), Message("user", "u"), Message("assistant", "a"), Message("user", "u")])
+    except TemplateError as error:
+        try:
+            chat = ChatFormat(template, bos_token=bos, eos_token=eos)
+            chat.render([Message("user", "u"), Message("assistant", "a"), Message("user", "u")])
+        except TemplateError:
+            return ChatFormat(None), f"plain ({error})"
+    return chat, "gguf"
+
+
+class FusionEngine:
+    def __init__(self, config: Config, *, mode: str | None = None, policy: ScorePolicy | None = None):
+        self.config = config
+        self._names = [spec.name for spec in config.models]
+        self._status = {
+            spec.name: ModelStatus(spec, "unloaded" if spec.enabled else "disabled") for spec in config.models
+        }
+        self._members: dict[str, Member] = {}
+        self._lock = threading.RLock()
+        self.policy = policy or ScorePolicy()
+        self._mode = check_mode(mode or config.fusion.mode, self._names)
+
+    # ------------------------------------------------------------------ models
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self._names)
+
+    def status(self, name: str) -> ModelStatus:
+        return self._status[name]
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        self._mode = check_mode(value, self._names)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        status = self._status[name]
+        if enabled and status.state == "disabled":
+            status.state = "loaded" if name in self._members else "unloaded"
+        elif not enabled and status.state != "failed":
+            status.state = "disabled"
+
+    def member(self, name: str) -> Member:
+        return self._members[name]
+
+    def load(self, names: Sequence[str] | None = None) -> Iterator[LoadEvent]:
+        """Load every enabled model (or `names`) not loaded yet, one after another."""
+        wanted = list(names) if names is not None else [n for n in self._names if self._status[n].state == "unloaded"]
+        solo = self._mode[5:] if self._mode.startswith("solo:") else None
+        if names is None and solo and solo not in self._members and self._status[solo].state == "disabled":
+            wanted.append(solo)
+        for name in wanted:
+            if name in self._members:
+                continue
+            with self._lock:
+                yield from self._load_one(name)
+
+    def _load_one(self, name: str) -> Iterator[LoadEvent]:
+        status = self._status[name]
+        spec = status.spec
+        status.state, status.reason, status.progress = "loading", None, 0.0
+        yield ModelLoadStarted(name)
+        started = time.perf_counter()
+        try:
+            from ..hub import resolve_model_path
+
+            path = resolve_model_path(spec)
+
+            def on_progress(fraction: float) -> None:
+                status.progress = fraction
+
+            model = SourceModel(
+                name,
+                path,
+                n_ctx=spec.n_ctx,
+                n_gpu_layers=effective_gpu_layers(spec),
+                n_threads=spec.n_threads,
+                progress=on_progress,
+            )
+            chat, template_kind = chat_format_for(spec, model)
+        except CoolfusionError as error:
+            status.state, status.reason = "failed", str(error)
+            yield ModelLoadFailed(name, str(error))
+            return
+        except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader
+            status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"
+            yield ModelLoadFailed(name, status.reason)
+            return
+        self._members[name] = Member(name, model, chat, spec.weight)
+        info = ModelLoaded(
+            model=name,
+            seconds=time.perf_counter() - started,
+            n_gpu_layers=model.n_gpu_layers,
+            n_layers=model.n_layers,
+            n_ctx=model.n_ctx,
+            vocab_size=model.vocab_size,
+            chat_template=template_kind,
+        )
+        status.state, status.info, status.progress = "loaded", info, 1.0
+        if status.spec.enabled is False and name != self._mode[5:]:
+            status.state = "disabled"
+        yield info
+
+    def _active_members(self, mode: str) -> list[Member]:
+        if mode.startswith("solo:"):
+            name = mode[5:]
+            if name not in self._members:
+                reason = self._status[name].reason or "it is not loaded"
+                raise CoolfusionError(f"model {name!r} cannot answer alone: {reason}")
+            return [self._members[name]]
+        members = [self._members[n] for n in self._names if n in self._members and self._status[n].state == "loaded"]
+        if not members:
+            reasons = "; ".join(f"{n}: {s.reason}" for n, s in self._status.items() if s.reason)
+            raise CoolfusionError("no model is loaded" + (f" ({reasons})" if reasons else ""))
+        return members
+
+    # ------------------------------------------------------------------ answers
+
+    def generate(
+        self,
+        messages: list[Message],
+        *,
+        mode: str | None = None,
+        max_tokens: int | None = None,
+        stop: Sequence[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[GenerationEvent]:
+        """Answer the conversation; yields events and always ends with AnswerDone."""
+        mode = check_mode(mode or self._mode, self._names)
+        settings = FusionSettings(
+            mode="solo" if mode.startswith("solo:") else mode,
+            max_tokens=max_tokens or self.config.fusion.max_tokens,
+            stop=tuple(stop if stop is not None else self.config.fusion.stop),
+            context_words=self.config.fusion.context_words,
+            policy=self.policy,
+        )
+        with self._lock:
+            try:
+                members = self._active_members(mode)
+            except CoolfusionError as error:
+                yield AnswerDone("", "error", GenerationStats(mode=mode), str(error))
+                return
+            if len(members) == 1 and not mode.startswith("solo:"):
+                yield Notice(f"only {members[0].name} is loaded: it answers alone")
+                settings = replace(settings, mode="solo")
+            run = generate_reranked if settings.mode == "cool+r" else generate
+            yield from run(members, messages, settings, cancel)
+
+    def close(self) -> None:
+        with self._lock:
+            for member in self._members.values():
+                member.model.close()
+            self._members.clear()
+            for status in self._status.values():
+                if status.state == "loaded":
+                    status.state = "unloaded"
+
+    def __enter__(self) -> "FusionEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

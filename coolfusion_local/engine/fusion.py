@@ -1,0 +1,309 @@
+"""The Cool-Fusion loop: propose, cross-score, commit, one segment at a time.
+
+Each round every source model greedily writes its own next segment (until a
+word boundary all tokenizers share), every model scores every distinct
+candidate in its own tokens, and the candidate with the best combined score
+is appended to every model's state. Rounds where all models propose the same
+text skip scoring ("agreed"), and adaptive mode also skips it when the
+strongest model is confident. The loop is a generator of events, so the CLI,
+the chat UI, eval and bench all watch the same stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from ..errors import CoolfusionError
+from .boundary import BoundaryDetector, last_char_boundary
+from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
+from .prompts import ChatFormat
+from .scoring import ScorePolicy
+from .source_model import ContextFull, Scored, SourceModel
+
+MAX_SEGMENT_TOKENS = 16  # force a cut when tokenizers never agree (long URLs, '=====')
+ANSWER_RESERVE = 64  # tokens kept free in every context for the answer's last segments
+
+
+@dataclass
+class Member:
+    """A loaded source model taking part in fusion."""
+
+    name: str
+    model: SourceModel
+    chat: ChatFormat
+    weight: float = 1.0
+
+
+@dataclass
+class Proposal:
+    member: Member
+    text: bytes
+    tokens: list[int]
+    nlls: list[float]
+    ends: bool
+    forced: bool
+    end_nll: float = 0.0
+
+    @property
+    def key(self) -> tuple[bytes, bool]:
+        return (self.text, self.ends)
+
+    def own_nll(self) -> tuple[float, int]:
+        total = sum(self.nlls) + (self.end_nll if self.ends else 0.0)
+        return total, len(self.nlls) + (1 if self.ends else 0)
+
+
+@dataclass
+class FusionSettings:
+    mode: str = "cool"  # "cool" | "adaptive" | "solo" (Cool+R wraps "cool" in rerank.py)
+    max_tokens: int = 512
+    stop: Sequence[str] = ()
+    context_words: int = 4
+    policy: ScorePolicy = field(default_factory=ScorePolicy)
+
+
+def prompt_tokens(member: Member, messages: list[Message]) -> list[int]:
+    """The member's prompt: template text may hold special tokens, message text never."""
+    model = member.model
+    tokens: list[int] = []
+    for part in member.chat.render(messages):
+        tokens += model.tokenize(part.text.encode("utf-8"), special=not part.is_message)
+    if model.add_bos and (not tokens or tokens[0] != model.bos_token):
+        tokens.insert(0, model.bos_token)
+    return tokens
+
+
+def fit_prompts(members: list[Member], messages: list[Message], reserve: int) -> tuple[dict[str, list[int]], int]:
+    """Prompt tokens per member, leaving out the oldest turns until every context fits.
+
+    Returns the prompts and how many messages were left out. The system
+    message and the last message are always kept.
+    """
+    kept = list(messages)
+    dropped = 0
+    while True:
+        prompts = {m.name: prompt_tokens(m, kept) for m in members}
+        too_long = [m for m in members if len(prompts[m.name]) + reserve > m.model.n_ctx]
+        if not too_long:
+            return prompts, dropped
+        droppable = [i for i, message in enumerate(kept[:-1]) if message.role != "system"]
+        if not droppable:
+            worst = too_long[0]
+            raise ContextFull(
+                f"the message takes {len(prompts[worst.name])} tokens, more than model "
+                f"{worst.name!r} holds ({worst.model.n_ctx}); shorten it or raise n_ctx"
+            )
+        # Drop a whole exchange (user + assistant reply) when possible.
+        first = droppable[0]
+        count = 2 if first + 1 < len(kept) - 1 and kept[first + 1].role == "assistant" else 1
+        del kept[first : first + count]
+        dropped += count
+
+
+def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int, stats: GenerationStats) -> Proposal:
+    """Greedy tokens from the member until the shortest common word boundary."""
+    model = member.model
+    steps = model.pending
+    limit = min(MAX_SEGMENT_TOKENS, room)
+    while True:
+        pieces = [model.piece(s.token) for s in steps]
+        text = b"".join(pieces)
+        ends_at: set[int] = set()
+        offset = 0
+        for piece in pieces:
+            offset += len(piece)
+            ends_at.add(offset)
+        started = time.perf_counter()
+        cut = detector.first_boundary(text, left=left, allowed=ends_at)
+        stats.boundary_seconds += time.perf_counter() - started
+        if cut is not None:
+            count = 0
+            length = 0
+            while length < cut:
+                length += len(pieces[count])
+                count += 1
+            used = steps[:count]
+            return Proposal(member, text[:cut], [s.token for s in used], [s.nll for s in used], False, False)
+        if len(steps) >= limit:
+            # No common boundary within the bound: cut after the last whole character.
+            cut = last_char_boundary(text)
+            count, length = 0, 0
+            while count < len(pieces) and length + len(pieces[count]) <= cut:
+                length += len(pieces[count])
+                count += 1
+            count = max(count, 1)
+            used = steps[:count]
+            return Proposal(
+                member, b"".join(pieces[:count]), [s.token for s in used], [s.nll for s in used], False, True
+            )
+        started = time.perf_counter()
+        step = model.step()
+        stats.propose_seconds += time.perf_counter() - started
+        if step.ends:
+            return Proposal(
+                member, text, [s.token for s in steps], [s.nll for s in steps], True, False, model.end_nll()
+            )
+        steps.append(step)
+
+
+def _stop_position(text: str, stops: Sequence[str]) -> int | None:
+    positions = [text.find(stop) for stop in stops if stop and stop in text]
+    return min(positions) if positions else None
+
+
+def generate(
+    members: list[Member],
+    messages: list[Message],
+    settings: FusionSettings,
+    cancel: threading.Event | None = None,
+) -> Iterator[SegmentChosen | Notice | AnswerDone]:
+    """Fuse `members` into one answer to `messages`, yielding events as it goes."""
+    started = time.perf_counter()
+    stats = GenerationStats(mode=settings.mode)
+    solo = len(members) == 1
+    answer = bytearray()
+    shown = ""  # answer text already emitted to the consumer
+    stop_strings = list(settings.stop)
+    for member in members:
+        stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
+
+    def done(reason: str, error: str | None = None) -> AnswerDone:
+        stats.seconds = time.perf_counter() - started
+        first = members[0].model
+        stats.answer_tokens = len(first.answer_tokens)
+        stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
+        return AnswerDone(shown, reason, stats, error)
+
+    try:
+        prompts, dropped = fit_prompts(members, messages, ANSWER_RESERVE)
+    except ContextFull as error:
+        yield done("context_full", str(error))
+        return
+    if dropped:
+        yield Notice(f"the conversation is longer than a model's context: the {dropped} oldest messages were left out")
+    try:
+        for member in members:
+            member.model.start_answer(prompts[member.name])
+        stats.prompt_seconds = time.perf_counter() - started
+        detector = BoundaryDetector([m.model for m in members])
+
+        while True:
+            if cancel is not None and cancel.is_set():
+                yield done("stopped")
+                return
+            room = min(m.model.room() for m in members) - 2
+            if room <= 1:
+                yield Notice("a model's context is full: the answer was cut short")
+                yield done("context_full")
+                return
+            round_started = time.perf_counter()
+            left = bytes(answer[-64:])
+            proposals = [_propose(m, detector, left, room, stats) for m in members]
+
+            by_key: dict[tuple[bytes, bool], list[Proposal]] = {}
+            for proposal in proposals:
+                by_key.setdefault(proposal.key, []).append(proposal)
+            keys = list(by_key)
+            scores: dict[str, dict[str, float]] = {}
+            continuations: dict[tuple[str, tuple[bytes, bool]], tuple[int, list[int]]] = {}
+            scored: dict[tuple[str, tuple[bytes, bool]], Scored] = {}
+
+            if solo:
+                decision, winner_key = "solo", keys[0]
+            elif len(keys) == 1:
+                decision, winner_key = "agreed", keys[0]
+            else:
+                confident = settings.policy.confident_key(proposals) if settings.mode == "adaptive" else None
+                if confident is not None:
+                    decision, winner_key = "confident", confident
+                else:
+                    decision = "scored"
+                    mean_nll: dict[str, dict[tuple[bytes, bool], float]] = {}
+                    for member in members:
+                        t0 = time.perf_counter()
+                        own = {}
+                        requests = []
+                        request_keys = []
+                        for key in keys:
+                            start, tokens = member.model.continuation(key[0], settings.context_words)
+                            continuations[(member.name, key)] = (start, tokens)
+                            mine = next((p for p in by_key[key] if p.member is member), None)
+                            if mine is not None and start == member.model.committed_tokens and tokens == mine.tokens:
+                                total, count = mine.own_nll()
+                                own[key] = total / max(count, 1)
+                            else:
+                                requests.append((start, tokens, key[1]))
+                                request_keys.append(key)
+                        stats.boundary_seconds += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        results = member.model.score(requests) if requests else []
+                        stats.score_seconds += time.perf_counter() - t0
+                        for key, result in zip(request_keys, results):
+                            scored[(member.name, key)] = result
+                            own[key] = result.mean_nll
+                        mean_nll[member.name] = own
+                    winner_key = settings.policy.choose(members, keys, mean_nll)
+                    proposer_names = {key: by_key[key][0].member.name for key in keys}
+                    scores = {
+                        scorer: {proposer_names[key]: round(value, 5) for key, value in row.items()}
+                        for scorer, row in mean_nll.items()
+                    }
+
+            winners = by_key[winner_key]
+            text, ends = winner_key
+            # Commit the winning text to every model's KV state.
+            t0 = time.perf_counter()
+            for member in members:
+                mine = next((p for p in winners if p.member is member), None)
+                if mine is not None:
+                    member.model.commit(member.model.committed_tokens, mine.tokens)
+                    continue
+                start, tokens = continuations.get((member.name, winner_key)) or member.model.continuation(
+                    text, settings.context_words
+                )
+                member.model.commit(start, tokens, scored.get((member.name, winner_key)))
+            stats.boundary_seconds += time.perf_counter() - t0
+
+            answer += text
+            full = answer.decode("utf-8", errors="replace")
+            stop_at = _stop_position(full, stop_strings)
+            segment_text = (full[:stop_at] if stop_at is not None else full)[len(shown):]
+            shown += segment_text
+            stats.segments += 1
+            winner_name = winners[0].member.name
+            stats.wins[winner_name] = stats.wins.get(winner_name, 0) + 1
+            stats.decisions[decision] = stats.decisions.get(decision, 0) + 1
+            if any(p.forced for p in winners):
+                stats.decisions["forced"] = stats.decisions.get("forced", 0) + 1
+            candidates = {
+                p.member.name: Candidate(p.member.name, p.text.decode("utf-8", errors="replace"), p.ends, len(p.tokens))
+                for p in proposals
+            }
+            yield SegmentChosen(
+                index=stats.segments - 1,
+                text=segment_text,
+                winner=winner_name,
+                proposers=tuple(p.member.name for p in winners),
+                candidates=candidates,
+                scores=scores,
+                decision=decision,
+                ends_answer=ends or stop_at is not None,
+                seconds=time.perf_counter() - round_started,
+            )
+            if stop_at is not None:
+                yield done("stop_string")
+                return
+            if ends:
+                yield done("eos")
+                return
+            if max(len(m.model.answer_tokens) for m in members) >= settings.max_tokens:
+                yield done("max_tokens")
+                return
+    except ContextFull as error:
+        yield Notice(str(error))
+        yield done("context_full")
+    except CoolfusionError as error:
+        yield done("error", str(error))

@@ -1,0 +1,61 @@
+"""Route llama.cpp's own log into Python logging instead of the terminal.
+
+llama.cpp prints to stderr by default, which corrupts a Textual screen and
+clutters `--json` output; `verbose=False` in llama-cpp-python redirects file
+descriptors instead, which blanks other threads' output. A log callback is the
+clean way: messages go to the `coolfusion.llama` logger, and the last error
+lines are kept so a failed load can be explained in one line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections import deque
+
+import llama_cpp
+
+logger = logging.getLogger("coolfusion.llama")
+# Silent unless the application attaches a handler (the CLI logs to a file).
+logging.getLogger("coolfusion").addHandler(logging.NullHandler())
+
+# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5
+_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_recent_problems: deque[str] = deque(maxlen=8)
+_lock = threading.Lock()
+_installed = False
+_last_level = logging.DEBUG
+
+
+@llama_cpp.llama_log_callback
+def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    global _last_level
+    # Level 5 continues the previous message.
+    python_level = _last_level if level == 5 else _LEVELS.get(level, logging.DEBUG)
+    _last_level = python_level
+    message = text.decode("utf-8", errors="replace").rstrip("\n")
+    if not message:
+        return
+    if python_level >= logging.WARNING:
+        _recent_problems.append(message.strip())
+    logger.log(python_level, message)
+
+
+def install() -> None:
+    """Install the callback once per process (idempotent, thread-safe)."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        llama_cpp.llama_log_set(_on_log, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        _installed = True
+
+
+def take_recent_problems() -> list[str]:
+    """The warnings and errors logged since the last call, oldest first."""
+    with _lock:
+        problems = list(_recent_problems)
+        _recent_problems.clear()
+    return problems

@@ -1,0 +1,90 @@
+"""Cool+R: fuse, let every model also answer alone, keep the best whole answer.
+
+After the fused answer, each source model writes its own whole answer; then
+every model scores every answer (mean token NLL over the answer, in one
+batched call per model) and the lowest combined perplexity is the final
+answer. The paper reports this as its strongest variant (GSM8K 81.2 vs 74.7).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Iterator
+
+from .events import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloAnswerStarted, SoloTextDelta
+from .fusion import ANSWER_RESERVE, FusionSettings, Member, fit_prompts, generate
+from .source_model import ContextFull, Scored
+
+FUSED = "fused"
+
+
+def _score_answers(member: Member, prompt: list[int], answers: dict[str, tuple[str, bool]]) -> dict[str, float]:
+    """Mean token NLL of each answer under `member`, answers scored side by side."""
+    model = member.model
+    model.start_answer(prompt)
+    requests = []
+    for text, ends in answers.values():
+        start, tokens = model.continuation(text.encode("utf-8"), context_words=0)
+        requests.append((start, tokens, ends))
+    try:
+        results: list[Scored] = model.score(requests)
+    except ContextFull:
+        # Not all answers fit in the context at once: score them one by one.
+        results = [model.score([request])[0] for request in requests]
+    return {source: result.mean_nll for source, result in zip(answers, results)}
+
+
+def generate_reranked(
+    members: list[Member],
+    messages,
+    settings: FusionSettings,
+    cancel: threading.Event | None = None,
+) -> Iterator:
+    started = time.perf_counter()
+    fused: AnswerDone | None = None
+    for event in generate(members, messages, replace(settings, mode="cool"), cancel):
+        if isinstance(event, AnswerDone):
+            fused = event
+            break
+        yield event
+    stats = fused.stats
+    stats.mode = "cool+r"
+    if fused.stop_reason in ("stopped", "error", "context_full") or len(members) == 1:
+        yield fused
+        return
+
+    answers: dict[str, tuple[str, bool]] = {FUSED: (fused.text, fused.stop_reason == "eos")}
+    for member in members:
+        yield SoloAnswerStarted(member.name)
+        for event in generate([member], messages, replace(settings, mode="solo"), cancel):
+            if isinstance(event, SegmentChosen):
+                yield SoloTextDelta(member.name, event.text)
+            elif isinstance(event, Notice):
+                yield event
+            elif isinstance(event, AnswerDone):
+                if event.stop_reason == "stopped":
+                    stats.seconds = time.perf_counter() - started
+                    yield AnswerDone(fused.text, "stopped", stats)
+                    return
+                answers[member.name] = (event.text, event.stop_reason == "eos")
+
+    rerank_started = time.perf_counter()
+    prompts, _ = fit_prompts(members, messages, ANSWER_RESERVE)
+    # Identical answers are scored once.
+    distinct: dict[str, tuple[str, bool]] = {}
+    for source, answer in answers.items():
+        if answer not in distinct.values():
+            distinct[source] = answer
+    by_scorer = {m.name: _score_answers(m, prompts[m.name], distinct) for m in members}
+    keys = list(distinct)
+    mean_nll = {scorer: {key: row[key] for key in keys} for scorer, row in by_scorer.items()}
+    chosen = settings.policy.choose(members, keys, mean_nll)
+    stats.rerank_seconds = time.perf_counter() - rerank_started
+    stats.seconds = time.perf_counter() - started
+    text, ends = distinct[chosen]
+    scores = {source: {scorer: round(by_scorer[scorer][source], 5) for scorer in by_scorer} for source in keys}
+    yield AnswerReranked(chosen, text, scores, {source: answer[0] for source, answer in answers.items()})
+    reason = fused.stop_reason if chosen == FUSED else ("eos" if ends else "max_tokens")
+    yield AnswerDone(text, reason, stats)

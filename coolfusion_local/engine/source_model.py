@@ -1,0 +1,491 @@
+"""One source model: a GGUF file in llama.cpp, with an explicit KV-cache state.
+
+A thin wrapper over llama.cpp's C API (through llama-cpp-python's bindings),
+written for Cool-Fusion's access pattern rather than for plain completion:
+
+* Sequence 0 of the KV cache holds the shared text (prompt + the answer agreed
+  so far), followed by this model's own greedy look-ahead ("pending" tokens,
+  kept because if its proposal wins they are exactly what it would generate
+  next).
+* Candidates are scored in one batched decode: each candidate gets its own
+  sequence id that shares the prefix cells of sequence 0 (`seq_cp` only tags
+  cells in a unified KV cache), and logits are requested only for the rows
+  that score something. No `logits_all`, no re-evaluation of the prefix.
+* Committing the winning segment reuses the cells computed while scoring it,
+  so a model whose candidate lost pays nothing extra to catch up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import llama_cpp
+import numpy as np
+
+from ..errors import CoolfusionError
+from . import llama_log
+
+SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
+MAX_OUTPUTS_PER_DECODE = 64  # bounds the logits buffer: 64 rows x vocab floats
+
+
+class ContextFull(CoolfusionError):
+    """The model's context window cannot hold more tokens."""
+
+
+def _logsumexp(values: np.ndarray) -> float:
+    peak = float(values.max())
+    return peak + float(np.log(np.exp(values - peak).sum()))
+
+
+def default_threads() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    # Beyond 4 logical cores assume SMT: llama.cpp runs best on physical cores.
+    return cores if cores <= 4 else max(1, cores // 2)
+
+
+@dataclass
+class Scored:
+    """What scoring one candidate's tokens gave, and where its cells live."""
+
+    nll_sum: float
+    count: int
+    sequence: int
+    last_row: np.ndarray  # logits after the candidate's last token (for commit reuse)
+
+    @property
+    def mean_nll(self) -> float:
+        return self.nll_sum / max(self.count, 1)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One greedy token: its id, its NLL under the model, whether it ends the turn."""
+
+    token: int
+    nll: float
+    ends: bool
+
+
+class SourceModel:
+    """A loaded GGUF model with its own llama.cpp context and KV cache."""
+
+    def __init__(
+        self,
+        name: str,
+        path: Path | str,
+        *,
+        n_ctx: int = 4096,
+        n_gpu_layers: int = 0,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        vocab_only: bool = False,
+        progress: Callable[[float], None] | None = None,
+    ):
+        self.name = name
+        self.path = Path(path)
+        self.vocab_only = vocab_only
+        llama_log.install()
+        llama_log.take_recent_problems()
+        self._model = None
+        self._ctx = None
+        self._batch = None
+        self._pieces: dict[int, bytes] = {}
+
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = n_gpu_layers
+        model_params.vocab_only = vocab_only
+        model_params.use_mmap = True
+
+        # Always set a callback: without one llama.cpp prints dots to stderr.
+        def on_progress(fraction: float, user_data: ctypes.c_void_p) -> bool:
+            if progress is not None:
+                progress(float(fraction))
+            return True
+
+        # Keep a reference: ctypes frees callbacks that Python forgets.
+        self._progress_callback = llama_cpp.llama_progress_callback(on_progress)
+        model_params.progress_callback = self._progress_callback
+        started = time.perf_counter()
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
+        if not self._model:
+            problems = [p for p in llama_log.take_recent_problems() if p]
+            reason = problems[-1] if problems else "llama.cpp could not load it"
+            raise CoolfusionError(f"model {name!r}: cannot load {self.path}: {reason}")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.vocab_size = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.n_layers = llama_cpp.llama_model_n_layer(self._model)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self.bos_token = llama_cpp.llama_vocab_bos(self._vocab)
+        self.eos_token = llama_cpp.llama_vocab_eos(self._vocab)
+        self._eog = np.array(
+            [t for t in range(self.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)],
+            dtype=np.int64,
+        )
+        self.n_gpu_layers = (
+            min(n_gpu_layers if n_gpu_layers >= 0 else self.n_layers + 1, self.n_layers + 1)
+            if llama_cpp.llama_supports_gpu_offload() and not vocab_only
+            else 0
+        )
+        self.n_ctx = 0
+        self.n_batch = n_batch
+        if not vocab_only:
+            if llama_cpp.llama_model_is_recurrent(self._model) or llama_cpp.llama_model_is_hybrid(self._model):
+                self.close()
+                raise CoolfusionError(
+                    f"model {name!r}: recurrent/hybrid architectures cannot roll back their state "
+                    "segment by segment; pick a transformer model"
+                )
+            threads = n_threads or default_threads()
+            ctx_params = llama_cpp.llama_context_default_params()
+            ctx_params.n_ctx = n_ctx
+            ctx_params.n_batch = n_batch
+            ctx_params.n_ubatch = n_batch
+            ctx_params.n_seq_max = SCORING_SEQUENCES + 1
+            # One cache shared by all sequences, so candidate sequences reuse
+            # the prefix cells of sequence 0 instead of each getting 1/9 of it.
+            ctx_params.kv_unified = True
+            # Sliding-window layers must keep every cell: we roll back often.
+            ctx_params.swa_full = True
+            ctx_params.n_threads = threads
+            ctx_params.n_threads_batch = threads
+            ctx_params.no_perf = True
+            self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
+            if not self._ctx:
+                problems = llama_log.take_recent_problems()
+                reason = problems[-1] if problems else "not enough memory for the context?"
+                self.close()
+                raise CoolfusionError(f"model {name!r}: cannot create a context of {n_ctx} tokens: {reason}")
+            self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
+            self._memory = llama_cpp.llama_get_memory(self._ctx)
+            self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+            self.n_threads = threads
+        self.load_seconds = time.perf_counter() - started
+
+        # KV state of sequence 0 (see the module docstring).
+        self._cache: list[int] = []
+        self._committed = 0
+        self._answer_start = 0
+        self._pending_nll: list[float] = []
+        self._row: np.ndarray | None = None
+        self._scoring_in_use = False
+        self.decoded_tokens = 0  # every token this model ran through llama_decode
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __del__(self) -> None:  # pragma: no cover - safety net for forgotten closes
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ metadata
+
+    def metadata(self, key: str) -> str | None:
+        size = 4096
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buffer.value.decode("utf-8", errors="replace")
+            size = n + 1
+
+    def chat_template(self) -> str | None:
+        template = llama_cpp.llama_model_chat_template(self._model, None)
+        return template.decode("utf-8", errors="replace") if template else None
+
+    def token_text(self, token: int) -> str:
+        """The token's text with special tokens rendered (e.g. '<|im_end|>')."""
+        return self._piece(token, special=True).decode("utf-8", errors="replace")
+
+    # ------------------------------------------------------------------ text <-> tokens
+
+    def tokenize(self, text: bytes, *, special: bool = False, add_bos: bool = False) -> list[int]:
+        """Tokens of `text`; `special=False` keeps e.g. '<|im_end|>' plain text."""
+        capacity = len(text) + 8
+        while True:
+            buffer = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self._vocab, text, len(text), buffer, capacity, add_bos, special)
+            if n >= 0:
+                return list(buffer[:n])
+            capacity = -n
+
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, special)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for in plain text (special tokens: empty)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._piece(token)
+        return piece
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        return b"".join(self.piece(t) for t in tokens)
+
+    def is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # ------------------------------------------------------------------ decoding
+
+    def _decode(self, entries: list[tuple[int, int, int, bool]]) -> list[int]:
+        """Run one llama_decode over (token, position, sequence, want_logits) entries.
+
+        Returns the batch indices whose logits were requested.
+        """
+        batch = self._batch
+        for index, (token, position, sequence, want) in enumerate(entries):
+            if position >= self.n_ctx:
+                raise ContextFull(f"model {self.name!r}: its context of {self.n_ctx} tokens is full")
+            batch.token[index] = token
+            batch.pos[index] = position
+            batch.n_seq_id[index] = 1
+            batch.seq_id[index][0] = sequence
+            batch.logits[index] = want
+        batch.n_tokens = len(entries)
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status == 1:
+            raise ContextFull(f"model {self.name!r}: its context of {self.n_ctx} tokens is full")
+        if status != 0:
+            raise CoolfusionError(f"model {self.name!r}: llama_decode failed with status {status}")
+        self.decoded_tokens += len(entries)
+        return [i for i, entry in enumerate(entries) if entry[3]]
+
+    def _row_at(self, batch_index: int) -> np.ndarray:
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)
+        return np.ctypeslib.as_array(pointer, shape=(self.vocab_size,))
+
+    def _remove(self, sequence: int, start: int) -> None:
+        if not llama_cpp.llama_memory_seq_rm(self._memory, sequence, start, -1):
+            raise CoolfusionError(f"model {self.name!r}: llama.cpp refused to roll back its cache")
+
+    def _extend_sequence0(self, tokens: list[int]) -> None:
+        """Decode `tokens` after the cache of sequence 0; keep the last row."""
+        position = len(self._cache)
+        for chunk_start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[chunk_start : chunk_start + self.n_batch]
+            last = chunk_start + len(chunk) == len(tokens)
+            entries = [
+                (token, position + chunk_start + i, 0, last and i == len(chunk) - 1)
+                for i, token in enumerate(chunk)
+            ]
+            wanted = self._decode(entries)
+            if wanted:
+                self._row = self._row_at(wanted[-1]).copy()
+        self._cache.extend(tokens)
+
+    def _truncate_sequence0(self, keep: int) -> None:
+        if keep < len(self._cache):
+            self._remove(0, keep)
+            del self._cache[keep:]
+
+    # ------------------------------------------------------------------ the shared state
+
+    def start_answer(self, prompt_tokens: list[int]) -> int:
+        """Make sequence 0 hold exactly `prompt_tokens`; returns how many were evaluated.
+
+        Reuses the longest cached prefix (earlier turns of the conversation).
+        """
+        self._release_scoring()
+        if len(prompt_tokens) >= self.n_ctx:
+            raise ContextFull(
+                f"model {self.name!r}: the prompt takes {len(prompt_tokens)} tokens, "
+                f"its context holds {self.n_ctx}"
+            )
+        common = 0
+        limit = min(len(self._cache), len(prompt_tokens))
+        while common < limit and self._cache[common] == prompt_tokens[common]:
+            common += 1
+        # Re-evaluate at least the last prompt token: its row predicts the answer.
+        common = min(common, len(prompt_tokens) - 1)
+        self._truncate_sequence0(common)
+        self._extend_sequence0(prompt_tokens[common:])
+        self._committed = self._answer_start = len(prompt_tokens)
+        self._pending_nll = []
+        return len(prompt_tokens) - common
+
+    @property
+    def answer_tokens(self) -> list[int]:
+        return self._cache[self._answer_start : self._committed]
+
+    @property
+    def committed_tokens(self) -> int:
+        return self._committed
+
+    @property
+    def pending(self) -> list[Step]:
+        """Greedy tokens already decoded past the shared text."""
+        tokens = self._cache[self._committed :]
+        return [Step(t, n, False) for t, n in zip(tokens, self._pending_nll)]
+
+    def room(self) -> int:
+        """Tokens that still fit in the context after the shared text."""
+        return self.n_ctx - self._committed
+
+    def step(self) -> Step:
+        """Greedily extend the look-ahead by one token (an end token is not decoded)."""
+        row = self._row
+        token = int(row.argmax())
+        nll = _logsumexp(row) - float(row[token])
+        if self.is_end(token):
+            return Step(token, nll, True)
+        self._extend_sequence0([token])
+        self._pending_nll.append(nll)
+        return Step(token, nll, False)
+
+    def end_nll(self) -> float:
+        """-log P(the turn ends here | pending look-ahead), over all end tokens."""
+        return self._end_nll(self._row)
+
+    def _end_nll(self, row: np.ndarray) -> float:
+        if len(self._eog) == 0:
+            return float("inf")
+        return _logsumexp(row) - _logsumexp(row[self._eog])
+
+    def continuation(self, text: bytes, context_words: int = 4) -> tuple[int, list[int]]:
+        """Tokens for appending `text` to the shared text: (start position, tokens).
+
+        Re-tokenises only a window of a few words before the end of the shared
+        answer, plus `text`, so merges across the join come out as this
+        model's tokenizer would make them; `start` is where the window's
+        tokens first differ from the cache (usually the end of the shared text).
+        """
+        answer = self._cache[self._answer_start : self._committed]
+        window_start = len(answer)
+        words = 0
+        while window_start > 0 and words <= context_words:
+            window_start -= 1
+            if self.piece(answer[window_start])[:1].isspace():
+                words += 1
+        for start_index in (window_start, 0):
+            old = answer[start_index:]
+            left = self.detokenize(old)
+            fresh = self.tokenize(left + text)
+            if self.detokenize(fresh) != left + text and left[:1] == b" ":
+                # SentencePiece tokenizers that add a space prefix: let the
+                # prefix stand in for the window's own leading space.
+                fresh = self.tokenize(left[1:] + text)
+            if self.detokenize(fresh) != left + text:
+                continue
+            same = 0
+            while same < min(len(old), len(fresh)) and old[same] == fresh[same]:
+                same += 1
+            return self._answer_start + start_index + same, fresh[same:]
+        raise CoolfusionError(f"model {self.name!r}: cannot tokenise the answer so it reads back the same")
+
+    def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
+        """Score candidates in one batch: per request (start, tokens, ends_answer).
+
+        Each request gets sequence i+1 sharing the cache of sequence 0 up to
+        `start - 1`; the token at `start - 1` is decoded again on that
+        sequence so its row predicts the candidate's first token.
+        """
+        if len(requests) > SCORING_SEQUENCES:
+            raise ValueError(f"at most {SCORING_SEQUENCES} candidates per batch")
+        self._release_scoring()
+        self._scoring_in_use = True
+        entries: list[tuple[int, int, int, bool]] = []
+        targets: list[tuple[int, int | None]] = []  # per entry: (request, next token or None)
+        for index, (start, tokens, _ends) in enumerate(requests):
+            sequence = index + 1
+            if not 0 < start <= self._committed:
+                raise ValueError("a candidate must start inside the shared text")
+            llama_cpp.llama_memory_seq_cp(self._memory, 0, sequence, 0, start - 1)
+            row_tokens = [self._cache[start - 1], *tokens]
+            for offset, token in enumerate(row_tokens):
+                following = row_tokens[offset + 1] if offset + 1 < len(row_tokens) else None
+                entries.append((token, start - 1 + offset, sequence, True))
+                targets.append((index, following))
+        nll_sums = [0.0] * len(requests)
+        last_rows: list[np.ndarray | None] = [None] * len(requests)
+        for chunk_start in range(0, len(entries), MAX_OUTPUTS_PER_DECODE):
+            chunk = entries[chunk_start : chunk_start + MAX_OUTPUTS_PER_DECODE]
+            self._decode(chunk)
+            for i in range(len(chunk)):
+                request, following = targets[chunk_start + i]
+                row = self._row_at(i)
+                if following is None:
+                    last_rows[request] = row.copy()
+                else:
+                    nll_sums[request] += _logsumexp(row) - float(row[following])
+        results = []
+        for index, (_start, tokens, ends) in enumerate(requests):
+            row = last_rows[index]
+            nll, count = nll_sums[index], len(tokens)
+            if ends:
+                nll += self._end_nll(row)
+                count += 1
+            results.append(Scored(nll, count, index + 1, row))
+        return results
+
+    def commit(self, start: int, tokens: list[int], scored: Scored | None = None) -> None:
+        """Make the shared text end with `tokens` placed at `start`.
+
+        Cheapest first: the cache already holds them (this model proposed the
+        winner: its look-ahead stays pending); or they were just scored on a
+        candidate sequence (cells are copied, nothing decoded); or decode them.
+        """
+        target = self._cache[:start] + tokens
+        end = len(target)
+        if end >= self._committed and self._cache[:end] == target:
+            self._pending_nll = self._pending_nll[end - self._committed :]
+            self._committed = end
+        elif scored is not None and self._scoring_in_use:
+            self._truncate_sequence0(start - 1)
+            llama_cpp.llama_memory_seq_cp(self._memory, scored.sequence, 0, start - 1, -1)
+            self._cache.extend(target[start - 1 :])
+            self._row = scored.last_row
+            self._committed = end
+            self._pending_nll = []
+        else:
+            common = 0
+            while common < min(len(self._cache), end) and self._cache[common] == target[common]:
+                common += 1
+            common = min(common, end - 1)
+            self._truncate_sequence0(common)
+            self._extend_sequence0(target[common:])
+            self._committed = end
+            self._pending_nll = []
+        self._release_scoring()
+
+    def _release_scoring(self) -> None:
+        if self._scoring_in_use:
+            for sequence in range(1, SCORING_SEQUENCES + 1):
+                llama_cpp.llama_memory_seq_rm(self._memory, sequence, -1, -1)
+            self._scoring_in_use = False
+
+    # ------------------------------------------------------------------ checks
+
+    def smoke_test(self) -> str:
+        """Evaluate a short prompt and decode one greedy token (for `models check`)."""
+        prompt = self.tokenize(b"The capital of France is", add_bos=self.add_bos)
+        self.start_answer(prompt)
+        step = self.step()
+        return "" if step.ends else self.piece(step.token).decode("utf-8", errors="replace")
