@@ -1,0 +1,145 @@
+"""End-to-end fusion through real llama.cpp models of three tokenizer families."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from coolfusion_local.engine.events import AnswerDone, Message, Notice, SegmentChosen
+from coolfusion_local.engine.fusion import FusionSettings, generate, prompt_tokens
+
+pytestmark = pytest.mark.models
+
+NATALIA = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?"
+)
+PAIRS = [
+    ("qwen-coder-0.5b", "smollm2-135m"),
+    ("qwen-coder-0.5b", "gemma3-270m"),
+    ("smollm2-135m", "gemma3-270m"),
+]
+
+
+def run(members, messages, **settings):
+    events = list(generate(members, messages, FusionSettings(**settings)))
+    segments = [e for e in events if isinstance(e, SegmentChosen)]
+    done = events[-1]
+    assert isinstance(done, AnswerDone)
+    return segments, done, events
+
+
+def assert_every_model_holds_the_shared_text(members, done):
+    for member in members:
+        held = member.model.detokenize(member.model.answer_tokens).decode("utf-8", errors="replace")
+        if done.stop_reason == "stop_string":  # the models hold the stop text too
+            assert held.startswith(done.text), member.name
+        else:
+            assert held == done.text, member.name
+
+
+@pytest.mark.parametrize("names", PAIRS, ids=["qwen+smollm2", "qwen+gemma", "smollm2+gemma"])
+def test_fused_answer_is_consistent_across_families(offline_members, names):
+    members = offline_members(*names)
+    segments, done, _ = run(members, [Message("user", NATALIA)], max_tokens=48)
+    # Gemma 270M is a base model: its plain-text format stops at "\nUser:".
+    assert done.stop_reason in ("eos", "max_tokens", "stop_string")
+    assert done.text == "".join(s.text for s in segments)
+    assert len(segments) >= 2
+    # After N segments each model's own token state decodes to exactly the shared text.
+    assert_every_model_holds_the_shared_text(members, done)
+    for segment in segments:
+        assert set(segment.candidates) == set(names)
+        assert segment.winner in names and segment.winner in segment.proposers
+        if segment.decision == "scored":
+            assert set(segment.scores) == set(names)
+            distinct = {c.text for c in segment.candidates.values()}
+            assert all(len(row) == len({segment.candidates[p].text for p in row}) for row in segment.scores.values())
+            assert len(distinct) >= 2
+    assert done.stats.segments == len(segments)
+    assert sum(done.stats.decisions.get(k, 0) for k in ("agreed", "scored")) == len(segments)
+
+
+def test_three_families_fused_together(offline_members):
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m", "gemma3-270m")
+    segments, done, _ = run(members, [Message("user", "Write one sentence about the sea.")], max_tokens=40)
+    assert segments and done.text
+    assert_every_model_holds_the_shared_text(members, done)
+    assert any(s.decision == "scored" and len(s.scores) == 3 for s in segments)
+
+
+def test_solo_mode_is_plain_greedy_decoding(offline_members):
+    member = offline_members("qwen-coder-0.5b")[0]
+    messages = [Message("user", "List the planets of the solar system.")]
+    segments, done, _ = run([member], messages, max_tokens=40, mode="solo")
+    assert {s.decision for s in segments} == {"solo"}
+    # Reference: the model alone, one greedy token at a time.
+    model = member.model
+    model.start_answer(prompt_tokens(member, messages))
+    greedy = []
+    while len(greedy) < 40:
+        step = model.step()
+        if step.ends:
+            break
+        greedy.append(step.token)
+        model.commit(model.committed_tokens, [step.token])
+    expected = model.detokenize(greedy).decode("utf-8", errors="replace")
+    assert done.text == expected
+
+
+def test_stop_string_ends_the_answer_before_it(offline_members):
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    segments, done, _ = run(members, [Message("user", "Count from 1 to 20, one number per line.")],
+                            max_tokens=80, stop=["5"])
+    assert done.stop_reason == "stop_string"
+    assert "5" not in done.text and "4" in done.text
+
+
+def test_cancel_keeps_the_partial_answer(offline_members):
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    cancel = threading.Event()
+    seen = []
+    for event in generate(members, [Message("user", NATALIA)], FusionSettings(max_tokens=200), cancel):
+        if isinstance(event, SegmentChosen):
+            seen.append(event.text)
+            if len(seen) == 3:
+                cancel.set()
+        elif isinstance(event, AnswerDone):
+            done = event
+    assert done.stop_reason == "stopped"
+    assert done.text == "".join(seen) and len(seen) == 3
+
+
+def test_model_that_ends_at_once(offline_members):
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    messages = [Message("user", "Reply with nothing at all: an empty message.")]
+    segments, done, _ = run(members, messages, max_tokens=30)
+    assert done.stop_reason in ("eos", "max_tokens")
+    assert_every_model_holds_the_shared_text(members, done)
+
+
+def test_long_conversation_is_trimmed_with_a_notice(offline_members):
+    members = offline_members("smollm2-135m", "qwen-coder-0.5b")
+    long_turn = "word " * 700
+    history = []
+    for _ in range(3):
+        history += [Message("user", long_turn), Message("assistant", "ok")]
+    history.append(Message("user", "Say hi."))
+    segments, done, events = run(members, history, max_tokens=8)
+    assert any(isinstance(e, Notice) and "left out" in e.message for e in events)
+    assert done.stop_reason in ("eos", "max_tokens")
+
+
+def test_a_message_too_long_for_any_context_is_refused_cleanly(offline_members):
+    members = offline_members("smollm2-135m")
+    _, done, _ = run(members, [Message("user", "word " * 3000)], max_tokens=8, mode="solo")
+    assert done.stop_reason == "context_full" and "n_ctx" in done.error
+
+
+def test_cjk_emoji_and_code_answers_stay_valid_text(offline_members):
+    members = offline_members("qwen-coder-0.5b", "gemma3-270m")
+    for prompt in ["用中文写一句关于猫的话。", "Reply with three emoji about the sun.", "Write a Python function that adds two numbers."]:
+        segments, done, _ = run(members, [Message("user", prompt)], max_tokens=32)
+        assert "\ufffd" not in "".join(s.text for s in segments[:-1])
+        assert_every_model_holds_the_shared_text(members, done)
