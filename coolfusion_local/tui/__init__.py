@@ -1,0 +1,1 @@
+"""The `coolfusion chat` terminal UI (Textual). Never imports llama_cpp."""

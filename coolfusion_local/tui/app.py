@@ -1,0 +1,175 @@
+"""The chat app: owns the engine thread, the model table and the history; screens do the rest."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from ..store import Store
+from .colours import model_colours
+from .messages import EngineProblem, LoadFraction, LoadProgress, ModelsChanged, ModelsSnapshot, ModelView
+from .palette import chat_commands
+from .runner import EngineRunner, load_models, safe_post, snapshot
+from .screens.chat import ChatScreen
+from .screens.help import HelpScreen
+from .session import ChatSession
+
+log = logging.getLogger("coolfusion.tui")
+
+FUSION_MODES = ("cool", "cool+r", "adaptive")
+
+
+class CoolfusionApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "coolfusion"
+    BINDINGS = [
+        Binding("ctrl+q,ctrl+c", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Help"),
+    ]
+
+    def __init__(
+        self,
+        engine_factory: Callable[[], object],
+        store: Store,
+        *,
+        model_names: Iterable[str] = (),
+        mode: str = "",
+        max_tokens: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.runner = EngineRunner(engine_factory, self.post_message)
+        self.session = ChatSession(store)
+        self.max_tokens = max_tokens
+        self.mode = mode
+        self.model_views: list[ModelView] = [ModelView(name, "unloaded") for name in model_names]
+        self.colours = model_colours([v.name for v in self.model_views])
+        self.activity = ""  # what the engine thread is busy with, for the status bar
+        self.load_fractions: dict[str, float] = {}
+        self.facts: dict = {}  # model name -> ModelFacts, filled by the models panel
+
+    def on_mount(self) -> None:
+        self.push_screen(ChatScreen(self.session, self.colours))
+        self.runner.start()
+        post = self.post_message
+        self.submit(lambda engine: safe_post(post, snapshot(engine)))
+        self.load()
+
+    def on_unmount(self) -> None:
+        self.runner.close(timeout=0)  # queue the engine's close; `coolfusion chat` waits for it
+
+    # ------------------------------------------------------------ engine jobs
+
+    def submit(self, job: Callable[[object], None]) -> None:
+        self.runner.submit(job)
+
+    def load(self) -> None:
+        post = self.post_message
+        self.submit(lambda engine: load_models(engine, post))
+
+    def set_mode(self, mode: str) -> None:
+        post = self.post_message
+
+        def job(engine) -> None:
+            engine.mode = mode  # a CoolfusionError (unknown mode) becomes a one-line notice
+            safe_post(post, snapshot(engine))
+
+        self.submit(job)
+        self.load()  # "solo:NAME" may need a model that is not loaded yet
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        post = self.post_message
+
+        def job(engine) -> None:
+            engine.set_enabled(name, enabled)
+            safe_post(post, snapshot(engine))
+
+        self.submit(job)
+        if enabled:
+            self.load()
+
+    def modes(self) -> list[str]:
+        return [*FUSION_MODES, *(f"solo:{view.name}" for view in self.model_views)]
+
+    def cycle_mode(self) -> None:
+        modes = self.modes()
+        following = modes[(modes.index(self.mode) + 1) % len(modes)] if self.mode in modes else modes[0]
+        self.set_mode(following)
+        self.notify(f"Fusion mode: {following}")
+
+    # ------------------------------------------------------------ news from the engine thread
+
+    def on_models_snapshot(self, message: ModelsSnapshot) -> None:
+        self.model_views = list(message.models)
+        self.mode = message.mode
+        for name, colour in model_colours([v.name for v in self.model_views]).items():
+            self.colours.setdefault(name, colour)
+        if not any(v.state == "loading" for v in self.model_views):
+            self.activity = ""
+        self._models_changed()
+
+    def on_load_progress(self, message: LoadProgress) -> None:
+        event = message.event
+        if isinstance(event, ModelLoadStarted):
+            self._set_state(event.model, "loading", None)
+            self.activity = f"loading {event.model} ({message.position}/{message.total})…"
+        elif isinstance(event, ModelLoaded):
+            self._set_state(event.model, "loaded", None, info=event)
+            self.activity = ""
+        elif isinstance(event, ModelLoadFailed):
+            self._set_state(event.model, "failed", event.reason)
+            self.activity = ""
+            self.notify(f"{event.model} failed to load: {event.reason}", severity="error", timeout=15)
+        self._models_changed()
+
+    def on_load_fraction(self, message: LoadFraction) -> None:
+        self.load_fractions[message.model] = message.fraction
+        view = next((v for v in self.model_views if v.name == message.model), None)
+        if view is not None and view.state == "loading":
+            self.activity = f"loading {message.model} {message.fraction:.0%}…"
+            self._models_changed()
+
+    def on_engine_problem(self, message: EngineProblem) -> None:
+        self.notify(message.text, severity="error", timeout=15)
+        self.activity = ""
+        self._models_changed()
+
+    def _set_state(self, name: str, state: str, reason: str | None, info=None) -> None:
+        for i, view in enumerate(self.model_views):
+            if view.name == name:
+                self.model_views[i] = ModelView(name, state, reason, info or view.info, view.spec)
+                return
+        self.model_views.append(ModelView(name, state, reason, info))
+
+    def _models_changed(self) -> None:
+        for screen in self.screen_stack:
+            screen.post_message(ModelsChanged())
+
+    # ------------------------------------------------------------ app-wide actions
+
+    @property
+    def chat(self) -> ChatScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                return screen
+        return None
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, ChatScreen):
+            yield from chat_commands(self, screen)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        """Stop an answer in progress and save its partial text before leaving."""
+        chat = self.chat
+        if chat is not None:
+            await chat.stop_and_save()
+        self.exit()

@@ -1,0 +1,69 @@
+"""What the models panel says about a configured model, read from its GGUF header.
+
+Only looks: `hub.model_status` never downloads, assembles or hashes, and the
+GGUF reader maps the header without loading weights, so this is safe to run
+in a plain worker thread while the engine thread loads models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    family: str = "?"
+    quant: str = "?"
+    size: str = "?"
+    tokenizer: str = "?"
+    source: str = ""
+    note: str = ""  # e.g. "not assembled" when the file is not on disk yet
+
+
+def human_size(n: int | None) -> str:
+    if not n:
+        return "?"
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def model_facts(spec) -> ModelFacts:
+    source = ""
+    try:
+        source = spec.describe_source()
+    except Exception:
+        pass
+    try:
+        from ..hub import model_status
+        from ..gguf_info import read_gguf_info
+    except ImportError:  # an older checkout without these modules
+        return ModelFacts(source=source)
+    try:
+        status = model_status(spec)
+    except Exception as error:
+        return ModelFacts(source=source, note=_one_line(error))
+    if status.path is None:
+        state = getattr(status.state, "value", str(status.state))
+        return ModelFacts(size=human_size(status.expected_size), source=source, note=state)
+    try:
+        info = read_gguf_info(status.path)
+    except Exception as error:
+        return ModelFacts(source=source, note=_one_line(error))
+    tokenizer = info.tokenizer_pre or info.tokenizer_model or "?"
+    if info.vocab_size:
+        tokenizer += f" ({info.vocab_size // 1000}k vocab)" if info.vocab_size >= 1000 else f" ({info.vocab_size})"
+    return ModelFacts(
+        family=info.architecture or "?",
+        quant=info.quant or "?",
+        size=human_size(info.file_size),
+        tokenizer=tokenizer,
+        source=source,
+    )
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,1 @@
+"""Screens of the chat UI: chat (main), compare, models, help and small dialogs."""

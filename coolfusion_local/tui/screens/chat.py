@@ -1,0 +1,445 @@
+"""The main screen: conversation list, the chat, the input, the segment inspector.
+
+Asking: the question is saved at once, an AnswerBox is mounted, and a generate
+job goes to the engine thread; its events come back as `EngineEvent`s tagged
+with the answer they belong to. Only one answer is written at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from ...engine.events import (
+    AnswerDone,
+    AnswerReranked,
+    GenerationStats,
+    Notice,
+    SegmentChosen,
+    SoloAnswerStarted,
+    SoloTextDelta,
+)
+from ...store import StoredMessage, StoredSegment
+from ..messages import EngineEvent, ModelsChanged
+from ..runner import generate_answer
+from ..session import ChatSession
+from ..widgets.conversation_list import ConversationList
+from ..widgets.message_box import AnswerBox, UserMessage
+from ..widgets.segment_panel import SegmentPanel
+from ..widgets.status_bar import StatusBar, legend
+from .dialogs import Confirm, TextPrompt
+
+_tags = itertools.count(1)
+CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
+
+
+def segment_record(event: SegmentChosen) -> StoredSegment:
+    return StoredSegment(
+        index=event.index,
+        text=event.text,
+        winner=event.winner,
+        decision=event.decision,
+        proposers=tuple(event.proposers),
+        candidates={name: c.text for name, c in event.candidates.items()},
+        scores={scorer: dict(row) for scorer, row in event.scores.items()},
+    )
+
+
+@dataclass
+class PendingAnswer:
+    tag: str
+    box: AnswerBox
+    cancel: threading.Event
+    done: asyncio.Event
+
+
+class ChatScreen(Screen):
+    AUTO_FOCUS = "#prompt"
+    BINDINGS = [
+        Binding("escape", "stop", "Stop"),
+        Binding("ctrl+n", "new_chat", "New"),
+        Binding("ctrl+l", "clear_chat", "Clear"),
+        Binding("ctrl+t", "toggle_colours", "Colours"),
+        Binding("ctrl+s", "toggle_inspector", "Segments"),
+        Binding("f7", "step_segment(-1)", "Prev seg", show=False),
+        Binding("f8", "step_segment(1)", "Next seg", show=False),
+        Binding("ctrl+r", "compare", "Compare"),
+        Binding("ctrl+o", "models", "Models"),
+        Binding("f3", "cycle_mode", "Mode"),
+        Binding("ctrl+y", "copy_answer", "Copy"),
+        Binding("ctrl+b", "toggle_sidebar", "Chats", show=False),
+        Binding("f2", "rename_chat", "Rename", show=False),
+        Binding("question_mark", "app.help", "Help", show=False),
+    ]
+
+    def __init__(self, session: ChatSession, colours: dict[str, str]) -> None:
+        super().__init__()
+        self.session = session
+        self.colours = colours
+        self.coloured = False
+        self.pending: PendingAnswer | None = None
+        self.inspected: tuple[AnswerBox, int] | None = None
+        self.quitting = False  # set while the app quits: save, but redraw nothing more
+
+    def compose(self):
+        with Horizontal(id="body"):
+            yield ConversationList(id="sidebar")
+            with Vertical(id="main"):
+                yield VerticalScroll(id="log")
+                yield Static(id="legend")
+                yield Input(placeholder="Ask the fused models… (Enter sends, Esc stops, F1 help)", id="prompt")
+            yield SegmentPanel(id="inspector")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.query_one("#legend").display = False
+        self.query_one("#inspector").display = False
+        await self.show_conversation()
+        await self.refresh_sidebar()
+        self.on_models_changed(None)
+        self.query_one("#prompt", Input).focus()
+        self.show_notices()
+
+    # ------------------------------------------------------------ asking
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "prompt":
+            return
+        text = event.value.strip()
+        if not text:
+            return
+        if self.pending is not None:
+            self.notify("An answer is still being written; Esc stops it.", severity="warning")
+            return
+        event.input.value = ""
+        await self.ask(text)
+
+    async def ask(self, text: str) -> None:
+        question = StoredMessage("user", text)
+        self.session.add(question)
+        await self.chat_log.mount(UserMessage(question))
+        await self.start_answer()
+        self.show_notices()
+        await self.refresh_sidebar()
+
+    async def start_answer(self) -> None:
+        history = self.session.history()
+        tag = f"answer-{next(_tags)}"
+        message = StoredMessage("assistant", "", mode=self.app.mode)
+        box = AnswerBox(message, self.colours, title="Fused answer", coloured=self.coloured, streaming=True)
+        await self.chat_log.mount(box)
+        self.chat_log.anchor()
+        cancel = threading.Event()
+        self.pending = PendingAnswer(tag, box, cancel, asyncio.Event())
+        post, max_tokens = self.post_message, self.app.max_tokens
+        self.app.submit(lambda engine: generate_answer(engine, post, tag, history, cancel, max_tokens=max_tokens))
+
+    async def on_engine_event(self, message: EngineEvent) -> None:
+        pending = self.pending
+        if pending is None or message.tag != pending.tag:
+            return  # a late event of an answer already closed
+        event, box = message.event, pending.box
+        if isinstance(event, SegmentChosen):
+            await box.add_segment(segment_record(event))
+        elif isinstance(event, Notice):
+            self.notify(event.message, timeout=8)
+        elif isinstance(event, SoloAnswerStarted):
+            box.set_status(f"Cool+R: {event.model} writes its own answer…")
+        elif isinstance(event, SoloTextDelta):
+            pass  # the fused box shows only the fused draft; compare view shows solos
+        elif isinstance(event, AnswerReranked):
+            box.set_status(f"Cool+R: chose {'the fused answer' if event.chosen == 'fused' else event.chosen}")
+        elif isinstance(event, AnswerDone):
+            await self.finish_answer(event)
+
+    async def finish_answer(self, done: AnswerDone) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        box = pending.box
+        box.message.mode = done.stats.mode or box.message.mode
+        await box.finish(done.text, done.stop_reason, done.stats.as_dict(), done.error)
+        self.session.add(box.message)
+        pending.done.set()
+        self.status_bar.set_speed(box.message.stats)
+        if done.error:
+            self.notify(done.error, severity="error", timeout=10)
+        self.show_notices()
+        if self.query_one("#inspector").display and box.message.segments:
+            self.inspect(box, 0)
+        await self.refresh_sidebar()
+
+    def action_stop(self) -> None:
+        if self.pending is not None and not self.pending.cancel.is_set():
+            self.pending.cancel.set()
+            self.pending.box.set_status("stopping…")
+
+    async def stop_and_save(self, timeout: float = 5.0) -> None:
+        """Quitting: stop the answer, keep what it had (from the engine, or from the screen)."""
+        self.quitting = True
+        pending = self.pending
+        if pending is None:
+            return
+        pending.cancel.set()
+        try:
+            await asyncio.wait_for(pending.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            stats = GenerationStats(mode=pending.box.message.mode or "")
+            await self.finish_answer(AnswerDone(pending.box.message.content, "stopped", stats))
+
+    def busy(self, doing: str) -> bool:
+        if self.pending is not None:
+            self.notify(f"Stop the answer first (Esc), then {doing}.", severity="warning")
+            return True
+        return False
+
+    # ------------------------------------------------------------ conversations
+
+    @property
+    def chat_log(self) -> VerticalScroll:
+        return self.query_one("#log", VerticalScroll)
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    async def show_conversation(self) -> None:
+        await self.chat_log.remove_children()
+        self.inspected = None
+        widgets = []
+        for message in self.session.messages:
+            if message.role == "user":
+                widgets.append(UserMessage(message))
+            else:
+                widgets.append(AnswerBox(message, self.colours, title="Fused answer", coloured=self.coloured))
+        if widgets:
+            await self.chat_log.mount_all(widgets)
+        self.chat_log.border_title = self.session.title
+        self.chat_log.anchor()
+
+    async def refresh_sidebar(self) -> None:
+        if self.quitting or not self.is_attached:
+            return
+        summaries = self.session._guard(self.session.store.list_conversations, "list conversations") or []
+        await self.query_one(ConversationList).show(summaries, self.session.conversation_id)
+        self.chat_log.border_title = self.session.title
+        self.status_bar.set_saving(self.session.store.persistent)
+
+    async def on_conversation_list_action(self, event: ConversationList.Action) -> None:
+        if event.verb == "open":
+            if event.conversation_id == self.session.conversation_id or self.busy("switch chats"):
+                return
+            self.session.open(event.conversation_id)
+            await self.show_conversation()
+            self.query_one("#prompt", Input).focus()
+        elif event.verb == "rename":
+            self.rename(event.conversation_id)
+        elif event.verb == "delete":
+            self.delete(event.conversation_id)
+        elif event.verb == "export":
+            self.export(event.conversation_id)
+        self.show_notices()
+
+    async def action_new_chat(self) -> None:
+        if self.busy("start a new chat"):
+            return
+        self.session.new()
+        await self.show_conversation()
+        await self.refresh_sidebar()
+        self.query_one("#prompt", Input).focus()
+
+    def action_clear_chat(self) -> None:
+        if self.busy("clear the chat") or not self.session.messages:
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                self.session.clear()
+                await self.show_conversation()
+                await self.refresh_sidebar()
+                self.show_notices()
+
+        self.app.push_screen(Confirm("Clear every message of this chat? This cannot be undone."), answered)
+
+    def action_rename_chat(self) -> None:
+        self.rename(self.session.conversation_id)
+
+    def rename(self, conversation_id: int | None) -> None:
+        current = self.session.title if conversation_id == self.session.conversation_id else ""
+        if conversation_id is not None and not current:
+            current = self.session.store.conversation_title(conversation_id) or ""
+
+        async def answered(title: str | None) -> None:
+            if not title:
+                return
+            if conversation_id is None:
+                self.session.title = title  # saved with the first message
+            else:
+                self.session.rename(conversation_id, title)
+            await self.refresh_sidebar()
+            self.show_notices()
+
+        self.app.push_screen(TextPrompt("Rename the chat:", current), answered)
+
+    def delete(self, conversation_id: int | None) -> None:
+        if conversation_id is None:
+            return
+        if conversation_id == self.session.conversation_id and self.busy("delete this chat"):
+            return
+
+        async def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            current = conversation_id == self.session.conversation_id
+            self.session.delete(conversation_id)
+            if current:
+                await self.show_conversation()
+            await self.refresh_sidebar()
+            self.show_notices()
+
+        title = self.session.store.conversation_title(conversation_id) or "this chat"
+        self.app.push_screen(Confirm(f"Delete “{title}”? This cannot be undone."), answered)
+
+    def export(self, conversation_id: int | None) -> None:
+        if conversation_id is None:
+            self.notify("Nothing to export yet: ask something first.", severity="warning")
+            return
+        title = self.session.store.conversation_title(conversation_id) or "chat"
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:40] or "chat"
+        default = str(Path.cwd() / f"coolfusion-{conversation_id}-{slug}.md")
+
+        def answered(path: str | None) -> None:
+            if not path:
+                return
+            target = Path(path).expanduser()
+            try:
+                target.write_text(self.session.store.export_markdown(conversation_id), encoding="utf-8")
+            except OSError as error:
+                self.notify(f"Could not export to {target}: {error.strerror or error}", severity="error")
+                return
+            self.notify(f"Exported to {target}")
+
+        self.app.push_screen(TextPrompt("Export the chat to this Markdown file:", default), answered)
+
+    # ------------------------------------------------------------ colours and segments
+
+    def action_toggle_colours(self) -> None:
+        self.coloured = not self.coloured
+        for box in self.query(AnswerBox):
+            box.set_coloured(self.coloured)
+        legend_line = self.query_one("#legend", Static)
+        legend_line.update(legend(list(self.colours), self.colours))
+        legend_line.display = self.coloured
+
+    def action_toggle_inspector(self) -> None:
+        panel = self.query_one("#inspector")
+        panel.display = not panel.display
+        if panel.display and self.inspected is None:
+            self.action_step_segment(0)
+
+    def action_step_segment(self, step: int) -> None:
+        if self.inspected is not None and self.inspected[0].is_mounted:
+            box, index = self.inspected
+        else:
+            boxes = [b for b in self.query(AnswerBox) if b.message.segments]
+            if not boxes:
+                self.notify("No answer with segments yet.", severity="warning")
+                return
+            box, index = boxes[-1], 0
+            step = 0
+        count = len(box.message.segments)
+        self.inspect(box, max(0, min(count - 1, index + step)))
+
+    def on_answer_box_segment_selected(self, event: AnswerBox.SegmentSelected) -> None:
+        if event.index is not None:
+            self.inspect(event.box, event.index)
+
+    def inspect(self, box: AnswerBox, index: int) -> None:
+        if self.inspected is not None and self.inspected[0] is not box and self.inspected[0].is_mounted:
+            self.inspected[0].select(None)
+        self.inspected = (box, index)
+        box.select(index)
+        panel = self.query_one(SegmentPanel)
+        panel.display = True
+        segments = box.message.segments
+        panel.show(segments[index] if index < len(segments) else None, len(segments), self.colours)
+
+    # ------------------------------------------------------------ other views
+
+    def action_compare(self) -> None:
+        if self.busy("compare"):
+            return
+        exchange = self.session.last_exchange()
+        if exchange is None:
+            self.notify("Ask a question first; compare re-asks it of each model alone.", severity="warning")
+            return
+        loaded = [view.name for view in self.app.model_views if view.state == "loaded"]
+        if not loaded:
+            self.notify("No model is loaded yet (Ctrl+O shows them).", severity="warning")
+            return
+        index, fused = exchange
+        from .compare import CompareScreen  # only needed here
+
+        self.app.push_screen(
+            CompareScreen(self.session.history(upto=index + 1), fused, loaded, self.colours)
+        )
+
+    def action_models(self) -> None:
+        from .models import ModelsScreen
+
+        self.app.push_screen(ModelsScreen())
+
+    def action_cycle_mode(self) -> None:
+        self.app.cycle_mode()
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.query_one("#sidebar")
+        sidebar.display = not sidebar.display
+
+    def action_copy_answer(self) -> None:
+        answer = self.session.last_answer()
+        if answer is None:
+            self.notify("No answer to copy yet.", severity="warning")
+            return
+        self.app.copy_to_clipboard(answer.content)
+        self.notify(f"Copied the last answer ({len(answer.content)} characters).")
+
+    def action_copy_code(self) -> None:
+        answer = self.session.last_answer()
+        blocks = CODE_BLOCK.findall(answer.content) if answer else []
+        if not blocks:
+            self.notify("The last answer has no code block.", severity="warning")
+            return
+        self.app.copy_to_clipboard(blocks[-1])
+        self.notify("Copied the last code block.")
+
+    def action_export_chat(self) -> None:
+        self.export(self.session.conversation_id)
+
+    def action_delete_chat(self) -> None:
+        self.delete(self.session.conversation_id)
+
+    # ------------------------------------------------------------ status
+
+    def on_models_changed(self, _message: ModelsChanged | None) -> None:
+        self.status_bar.set_models(self.app.model_views, self.app.mode)
+        self.status_bar.set_activity(self.app.activity)
+        if self.pending is not None and not self.pending.box.message.segments:
+            if self.app.activity:
+                self.pending.box.set_status(f"waiting: {self.app.activity}")
+            else:
+                self.pending.box.set_status("thinking…")
+
+    def show_notices(self) -> None:
+        for notice in self.session.take_notices():
+            self.notify(notice, severity="warning", timeout=12)

@@ -1,0 +1,220 @@
+"""One turn on screen: the user's question, or an answer streamed segment by segment.
+
+An answer keeps its `StoredMessage` (text, segments with winners, candidates and
+scores): the same record is shown, inspected, coloured and saved.
+"""
+
+from __future__ import annotations
+
+import math
+
+from textual.color import Color
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.style import Style
+from textual.widgets import Markdown, Static
+
+from ...store import StoredMessage, StoredSegment
+from ..colours import UNKNOWN
+
+STOP_LABELS = {
+    "stopped": "⏹ stopped",
+    "max_tokens": "reached the length limit",
+    "context_full": "context window full",
+    "stop_string": "",
+    "eos": "",
+}
+
+
+def describe_stats(stats: dict | None) -> str:
+    """'12 segments · 8.1 tok/s · 3.0 seg/s' from GenerationStats.as_dict()."""
+    if not stats:
+        return ""
+    parts = []
+    if stats.get("segments"):
+        parts.append(f"{stats['segments']} segments")
+    if stats.get("answer_tokens"):
+        parts.append(f"{stats.get('tokens_per_second', 0.0):.1f} tok/s")
+        parts.append(f"{stats.get('segments_per_second', 0.0):.1f} seg/s")
+    if stats.get("seconds"):
+        parts.append(f"{stats['seconds']:.1f} s")
+    return " · ".join(parts)
+
+
+class UserMessage(Static):
+    """A question, shown as typed (no Markdown: what you typed is what was sent)."""
+
+    def __init__(self, message: StoredMessage) -> None:
+        super().__init__(Content(message.content), classes="user-message")
+        self.message = message
+        self.border_title = "You"
+
+
+class ColouredText(Static):
+    """The answer as its segments, each in its winner's colour; click one to inspect it."""
+
+    class Clicked(Message):
+        def __init__(self, index: int) -> None:
+            super().__init__()
+            self.index = index
+
+    def show(self, segments: list[StoredSegment], colours: dict[str, str], selected: int | None) -> None:
+        parts = []
+        for seg in segments:
+            style = Style.from_meta({"@click": f"select_segment({seg.index})"})
+            style += Style(foreground=Color.parse(colours.get(seg.winner, UNKNOWN)))
+            if seg.index == selected:
+                style += Style(reverse=True)
+            parts.append((seg.text, style))
+        self.update(Content.assemble(*parts) if parts else Content(""))
+
+    def action_select_segment(self, index: int) -> None:
+        self.post_message(self.Clicked(index))
+
+
+class AnswerBox(Vertical):
+    """A fused (or solo) answer; streams while `streaming`, then shows its outcome."""
+
+    class SegmentSelected(Message):
+        def __init__(self, box: "AnswerBox", index: int | None) -> None:
+            super().__init__()
+            self.box = box
+            self.index = index
+
+    def __init__(
+        self,
+        message: StoredMessage,
+        colours: dict[str, str],
+        *,
+        title: str = "Answer",
+        coloured: bool = False,
+        streaming: bool = False,
+        classes: str = "",
+    ) -> None:
+        super().__init__(classes=f"answer {classes}".strip())
+        self.message = message
+        self.colours = colours
+        self.coloured = coloured
+        self.streaming = streaming
+        self.selected: int | None = None
+        self.status = "waiting for the models…" if streaming else ""
+        self.border_title = title
+        self._stream = None
+        self._streamed = ""  # what the Markdown stream has been given so far
+
+    def compose(self):
+        yield Markdown(self.message.content, classes="answer-text")
+        yield ColouredText(classes="answer-coloured")
+        yield Static(classes="answer-meta")
+
+    def on_mount(self) -> None:
+        if self.streaming:
+            self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self._apply_view()
+        self._show_meta()
+
+    # ------------------------------------------------------------ streaming
+
+    async def add_segment(self, segment: StoredSegment) -> None:
+        self.message.segments.append(segment)
+        self.message.content += segment.text
+        self.status = "thinking…" if self.status != "stopping…" else self.status
+        if self._stream is not None:
+            self._streamed += segment.text
+            await self._stream.write(segment.text)
+        if self.coloured:
+            self._show_coloured()
+        self._show_meta()
+
+    async def add_text(self, text: str) -> None:
+        """Plain streamed text without segment data (solo answers in Cool+R)."""
+        self.message.content += text
+        if self._stream is not None:
+            self._streamed += text
+            await self._stream.write(text)
+        self._show_meta()
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+        self._show_meta()
+
+    async def finish(self, text: str, stop_reason: str, stats: dict | None, error: str | None) -> None:
+        """The last word: the final text (Cool+R may replace the draft), why it ended, speed."""
+        self.message.content = text
+        self.message.stop_reason = stop_reason
+        self.message.stats = stats
+        self.message.error = error
+        self.streaming = False
+        self.status = ""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        # One full render of the final text: the stream may have split Markdown oddly.
+        await self.query_one(Markdown).update(text)
+        self._apply_view()
+        self._show_meta()
+
+    # ------------------------------------------------------------ colours and selection
+
+    def set_coloured(self, coloured: bool) -> None:
+        self.coloured = coloured
+        self._apply_view()
+
+    def select(self, index: int | None) -> None:
+        self.selected = index
+        if self.coloured:
+            self._show_coloured()
+
+    def on_coloured_text_clicked(self, event: ColouredText.Clicked) -> None:
+        event.stop()
+        self.post_message(self.SegmentSelected(self, event.index))
+
+    def _apply_view(self) -> None:
+        has_segments = bool(self.message.segments)
+        show_colours = self.coloured and has_segments
+        self.query_one(Markdown).display = not show_colours
+        self.query_one(ColouredText).display = show_colours
+        if show_colours:
+            self._show_coloured()
+
+    def _show_coloured(self) -> None:
+        self.query_one(ColouredText).show(self.message.segments, self.colours, self.selected)
+
+    def _show_meta(self) -> None:
+        message = self.message
+        parts = []
+        if self.status:
+            parts.append(self.status)
+        label = STOP_LABELS.get(message.stop_reason or "", message.stop_reason or "")
+        if message.error:
+            label = f"⚠ {message.error}"
+        if label:
+            parts.append(label)
+        if message.mode:
+            parts.append(message.mode)
+        stats = describe_stats(message.stats)
+        if stats:
+            parts.append(stats)
+        elif self.streaming and message.segments:
+            parts.append(f"{len(message.segments)} segments")
+        joined = "".join(seg.text for seg in message.segments)
+        if self.coloured and message.segments and joined.strip() != message.content.strip():
+            parts.append("colours show the fused draft; Cool+R chose another answer")
+        meta = self.query_one(".answer-meta", Static)
+        meta.update(Content(" · ".join(parts)))
+        meta.display = bool(parts)
+        self.set_class(message.stop_reason == "stopped", "-stopped")
+        self.set_class(bool(message.error), "-error")
+
+
+def mean_nll(segment: StoredSegment, proposer: str) -> float | None:
+    """The proposer's candidate's NLL averaged over every scorer that scored it."""
+    values = [row[proposer] for row in segment.scores.values() if proposer in row]
+    return sum(values) / len(values) if values else None
+
+
+def perplexity(nll: float | None) -> float | None:
+    if nll is None:
+        return None
+    return math.exp(min(nll, 50.0))

@@ -1,0 +1,73 @@
+"""The line under the chat: each model's load state, the mode, the last answer's speed."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import Static
+
+from ..colours import UNKNOWN
+from ..messages import ModelView
+
+STATE_MARKS = {
+    "loaded": "✓",
+    "loading": "loading",
+    "unloaded": "waiting",
+    "failed": "✗ failed",
+    "disabled": "off",
+}
+
+
+class StatusBar(Static):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.models: list[ModelView] = []
+        self.mode = ""
+        self.speed = ""
+        self.activity = ""
+        self.saving = True
+
+    def set_models(self, models: list[ModelView], mode: str) -> None:
+        self.models, self.mode = list(models), mode
+        self._render_line()
+
+    def set_speed(self, stats: dict | None) -> None:
+        if stats and stats.get("answer_tokens"):
+            self.speed = (
+                f"last answer {stats.get('tokens_per_second', 0.0):.1f} tok/s · "
+                f"{stats.get('segments_per_second', 0.0):.1f} seg/s"
+            )
+        self._render_line()
+
+    def set_saving(self, saving: bool) -> None:
+        self.saving = saving
+        self._render_line()
+
+    def set_activity(self, activity: str) -> None:
+        self.activity = activity
+        self._render_line()
+
+    def _render_line(self) -> None:
+        pieces: list = []
+        for view in self.models:
+            mark = STATE_MARKS.get(view.state, "?")
+            style = "$error" if view.state == "failed" else ("dim" if view.state in ("disabled", "unloaded") else "")
+            pieces.append(Content.styled(f"{view.name} {mark}", style or ""))
+            pieces.append("  ")
+        if self.mode:
+            pieces.append(Content.from_markup("│ mode [b]$mode[/b]  ", mode=self.mode))
+        if self.speed:
+            pieces.append(f"│ {self.speed}  ")
+        if not self.saving:
+            pieces.append(Content.styled("│ history not saved  ", "$warning"))
+        if self.activity:
+            pieces.append(Content.styled(f"│ {self.activity}", "italic"))
+        self.update(Content.assemble(*pieces))
+
+
+def legend(models: list[str], colours: dict[str, str]) -> Content:
+    """'Colours: ■ qwen ■ smol …' for colour view."""
+    parts: list = ["Winner colours: "]
+    for name in models:
+        parts.append((f"■ {name}", f"bold {colours.get(name, UNKNOWN)}"))
+        parts.append("  ")
+    return Content.assemble(*parts)

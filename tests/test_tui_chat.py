@@ -1,0 +1,190 @@
+"""The chat screen with a scripted engine: asking, streaming, stopping, colours, history.
+
+These check UI behaviour only; the scripted engine fuses nothing (see
+scripted_engine.py). test_tui_models.py runs the real engine.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from scripted_engine import ScriptedEngine
+from tui_helpers import data_dir, idle, make_app, send, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
+
+from coolfusion_local.store import Store
+from coolfusion_local.tui.widgets.message_box import AnswerBox, ColouredText, UserMessage
+from coolfusion_local.tui.widgets.segment_panel import SegmentPanel
+
+ANSWER = "Paris is the capital of France."
+
+
+def loaded(app) -> bool:
+    return bool(app.model_views) and all(v.state in ("loaded", "failed", "disabled") for v in app.model_views)
+
+
+def stored_messages():
+    store = Store.open_default()
+    try:
+        return [m for c in store.list_conversations() for m in store.messages(c.id)]
+    finally:
+        store.close()
+
+
+async def test_enter_sends_and_the_answer_streams_in_and_is_saved():
+    engine = ScriptedEngine(segment_delay=0.01)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: loaded(app), what="models loaded")
+        await send(pilot, "What is the capital of France?", type_it=True)
+        await wait_until(pilot, lambda: app.chat.query(AnswerBox), what="an answer box")
+        await wait_until(pilot, lambda: idle(app), what="the answer to finish")
+
+        [question] = app.chat.query(UserMessage)
+        assert question.message.content == "What is the capital of France?"
+        [box] = app.chat.query(AnswerBox)
+        assert box.message.content == ANSWER
+        assert [s.winner for s in box.message.segments] == ["alpha", "beta", "alpha", "beta"]
+        assert "Paris is the capital" in box.query_one("Markdown").source
+        assert app.chat.query_one("#prompt").value == ""
+        status = str(app.chat.query_one("#status").render())
+        assert "tok/s" in status and "seg/s" in status and "alpha ✓" in status and "mode cool" in status
+
+    # Every engine call ran on one thread, never the UI's.
+    assert len(engine.threads) == 1 and threading.main_thread().ident not in engine.threads
+    user, answer = stored_messages()
+    assert (user.role, answer.role, answer.content, answer.stop_reason) == ("user", "assistant", ANSWER, "eos")
+
+
+async def test_partial_answer_is_on_screen_while_it_is_written():
+    engine = ScriptedEngine(pause_after=2)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: app.chat.query(AnswerBox) and len(app.chat.query_one(AnswerBox).message.segments) == 2)
+        box = app.chat.query_one(AnswerBox)
+        await wait_until(pilot, lambda: "Paris is the" in box.query_one("Markdown").source, what="partial Markdown")
+        assert box.streaming and app.chat.pending is not None
+        engine.resume.set()
+        await wait_until(pilot, lambda: idle(app))
+        assert box.message.content == ANSWER
+
+
+async def test_escape_stops_the_answer_and_keeps_the_partial():
+    engine = ScriptedEngine(pause_after=2)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: app.chat.query(AnswerBox) and len(app.chat.query_one(AnswerBox).message.segments) == 2)
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: idle(app), what="the stop")
+        box = app.chat.query_one(AnswerBox)
+        assert box.message.content == "Paris is the "
+        assert box.message.stop_reason == "stopped"
+        assert box.has_class("-stopped")
+        assert "stopped" in str(box.query_one(".answer-meta").render())
+    assert [(m.content, m.stop_reason) for m in stored_messages()][1] == ("Paris is the ", "stopped")
+
+
+async def test_quitting_mid_answer_stops_it_and_saves_the_partial():
+    engine = ScriptedEngine(pause_after=1)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: app.chat.query(AnswerBox) and app.chat.query_one(AnswerBox).message.segments)
+        await pilot.press("ctrl+q")
+        await wait_until(pilot, lambda: not app.is_running, what="the app to exit")
+    user, answer = stored_messages()
+    assert (answer.content, answer.stop_reason) == ("Paris ", "stopped")
+    assert app.runner.close(timeout=5) and engine.closed
+
+
+async def test_ctrl_c_quits_too():
+    app = make_app(ScriptedEngine())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("ctrl+c")
+        await wait_until(pilot, lambda: not app.is_running, what="the app to exit")
+
+
+async def test_colour_view_legend_and_segment_inspector():
+    engine = ScriptedEngine()
+    app = make_app(engine)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        box = app.chat.query_one(AnswerBox)
+        coloured = box.query_one(ColouredText)
+        assert not coloured.display
+
+        await pilot.press("ctrl+t")
+        assert coloured.display and not box.query_one("Markdown").display
+        legend = app.chat.query_one("#legend")
+        assert legend.display and "alpha" in str(legend.render()) and "beta" in str(legend.render())
+        spans = coloured.render().spans
+        colours = {str(span.style) for span in spans}
+        assert len(colours) >= 2  # two winners, two colours
+
+        await pilot.press("f8")  # first segment of the last answer
+        panel = app.chat.query_one(SegmentPanel)
+        assert panel.display
+        await pilot.pause()
+        detail = visible_text(panel.query_one("#segment-detail"))
+        assert "Segment 1 of 4" in detail and "alpha" in detail
+        await pilot.press("f8")
+        await pilot.pause()
+        detail = visible_text(panel.query_one("#segment-detail"))
+        assert "Segment 2 of 4" in detail and "won by" in detail and "<alpha 1>" in detail
+
+        await pilot.press("ctrl+t")
+        assert not coloured.display and box.query_one("Markdown").display
+
+
+async def test_clicking_a_coloured_segment_inspects_it():
+    app = make_app(ScriptedEngine())
+    async with app.run_test(size=(140, 40)) as pilot:
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        coloured = app.chat.query_one(ColouredText)
+        await pilot.click(coloured, offset=(8, 0))  # inside "is the "
+        await wait_until(pilot, lambda: app.chat.inspected is not None, what="a selected segment")
+        assert app.chat.inspected[1] == 1
+
+
+async def test_each_turn_sends_the_whole_conversation():
+    engine = ScriptedEngine()
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "First question")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        await send(pilot, "Second question")
+        await wait_until(pilot, lambda: idle(app) and len(app.chat.query(AnswerBox)) == 2)
+    history = [(m.role, m.content) for m in engine.calls[-1][1]]
+    assert history == [("user", "First question"), ("assistant", ANSWER), ("user", "Second question")]
+
+
+async def test_a_question_asked_while_models_load_waits_and_the_ui_stays_live():
+    engine = ScriptedEngine(load_delay=1.0)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Are you there?")
+        await wait_until(pilot, lambda: app.chat.query(AnswerBox))
+        assert not loaded(app)
+        await pilot.press("f1")  # the UI answers keys while the engine thread is busy
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        assert "loading" in str(app.chat.query_one("#status").render())
+        await wait_until(pilot, lambda: idle(app), what="the answer after loading")
+        assert app.chat.query_one(AnswerBox).message.content == ANSWER
+
+
+async def test_copy_last_answer_and_code_block():
+    code_answer = ["Use this:\n\n", "```python\nprint('hi')\n```\n"]
+    app = make_app(ScriptedEngine(answer=code_answer))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "code please")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        await pilot.press("ctrl+y")
+        assert app.clipboard == "".join(code_answer)
+        app.chat.action_copy_code()
+        assert app.clipboard == "print('hi')\n"
