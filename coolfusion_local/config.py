@@ -53,7 +53,7 @@ class ModelSpec:
         if self.repo is not None:
             what = self.file or self.quant
             at = f"@{self.revision}" if self.revision else ""
-            return f"hf:{self.repo}{at} {what}"
+            return f"hf:{self.repo}{at}:{what}"
         return f"pypi:{self.pypi}"
 
 

@@ -18,6 +18,7 @@ def write_tiny_gguf(
     chat_template: str | None = "{{ messages[0]['content'] }}",
     file_type: int = 15,
     big_endian: bool = False,
+    extra_floats: int = 0,
 ) -> Path:
     tokens = tokens if tokens is not None else [f"tok{i}" for i in range(300)]
     endian = gguf.GGUFEndian.BIG if big_endian else gguf.GGUFEndian.LITTLE
@@ -34,6 +35,8 @@ def write_tiny_gguf(
         writer.add_chat_template(chat_template)
     embedding = np.arange(len(tokens) * 8, dtype=np.float32).reshape(len(tokens), 8)
     writer.add_tensor("token_embd.weight", embedding)
+    if extra_floats:  # bulk, for files that must be larger than a download chunk
+        writer.add_tensor("output.weight", np.ones(extra_floats, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -95,7 +95,7 @@ context_words = 6
     assert (b.pypi, b.enabled) == ("smollm2-135m-instruct", False)
     assert config.fusion == FusionSettings(mode="solo:b", max_tokens=64, stop=("\n\n", "END"), context_words=6)
     assert config.solo_model == b  # solo may run a model that is off for fusion
-    assert a.describe_source() == "hf:owner/repo-GGUF@v1 Q4_K_M"
+    assert a.describe_source() == "hf:owner/repo-GGUF@v1:Q4_K_M"
 
 
 def test_paths_resolve_against_the_toml_folder_and_home(tmp_path, monkeypatch):

