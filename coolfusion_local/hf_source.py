@@ -48,7 +48,7 @@ def offline_mode() -> bool:
 
 # --- choosing a file ---------------------------------------------------------------------------
 
-def _split_parts(chosen: str, files: list[str]) -> list[str]:
+def _split_parts(chosen: str) -> list[str]:
     """All files of the split set `chosen` belongs to (just `chosen` if it is whole)."""
     match = _SPLIT.search(chosen)
     if not match:
@@ -129,7 +129,7 @@ def cached_model_file(spec: ModelSpec) -> Path | None:
             chosen = match_quant(cached, spec.quant or "", where=f"model {spec.name!r}")
         except CoolfusionError:
             return None  # not (unambiguously) in the cache: `pull` will ask the Hub
-    parts = _split_parts(chosen, cached)
+    parts = _split_parts(chosen)
     if not all((snapshot / part).is_file() for part in parts):
         return None
     return snapshot / parts[0]
@@ -141,20 +141,23 @@ def named_by_sha256(blob: Path) -> bool:
 
 
 def verify_cached(spec: ModelSpec, path: Path, progress: Progress | None = None) -> Path:
-    """Check a cached file once: its blob is named by its sha256, so no network is needed."""
-    blob = path.resolve()
-    if named_by_sha256(blob):
-        problem = integrity.verify_file(blob, sha256=blob.name, size=None, progress=progress,
-                                        label=f"verifying {path.name}")
-        if problem:
-            raise CoolfusionError(
-                f"model {spec.name!r}: the cached file {path} is damaged ({problem}); "
-                f"delete it and run `{pull_hint(spec)}`"
-            )
-    try:
-        read_gguf_info(path)
-    except GgufError as error:
-        raise CoolfusionError(f"model {spec.name!r}: {error}; delete it and run `{pull_hint(spec)}`") from None
+    """Check a cached model once (every part of a split one): a blob is named by its sha256,
+    so no network is needed."""
+    for part in _split_parts(path.name):
+        part_path = path.with_name(part)
+        blob = part_path.resolve()
+        if named_by_sha256(blob):
+            problem = integrity.verify_file(blob, sha256=blob.name, size=None, progress=progress,
+                                            label=f"verifying {part}")
+            if problem:
+                raise CoolfusionError(
+                    f"model {spec.name!r}: the cached file {part_path} is damaged ({problem}); "
+                    f"delete it and run `{pull_hint(spec)}`"
+                )
+        try:
+            read_gguf_info(part_path)
+        except GgufError as error:
+            raise CoolfusionError(f"model {spec.name!r}: {error}; delete it and run `{pull_hint(spec)}`") from None
     return path
 
 
@@ -268,7 +271,7 @@ def download_model_file(spec: ModelSpec, progress: Progress | None = None) -> Pa
             raise CoolfusionError(f"model {spec.name!r} ({spec.repo}): the repo has no file {chosen!r}; "
                                   f"it has: {listed}")
         paths = []
-        for part in _split_parts(chosen, list(remote)):
+        for part in _split_parts(chosen):
             tqdm_class = _tqdm_reporting_to(progress, f"downloading {Path(part).name}") if progress else None
             local = hf_hub_download(spec.repo or "", part, revision=spec.revision, tqdm_class=tqdm_class)
             paths.append(Path(local))

@@ -196,12 +196,12 @@ def offline_state(model: OfflineModel) -> tuple[OfflineState, Path | None]:
     except CoolfusionError:
         parts = None
     target = parts[0] if model.used_in_place and parts else assembled_path(model)
-    if target.is_file() and integrity.is_verified(target, model.sha256):
-        return OfflineState.READY, target
+    if target.is_file():
+        # A joined file stands on its own: its packages may even be uninstalled by now.
+        ready = integrity.is_verified(target, model.sha256)
+        return (OfflineState.READY if ready else OfflineState.UNVERIFIED), target
     if parts is None:
         return OfflineState.MISSING_PACKAGE, None
-    if target.is_file():
-        return OfflineState.UNVERIFIED, target
     return OfflineState.NOT_ASSEMBLED, None
 
 

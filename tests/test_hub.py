@@ -140,6 +140,16 @@ def test_a_joined_model_is_not_hashed_again_nor_needs_its_packages(home, three_p
     assert offline_models.resolve_offline_model(model) == first
 
 
+def test_a_joined_model_is_ready_even_once_its_packages_are_gone(home, three_parts, monkeypatch):
+    _, model = three_parts
+    path = offline_models.resolve_offline_model(model)
+    monkeypatch.setattr(offline_models, "_part_file", lambda part: None)
+    assert offline_models.offline_state(model) == (offline_models.OfflineState.READY, path)
+    integrity.forget(path)
+    assert offline_models.offline_state(model) == (offline_models.OfflineState.UNVERIFIED, path)
+    assert offline_models.resolve_offline_model(model) == path  # checked again without the packages
+
+
 def test_a_changed_joined_file_is_checked_again_and_rebuilt(home, three_parts):
     whole, model = three_parts
     path = offline_models.resolve_offline_model(model)
@@ -376,8 +386,13 @@ def test_split_models_download_every_part(hub, tmp_path):
     hub.add_file(REPO_ID, "big-Q8_0-00002-of-00002.gguf", second)
     path = resolve_model_path(_spec(quant="Q8_0"), download=True)
     assert path.name == "big-Q8_0-00001-of-00002.gguf"
-    assert path.with_name("big-Q8_0-00002-of-00002.gguf").read_bytes() == second
+    second_path = path.with_name("big-Q8_0-00002-of-00002.gguf")
+    assert second_path.read_bytes() == second
     assert resolve_model_path(_spec(quant="Q8_0")) == path
+    second_path.resolve().write_bytes(second[:-1] + b"\x01")  # the second part goes bad later
+    os.utime(second_path.resolve(), ns=(time.time_ns(), time.time_ns() + 10_000_000))
+    with pytest.raises(CoolfusionError, match=r"big-Q8_0-00002-of-00002.gguf is damaged"):
+        resolve_model_path(_spec(quant="Q8_0"))
 
 
 def test_a_pinned_revision_is_used(hub, tiny):

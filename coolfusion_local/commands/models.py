@@ -70,8 +70,8 @@ def list_models(args: argparse.Namespace) -> int:
     print(f"config: {config.source}")
     rows = [["NAME", "SOURCE", "STATE", "SIZE", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED"]]
     problems = []
-    for spec in config.models:
-        status = model_status(spec)
+    statuses = [model_status(spec) for spec in config.models]
+    for spec, status in zip(config.models, statuses):
         info: GgufInfo | None = None
         state = status.state.value
         if status.path is not None:
@@ -94,7 +94,7 @@ def list_models(args: argparse.Namespace) -> int:
     print(_table(rows))
     for problem in problems:
         print(problem)
-    missing = [spec.name for spec in config.models if model_status(spec).state in _FETCHABLE]
+    missing = [status.spec.name for status in statuses if status.state in _FETCHABLE]
     if missing:
         print(f"to fetch: coolfusion models pull {' '.join(missing)}")
     return 1 if problems else 0
