@@ -188,3 +188,33 @@ async def test_copy_last_answer_and_code_block():
         assert app.clipboard == "".join(code_answer)
         app.chat.action_copy_code()
         assert app.clipboard == "print('hi')\n"
+
+
+async def test_cool_r_shows_the_reranked_answer_and_says_whose_it_is():
+    from coolfusion_local.engine.events import AnswerDone, AnswerReranked, SoloAnswerStarted, SoloTextDelta
+
+    class Reranking(ScriptedEngine):
+        def generate(self, messages, **kwargs):
+            for event in super().generate(messages, **kwargs):
+                if isinstance(event, AnswerDone):
+                    yield SoloAnswerStarted("beta")
+                    yield SoloTextDelta("beta", "Paris, France.")
+                    yield AnswerReranked("beta", "Paris, France.", {}, {"fused": event.text, "beta": "Paris, France."})
+                    event.stats.mode = "cool+r"
+                    yield AnswerDone("Paris, France.", "eos", event.stats)
+                else:
+                    yield event
+
+    app = make_app(Reranking(), mode="cool+r")
+    async with app.run_test(size=(140, 40)) as pilot:
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        box = app.chat.query_one(AnswerBox)
+        assert box.message.content == "Paris, France." and box.message.mode == "cool+r"
+        assert "Paris, France." in box.query_one("Markdown").source
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        meta = visible_text(box.query_one(".answer-meta"))
+        assert "Cool+R kept beta's own answer" in meta and "colours show the fused draft" in meta
+    [_, saved] = stored_messages()
+    assert saved.content == "Paris, France." and saved.stats["rerank_chosen"] == "beta"

@@ -210,3 +210,41 @@ async def test_every_action_is_in_the_command_palette():
         await wait_until(pilot, offered, what="the palette to offer Compare")
         await pilot.press("enter")  # runs it: no question yet, so it says so
         await wait_until(pilot, lambda: any("Ask a question first" in n.message for n in app._notifications))
+
+
+async def test_an_engine_that_cannot_start_is_one_line_and_questions_still_end():
+    from coolfusion_local.errors import CoolfusionError
+    from coolfusion_local.store import Store
+    from coolfusion_local.tui.app import CoolfusionApp
+
+    def factory():
+        raise CoolfusionError("models.toml: no model named 'x'")
+
+    app = CoolfusionApp(factory, Store.open_default(), model_names=["alpha"], mode="cool")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: any("no model named 'x'" in n.message for n in app._notifications))
+        await send(pilot, "Hello?")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        box = app.chat.query_one(AnswerBox)
+        assert box.message.error == "models.toml: no model named 'x'"
+        assert "⚠ models.toml: no model named 'x'" in visible_text(box.query_one(".answer-meta"))
+        assert box.has_class("-error")
+
+
+async def test_a_crash_inside_generation_ends_the_answer_with_one_line():
+    class Crashing(ScriptedEngine):
+        def generate(self, messages, **kwargs):
+            yield from list(super().generate(messages, **kwargs))[:2]
+            raise RuntimeError("llama_decode returned -1")
+
+    app = make_app(Crashing())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "Hello?")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        box = app.chat.query_one(AnswerBox)
+        assert box.message.content == "Paris is the "  # what was written is kept
+        assert box.message.stop_reason == "error"
+        assert "internal error: llama_decode returned -1" in box.message.error
+        assert "\n" not in box.message.error
+        await send(pilot, "Again?")  # the chat goes on
+        await wait_until(pilot, lambda: idle(app) and len(app.chat.query(AnswerBox)) == 2)

@@ -43,6 +43,7 @@ class EngineRunner:
         self._thread = threading.Thread(target=self._serve, name="coolfusion-engine", daemon=True)
         self._engine = None
         self._factory_failed = False
+        self._failure = ""
 
     def start(self) -> None:
         self._thread.start()
@@ -68,6 +69,11 @@ class EngineRunner:
                 break
             engine = self._get_engine()
             if engine is None:
+                # No engine (its creation failed and was reported): an answer still
+                # has to end, so the screen waiting for it is released.
+                fail = getattr(job, "fail", None)
+                if fail is not None:
+                    fail(self._failure)
                 continue
             try:
                 job(engine)
@@ -87,12 +93,12 @@ class EngineRunner:
             try:
                 self._engine = self._factory()
             except CoolfusionError as error:
-                self._factory_failed = True
-                safe_post(self._on_problem, EngineProblem(str(error)))
+                self._factory_failed, self._failure = True, str(error)
+                safe_post(self._on_problem, EngineProblem(self._failure))
             except Exception as error:
-                self._factory_failed = True
                 log.exception("creating the engine failed")
-                safe_post(self._on_problem, EngineProblem(f"cannot start the engine: {error}"))
+                self._factory_failed, self._failure = True, f"cannot start the engine: {error}"
+                safe_post(self._on_problem, EngineProblem(self._failure))
         return self._engine
 
 
@@ -149,6 +155,27 @@ def load_models(engine, post: Post, poll_seconds: float = 0.25) -> None:
     finally:
         finished.set()
     safe_post(post, snapshot(engine))
+
+
+def answer_job(
+    post: Post,
+    tag: str,
+    messages: list[Message],
+    cancel: threading.Event,
+    mode: str | None = None,
+    max_tokens: int | None = None,
+) -> Job:
+    """A job that streams one answer; its `fail` ends the answer if there is no engine."""
+
+    def job(engine) -> None:
+        generate_answer(engine, post, tag, messages, cancel, mode=mode, max_tokens=max_tokens)
+
+    def fail(reason: str) -> None:
+        stats = GenerationStats(mode=mode or "")
+        safe_post(post, EngineEvent(tag, AnswerDone("", "error", stats, error=reason or "no engine")))
+
+    job.fail = fail
+    return job
 
 
 def generate_answer(

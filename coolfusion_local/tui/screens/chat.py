@@ -30,7 +30,7 @@ from ...engine.events import (
 )
 from ...store import StoredMessage, StoredSegment
 from ..messages import EngineEvent, ModelsChanged
-from ..runner import generate_answer
+from ..runner import answer_job
 from ..session import ChatSession
 from ..widgets.conversation_list import ConversationList
 from ..widgets.message_box import AnswerBox, UserMessage
@@ -60,6 +60,7 @@ class PendingAnswer:
     box: AnswerBox
     cancel: threading.Event
     done: asyncio.Event
+    chosen: str | None = None  # Cool+R: "fused" or the model whose own answer won
 
 
 class ChatScreen(Screen):
@@ -141,8 +142,7 @@ class ChatScreen(Screen):
         self.chat_log.anchor()
         cancel = threading.Event()
         self.pending = PendingAnswer(tag, box, cancel, asyncio.Event())
-        post, max_tokens = self.post_message, self.app.max_tokens
-        self.app.submit(lambda engine: generate_answer(engine, post, tag, history, cancel, max_tokens=max_tokens))
+        self.app.submit(answer_job(self.post_message, tag, history, cancel, max_tokens=self.app.max_tokens))
 
     async def on_engine_event(self, message: EngineEvent) -> None:
         pending = self.pending
@@ -158,6 +158,7 @@ class ChatScreen(Screen):
         elif isinstance(event, SoloTextDelta):
             pass  # the fused box shows only the fused draft; compare view shows solos
         elif isinstance(event, AnswerReranked):
+            pending.chosen = event.chosen
             box.set_status(f"Cool+R: chose {'the fused answer' if event.chosen == 'fused' else event.chosen}")
         elif isinstance(event, AnswerDone):
             await self.finish_answer(event)
@@ -168,7 +169,10 @@ class ChatScreen(Screen):
             return
         box = pending.box
         box.message.mode = done.stats.mode or box.message.mode
-        await box.finish(done.text, done.stop_reason, done.stats.as_dict(), done.error)
+        stats = done.stats.as_dict()
+        if pending.chosen is not None:
+            stats["rerank_chosen"] = pending.chosen  # saved with the answer, shown under it
+        await box.finish(done.text, done.stop_reason, stats, done.error)
         self.session.add(box.message)
         pending.done.set()
         self.status_bar.set_speed(box.message.stats)

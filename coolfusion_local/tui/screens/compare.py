@@ -19,7 +19,7 @@ from textual.widgets import Footer, Static
 from ...engine.events import AnswerDone, Message, SegmentChosen, SoloTextDelta
 from ...store import StoredMessage
 from ..messages import EngineEvent
-from ..runner import generate_answer
+from ..runner import answer_job
 from ..widgets.message_box import AnswerBox
 from .chat import segment_record
 
@@ -73,13 +73,12 @@ class CompareScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        post, history, cancel = self.post_message, self.history, self.cancel
-        max_tokens = self.app.max_tokens
         for tag, name in self.tags.items():
             # One job per model: the engine thread runs them strictly in turn.
             self.app.submit(
-                lambda engine, tag=tag, name=name: generate_answer(
-                    engine, post, tag, history, cancel, mode=f"solo:{name}", max_tokens=max_tokens
+                answer_job(
+                    self.post_message, tag, self.history, self.cancel,
+                    mode=f"solo:{name}", max_tokens=self.app.max_tokens,
                 )
             )
 

@@ -160,6 +160,7 @@ class AnswerBox(Vertical):
     def set_coloured(self, coloured: bool) -> None:
         self.coloured = coloured
         self._apply_view()
+        self._show_meta()
 
     def select(self, index: int | None) -> None:
         self.selected = index
@@ -198,9 +199,12 @@ class AnswerBox(Vertical):
             parts.append(stats)
         elif self.streaming and message.segments:
             parts.append(f"{len(message.segments)} segments")
+        chosen = (message.stats or {}).get("rerank_chosen")
+        if chosen and chosen != "fused":
+            parts.append(f"Cool+R kept {chosen}'s own answer")
         joined = "".join(seg.text for seg in message.segments)
         if self.coloured and message.segments and joined.strip() != message.content.strip():
-            parts.append("colours show the fused draft; Cool+R chose another answer")
+            parts.append("colours show the fused draft")
         meta = self.query_one(".answer-meta", Static)
         meta.update(Content(" · ".join(parts)))
         meta.display = bool(parts)
