@@ -89,8 +89,7 @@ class ScriptedEngine:
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         self._seen()
-        status = self._status[name]
-        status.spec.enabled = enabled
+        status = self._status[name]  # like FusionEngine: the spec (models.toml) is not changed
         if enabled and status.state == "disabled":
             status.state = "loaded" if status.info else "unloaded"
         elif not enabled and status.state != "failed":
@@ -111,6 +110,8 @@ class ScriptedEngine:
             else:
                 status.info = ModelLoaded(name, 0.1, 0, 24, 2048, 32000, "gguf")
                 status.state, status.progress = "loaded", 1.0
+                if not status.spec.enabled and self.mode != f"solo:{name}":
+                    status.state = "disabled"  # as FusionEngine does for a model models.toml has off
                 yield status.info
 
     def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None):

@@ -84,13 +84,16 @@ class CoolfusionApp(App):
     def set_enabled(self, name: str, enabled: bool) -> None:
         post = self.post_message
 
-        def job(engine) -> None:
+        def switch(engine) -> None:
             engine.set_enabled(name, enabled)
             safe_post(post, snapshot(engine))
 
-        self.submit(job)
+        self.submit(switch)
         if enabled:
             self.load()
+            # Say it again once loaded: a model that models.toml has off may come out of
+            # load() marked "disabled" again, and the user just switched it on.
+            self.submit(switch)
 
     def modes(self) -> list[str]:
         return [*FUSION_MODES, *(f"solo:{view.name}" for view in self.model_views)]

@@ -341,8 +341,13 @@ class ChatScreen(Screen):
         self.coloured = not self.coloured
         for box in self.query(AnswerBox):
             box.set_coloured(self.coloured)
+        self._show_legend()
+
+    def _show_legend(self) -> None:
+        # Only the models taking part: a switched-off model never wins a segment.
+        names = [v.name for v in self.app.model_views if v.state != "disabled"] or list(self.colours)
         legend_line = self.query_one("#legend", Static)
-        legend_line.update(legend(list(self.colours), self.colours))
+        legend_line.update(legend(names, self.colours))
         legend_line.display = self.coloured
 
     def action_toggle_inspector(self) -> None:
@@ -438,6 +443,8 @@ class ChatScreen(Screen):
     def on_models_changed(self, _message: ModelsChanged | None) -> None:
         self.status_bar.set_models(self.app.model_views, self.app.mode)
         self.status_bar.set_activity(self.app.activity)
+        if self.coloured:
+            self._show_legend()
         if self.pending is not None and not self.pending.box.message.segments:
             if self.app.activity:
                 self.pending.box.set_status(f"waiting: {self.app.activity}")
