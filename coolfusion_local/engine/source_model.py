@@ -59,7 +59,9 @@ class Scored:
     nll_sum: float
     count: int
     sequence: int
-    last_row: np.ndarray  # logits after the candidate's last token (for commit reuse)
+    start: int
+    decoded: int  # candidate tokens whose cells the sequence holds
+    last_row: np.ndarray | None  # logits after the last token, when it was decoded
 
     @property
     def mean_nll(self) -> float:
@@ -175,9 +177,24 @@ class SourceModel:
         self._committed = 0
         self._answer_start = 0
         self._pending_nll: list[float] = []
-        self._row: np.ndarray | None = None
+        self._pending_rows: list[np.ndarray] = []  # the row that predicted each pending token
+        self._row: np.ndarray | None = None  # the row after the last cached token
         self._scoring_in_use = False
         self.decoded_tokens = 0  # every token this model ran through llama_decode
+
+    @classmethod
+    def from_spec(cls, spec, path: Path, progress: Callable[[float], None] | None = None) -> "SourceModel":
+        """Load a models.toml entry (`ModelSpec`) from its resolved file."""
+        from ..config import effective_gpu_layers
+
+        return cls(
+            spec.name,
+            path,
+            n_ctx=spec.n_ctx,
+            n_gpu_layers=effective_gpu_layers(spec),
+            n_threads=spec.n_threads,
+            progress=progress,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -328,7 +345,7 @@ class SourceModel:
         self._truncate_sequence0(common)
         self._extend_sequence0(prompt_tokens[common:])
         self._committed = self._answer_start = len(prompt_tokens)
-        self._pending_nll = []
+        self._pending_nll, self._pending_rows = [], []
         return len(prompt_tokens) - common
 
     @property
@@ -356,9 +373,15 @@ class SourceModel:
         nll = _logsumexp(row) - float(row[token])
         if self.is_end(token):
             return Step(token, nll, True)
+        self._pending_rows.append(row)
         self._extend_sequence0([token])
         self._pending_nll.append(nll)
         return Step(token, nll, False)
+
+    @property
+    def _committed_row(self) -> np.ndarray:
+        """The row predicting the first token after the shared text."""
+        return self._pending_rows[0] if self._pending_rows else self._row
 
     def end_nll(self) -> float:
         """-log P(the turn ends here | pending look-ahead), over all end tokens."""
@@ -403,28 +426,46 @@ class SourceModel:
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
         """Score candidates in one batch: per request (start, tokens, ends_answer).
 
-        Each request gets sequence i+1 sharing the cache of sequence 0 up to
-        `start - 1`; the token at `start - 1` is decoded again on that
-        sequence so its row predicts the candidate's first token.
+        Each request gets sequence i+1, sharing the cells of sequence 0 before
+        `start`. Only rows that predict something are computed: a candidate
+        that starts right after the shared text takes its first token's
+        probability from the row already computed there, and its last token is
+        decoded only when its row is needed (to score the end of the answer);
+        otherwise that is left to `commit`, if the candidate wins. A candidate
+        that starts earlier (the join re-tokenised differently) decodes the
+        token at `start - 1` again on its sequence to get that row.
         """
         if len(requests) > SCORING_SEQUENCES:
             raise ValueError(f"at most {SCORING_SEQUENCES} candidates per batch")
         self._release_scoring()
         self._scoring_in_use = True
+        committed_row = self._committed_row
         entries: list[tuple[int, int, int, bool]] = []
-        targets: list[tuple[int, int | None]] = []  # per entry: (request, next token or None)
-        for index, (start, tokens, _ends) in enumerate(requests):
+        targets: list[tuple[int, int | None]] = []  # per entry: (request, token its row predicts)
+        nll_sums = [0.0] * len(requests)
+        last_rows: list[np.ndarray | None] = [None] * len(requests)
+        decoded = [0] * len(requests)
+        for index, (start, tokens, ends) in enumerate(requests):
             sequence = index + 1
             if not 0 < start <= self._committed:
                 raise ValueError("a candidate must start inside the shared text")
-            llama_cpp.llama_memory_seq_cp(self._memory, 0, sequence, 0, start - 1)
-            row_tokens = [self._cache[start - 1], *tokens]
+            if start == self._committed:
+                llama_cpp.llama_memory_seq_cp(self._memory, 0, sequence, 0, start)
+                if not tokens:
+                    last_rows[index] = committed_row
+                    continue
+                nll_sums[index] += _logsumexp(committed_row) - float(committed_row[tokens[0]])
+                row_tokens, first_position = tokens, start
+            else:
+                llama_cpp.llama_memory_seq_cp(self._memory, 0, sequence, 0, start - 1)
+                row_tokens, first_position = [self._cache[start - 1], *tokens], start - 1
+            if not ends:
+                row_tokens = row_tokens[:-1]  # the last token's row predicts nothing we score
+            decoded[index] = first_position + len(row_tokens) - start
             for offset, token in enumerate(row_tokens):
-                following = row_tokens[offset + 1] if offset + 1 < len(row_tokens) else None
-                entries.append((token, start - 1 + offset, sequence, True))
+                following = tokens[first_position + offset + 1 - start] if first_position + offset + 1 - start < len(tokens) else None
+                entries.append((token, first_position + offset, sequence, True))
                 targets.append((index, following))
-        nll_sums = [0.0] * len(requests)
-        last_rows: list[np.ndarray | None] = [None] * len(requests)
         for chunk_start in range(0, len(entries), MAX_OUTPUTS_PER_DECODE):
             chunk = entries[chunk_start : chunk_start + MAX_OUTPUTS_PER_DECODE]
             self._decode(chunk)
@@ -436,13 +477,12 @@ class SourceModel:
                 else:
                     nll_sums[request] += _logsumexp(row) - float(row[following])
         results = []
-        for index, (_start, tokens, ends) in enumerate(requests):
-            row = last_rows[index]
+        for index, (start, tokens, ends) in enumerate(requests):
             nll, count = nll_sums[index], len(tokens)
             if ends:
-                nll += self._end_nll(row)
+                nll += self._end_nll(last_rows[index])
                 count += 1
-            results.append(Scored(nll, count, index + 1, row))
+            results.append(Scored(nll, count, index + 1, start, max(decoded[index], 0), last_rows[index]))
         return results
 
     def commit(self, start: int, tokens: list[int], scored: Scored | None = None) -> None:
@@ -456,14 +496,21 @@ class SourceModel:
         end = len(target)
         if end >= self._committed and self._cache[:end] == target:
             self._pending_nll = self._pending_nll[end - self._committed :]
+            self._pending_rows = self._pending_rows[end - self._committed :]
             self._committed = end
-        elif scored is not None and self._scoring_in_use:
-            self._truncate_sequence0(start - 1)
-            llama_cpp.llama_memory_seq_cp(self._memory, scored.sequence, 0, start - 1, -1)
-            self._cache.extend(target[start - 1 :])
-            self._row = scored.last_row
+        elif scored is not None and self._scoring_in_use and scored.start == start:
+            # The candidate's sequence holds its cells from `start` on (and from
+            # `start - 1` when that token was decoded again there).
+            first = start if start == self._committed else start - 1
+            self._truncate_sequence0(first)
+            llama_cpp.llama_memory_seq_cp(self._memory, scored.sequence, 0, first, start + scored.decoded)
+            self._cache.extend(target[first : start + scored.decoded])
+            if start + scored.decoded < end:
+                self._extend_sequence0(target[start + scored.decoded :])
+            else:
+                self._row = scored.last_row
             self._committed = end
-            self._pending_nll = []
+            self._pending_nll, self._pending_rows = [], []
         else:
             common = 0
             while common < min(len(self._cache), end) and self._cache[common] == target[common]:
@@ -472,7 +519,7 @@ class SourceModel:
             self._truncate_sequence0(common)
             self._extend_sequence0(target[common:])
             self._committed = end
-            self._pending_nll = []
+            self._pending_nll, self._pending_rows = [], []
         self._release_scoring()
 
     def _release_scoring(self) -> None:
