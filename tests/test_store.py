@@ -8,8 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from coolfusion_local import store as store_module
 from coolfusion_local.store import DB_FILENAME, Store, StoredMessage, StoredSegment, data_dir
 
