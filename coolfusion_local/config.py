@@ -63,6 +63,11 @@ class FusionSettings:
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
     context_words: int = 4
+    # How a segment is picked among candidates (engine/scoring.py explains):
+    # "lead-veto" (robust with a weak partner) or "mean-ppl" (the paper's rule).
+    rule: str = "lead-veto"
+    lead_margin: float = 0.5
+    confident_nll: float = 0.4  # adaptive mode: the lead's mean NLL below which others are not asked
 
     @property
     def solo_name(self) -> str | None:
@@ -195,7 +200,8 @@ def _check_names_unique(source: Path, models: tuple[ModelSpec, ...]) -> None:
         seen.add(spec.name)
 
 
-_FUSION_KEYS = {"mode", "max_tokens", "stop", "context_words"}
+_FUSION_KEYS = {"mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll"}
+RULES = ("lead-veto", "mean-ppl")
 
 
 def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) -> FusionSettings:
@@ -214,8 +220,14 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
         hint = check.closest(mode, FUSION_MODES)
         check.fail(where, f"mode {mode!r} is not a fusion mode{hint}; use one of "
                           f"{', '.join(FUSION_MODES)} or solo:NAME")
+    rule = check.optional_str(raw, "rule", where, default=FusionSettings.rule)
+    if rule not in RULES:
+        check.fail(where, f"rule {rule!r} is not a rerank rule{check.closest(rule, RULES)}; use one of {', '.join(RULES)}")
     return FusionSettings(
         mode=mode,
+        rule=rule,
+        lead_margin=check.non_negative_float(raw, "lead_margin", where, FusionSettings.lead_margin),
+        confident_nll=check.non_negative_float(raw, "confident_nll", where, FusionSettings.confident_nll),
         max_tokens=check.optional_int(raw, "max_tokens", where, minimum=1, default=FusionSettings.max_tokens),
         stop=check.string_list(raw, "stop", where),
         context_words=check.optional_int(raw, "context_words", where, minimum=1, default=FusionSettings.context_words),

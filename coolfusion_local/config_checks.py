@@ -92,6 +92,14 @@ class Checker:
             self.fail(where, f"weight = {value} must be a finite number above 0 (1.0 is neutral)")
         return float(value)
 
+    def non_negative_float(self, raw: dict, key: str, where: str, default: float) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self._wrong_type(where, key, "a number", value)
+        if not 0 <= value < float("inf"):
+            self.fail(where, f"{key} = {value} must be a finite number, 0 or above")
+        return float(value)
+
     def string_list(self, raw: dict, key: str, where: str) -> tuple[str, ...]:
         value = raw.get(key, [])
         if isinstance(value, str):

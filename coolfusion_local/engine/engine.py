@@ -84,7 +84,10 @@ class FusionEngine:
         }
         self._members: dict[str, Member] = {}
         self._lock = threading.RLock()
-        self.policy = policy or ScorePolicy()
+        fusion = config.fusion
+        self.policy = policy or ScorePolicy(
+            rule=fusion.rule, lead_margin=fusion.lead_margin, confident_nll=fusion.confident_nll
+        )
         self._mode = check_mode(mode or config.fusion.mode, self._names)
 
     # ------------------------------------------------------------------ models

@@ -251,7 +251,8 @@ class _FusionRun:
                 row[key] = result.mean_nll
             mean_nll[member.name] = row
         current.decision = "scored"
-        current.winner_key = settings.policy.choose(self.members, current.keys, mean_nll, self.lead)
+        lead_key = next(p.key for p in current.proposals if p.member is self.lead)
+        current.winner_key = settings.policy.choose(self.members, current.keys, mean_nll, self.lead, lead_key)
         first_proposer = {key: current.by_key[key][0].member.name for key in current.keys}
         current.scores = {
             scorer: {first_proposer[key]: round(value, 5) for key, value in row.items()}

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Iterator
 
 from .events import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloAnswerStarted, SoloTextDelta
-from .fusion import ANSWER_RESERVE, FusionSettings, Member, fit_prompts, generate
+from .fusion import ANSWER_RESERVE, FusionSettings, Member, fit_prompts, generate, lead_member
 from .source_model import ContextFull, Scored
 
 FUSED = "fused"
@@ -80,7 +80,10 @@ def generate_reranked(
     by_scorer = {m.name: _score_answers(m, prompts[m.name], distinct) for m in members}
     keys = list(distinct)
     mean_nll = {scorer: {key: row[key] for key in keys} for scorer, row in by_scorer.items()}
-    chosen = settings.policy.choose(members, keys, mean_nll)
+    lead = lead_member(members)
+    lead_answer = answers.get(lead.name)
+    lead_key = next((key for key in keys if distinct[key] == lead_answer), None)
+    chosen = settings.policy.choose(members, keys, mean_nll, lead, lead_key)
     stats.rerank_seconds = time.perf_counter() - rerank_started
     stats.seconds = time.perf_counter() - started
     text, ends = distinct[chosen]

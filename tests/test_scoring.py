@@ -1,0 +1,51 @@
+"""The rerank rule on given scores (pure: no model needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coolfusion_local.engine.scoring import ScorePolicy
+
+
+@dataclass
+class FakeMember:  # only the fields the policy reads
+    name: str
+    weight: float = 1.0
+
+
+STRONG, WEAK = FakeMember("strong"), FakeMember("weak")
+A, B = (b" 72", False), (b" 96", False)  # A: the strong model's candidate, B: the weak one's
+
+
+def scores(strong_a, strong_b, weak_a, weak_b):
+    return {"strong": {A: strong_a, B: strong_b}, "weak": {A: weak_a, B: weak_b}}
+
+
+def test_mean_ppl_lets_a_confident_weak_model_win():
+    # The weak model is sure of its own candidate and finds the strong one's unlikely.
+    table = scores(strong_a=0.1, strong_b=1.1, weak_a=1.3, weak_b=0.3)
+    assert ScorePolicy(rule="mean-ppl").choose([STRONG, WEAK], [A, B], table) == B
+
+
+def test_lead_veto_keeps_the_lead_where_it_is_sure():
+    table = scores(strong_a=0.1, strong_b=1.1, weak_a=1.3, weak_b=0.3)
+    policy = ScorePolicy(rule="lead-veto", lead_margin=0.5)
+    assert policy.choose([STRONG, WEAK], [A, B], table, STRONG, A) == A
+
+
+def test_lead_veto_lets_the_partner_break_near_ties():
+    table = scores(strong_a=0.6, strong_b=0.8, weak_a=2.0, weak_b=0.2)
+    policy = ScorePolicy(rule="lead-veto", lead_margin=0.5)
+    assert policy.choose([STRONG, WEAK], [A, B], table, STRONG, A) == B
+
+
+def test_weights_make_the_average_a_weighted_one():
+    table = scores(strong_a=0.2, strong_b=1.0, weak_a=1.0, weak_b=0.1)
+    even = ScorePolicy(rule="mean-ppl").choose([STRONG, WEAK], [A, B], table)
+    heavy = ScorePolicy(rule="mean-ppl").choose([FakeMember("strong", 4.0), WEAK], [A, B], table)
+    assert (even, heavy) == (B, A)
+
+
+def test_ties_keep_the_first_proposal():
+    table = scores(0.5, 0.5, 0.5, 0.5)
+    assert ScorePolicy(rule="mean-ppl").choose([STRONG, WEAK], [A, B], table) == A
