@@ -87,6 +87,10 @@ class ChatSession:
                 return message
         return None
 
+    def conversations(self):
+        """The saved conversations for the sidebar (empty if the history cannot be read)."""
+        return self._guard(self.store.list_conversations, "list the conversations") or []
+
     def take_notices(self) -> list[str]:
         notices = self.store.take_notices() + self._problems
         self._problems = []

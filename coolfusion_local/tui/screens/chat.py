@@ -233,8 +233,7 @@ class ChatScreen(ConversationActions, Screen):
     async def refresh_sidebar(self) -> None:
         if self.quitting or not self.is_attached:
             return
-        summaries = self.session._guard(self.session.store.list_conversations, "list conversations") or []
-        await self.query_one(ConversationList).show(summaries, self.session.conversation_id)
+        await self.query_one(ConversationList).show(self.session.conversations(), self.session.conversation_id)
         self.chat_log.border_title = self.session.title
         self.status_bar.set_saving(self.session.store.persistent)
 
