@@ -218,3 +218,19 @@ async def test_cool_r_shows_the_reranked_answer_and_says_whose_it_is():
         assert "Cool+R kept beta's own answer" in meta and "colours show the fused draft" in meta
     [_, saved] = stored_messages()
     assert saved.content == "Paris, France." and saved.stats["rerank_chosen"] == "beta"
+
+
+async def test_ctrl_j_adds_a_line_and_a_pasted_snippet_keeps_every_line():
+    from textual import events
+
+    engine = ScriptedEngine()
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        prompt = app.chat.query_one("#prompt")
+        await pilot.press(*"Fix", "ctrl+j", *"this:", "ctrl+j")
+        app.post_message(events.Paste("def f(x):\n    return x +\n"))  # as a terminal delivers it
+        await wait_until(pilot, lambda: "return x +" in prompt.value, what="the paste")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+    [question] = [m.content for m in engine.calls[-1][1]]
+    assert question == "Fix\nthis:\ndef f(x):\n    return x +"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Footer, Static
 
 from ...engine.events import (
     AnswerDone,
@@ -33,6 +33,7 @@ from ..runner import answer_job
 from ..session import ChatSession
 from ..widgets.conversation_list import ConversationList
 from ..widgets.message_box import AnswerBox, UserMessage
+from ..widgets.prompt import PromptArea
 from ..widgets.segment_panel import SegmentPanel
 from ..widgets.status_bar import StatusBar, legend
 from .conversation_actions import ConversationActions
@@ -75,7 +76,7 @@ class ChatScreen(ConversationActions, Screen):
         Binding("ctrl+r", "compare", "Compare"),
         Binding("ctrl+o", "models", "Models"),
         Binding("f3", "cycle_mode", "Mode"),
-        Binding("ctrl+y", "copy_answer", "Copy"),
+        Binding("ctrl+y", "copy_answer", "Copy", priority=True),  # over the text box's redo
         Binding("ctrl+b", "toggle_sidebar", "Chats", show=False),
         Binding("f2", "rename_chat", "Rename", show=False),
         Binding("question_mark", "app.help", "Help", show=False),
@@ -96,7 +97,7 @@ class ChatScreen(ConversationActions, Screen):
             with Vertical(id="main"):
                 yield VerticalScroll(id="log")
                 yield Static(id="legend")
-                yield Input(placeholder="Ask the fused models… (Enter sends, Esc stops, F1 help)", id="prompt")
+                yield PromptArea("Ask the fused models… (Enter sends, Ctrl+J new line, Esc stops, F1 help)", id="prompt")
             yield SegmentPanel(id="inspector")
         yield StatusBar(id="status")
         yield Footer()
@@ -107,21 +108,19 @@ class ChatScreen(ConversationActions, Screen):
         await self.show_conversation()
         await self.refresh_sidebar()
         self.on_models_changed(None)
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt").focus()
         self.show_notices()
 
     # ------------------------------------------------------------ asking
 
-    async def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "prompt":
-            return
+    async def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         text = event.value.strip()
         if not text:
             return
         if self.pending is not None:
             self.notify("An answer is still being written; Esc stops it.", severity="warning")
             return
-        event.input.value = ""
+        event.prompt.value = ""
         await self.ask(text)
 
     async def ask(self, text: str) -> None:

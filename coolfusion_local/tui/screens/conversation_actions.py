@@ -7,8 +7,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from textual.widgets import Input
-
 from ..widgets.conversation_list import ConversationList
 from .dialogs import Confirm, TextPrompt
 
@@ -22,7 +20,7 @@ class ConversationActions:
                 return
             self.session.open(event.conversation_id)
             await self.show_conversation()
-            self.query_one("#prompt", Input).focus()
+            self.query_one("#prompt").focus()
         elif event.verb == "rename":
             self.rename(event.conversation_id)
         elif event.verb == "delete":
@@ -37,7 +35,7 @@ class ConversationActions:
         self.session.new()
         await self.show_conversation()
         await self.refresh_sidebar()
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt").focus()
 
     def action_clear_chat(self) -> None:
         if self.busy("clear the chat") or not self.session.messages:

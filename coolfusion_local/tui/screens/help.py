@@ -16,6 +16,7 @@ few words, every model scores every proposal, the most plausible one wins.
 | Key | What it does |
 |---|---|
 | **Enter** | send the question |
+| **Ctrl+J** | new line in the question (Shift+Enter too, where the terminal reports it); pasted text keeps all its lines |
 | **Esc** | stop the answer being written (the partial answer is kept, marked *stopped*) |
 | **Ctrl+N** | new chat |
 | **Ctrl+L** | clear this chat (asks first) |
