@@ -234,3 +234,18 @@ async def test_ctrl_j_adds_a_line_and_a_pasted_snippet_keeps_every_line():
         await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
     [question] = [m.content for m in engine.calls[-1][1]]
     assert question == "Fix\nthis:\ndef f(x):\n    return x +"
+
+
+async def test_enter_while_an_answer_is_written_keeps_the_new_question_in_the_box():
+    engine = ScriptedEngine(pause_after=1)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "First?")
+        await wait_until(pilot, lambda: app.chat.query(AnswerBox) and app.chat.query_one(AnswerBox).message.segments)
+        await send(pilot, "Second?")
+        await pilot.pause()
+        assert app.chat.query_one("#prompt").value == "Second?"
+        assert any("still being written" in n.message for n in app._notifications)
+        engine.resume.set()
+        await wait_until(pilot, lambda: idle(app))
+        assert len(app.chat.query(AnswerBox)) == 1

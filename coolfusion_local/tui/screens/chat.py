@@ -115,12 +115,11 @@ class ChatScreen(ConversationActions, Screen):
 
     async def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         text = event.value.strip()
-        if not text:
-            return
         if self.pending is not None:
             self.notify("An answer is still being written; Esc stops it.", severity="warning")
+            if not event.prompt.text:
+                event.prompt.value = event.value  # give the question back
             return
-        event.prompt.value = ""
         await self.ask(text)
 
     async def ask(self, text: str) -> None:

@@ -7,13 +7,12 @@ which silently drops most of a pasted code snippet.
 from __future__ import annotations
 
 from textual import events
-from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
 
 class PromptArea(TextArea):
-    BINDINGS = [Binding("ctrl+j,shift+enter", "newline", "New line", show=False)]
+    NEWLINE_KEYS = ("ctrl+j", "shift+enter")
 
     class Submitted(Message):
         def __init__(self, prompt: "PromptArea", value: str) -> None:
@@ -41,12 +40,20 @@ class PromptArea(TextArea):
         self.move_cursor(self.document.end)
 
     async def _on_key(self, event: events.Key) -> None:
+        # Handled here, not as bindings: a binding's action runs a moment later, so
+        # with fast typing (or keys arriving together) the new line landed after them.
         if event.key == "enter":
             event.stop()
             event.prevent_default()
-            self.post_message(self.Submitted(self, self.text))
+            text = self.text
+            if text.strip():
+                self.clear()  # now, so keys typed right after Enter start the next question
+                self.post_message(self.Submitted(self, text))
+            return
+        if event.key in self.NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            result = self.replace("\n", *self.selection, maintain_selection_offset=False)
+            self.move_cursor(result.end_location)
             return
         await super()._on_key(event)
-
-    def action_newline(self) -> None:
-        self.insert("\n")
