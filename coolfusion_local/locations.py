@@ -8,6 +8,7 @@ tests keep a user's real config and cache out of reach.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import platformdirs
@@ -25,8 +26,11 @@ def cache_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """Durable user data (conversation history)."""
-    return Path(platformdirs.user_data_dir(APP_NAME))
+    """Durable user data (conversation history); `$COOLFUSION_DATA_DIR` moves it."""
+    override = os.environ.get("COOLFUSION_DATA_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 def log_dir() -> Path:

@@ -16,26 +16,16 @@ All methods must be called from one thread (the UI thread).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-APP_NAME = "coolfusion-local"
+from . import locations
+
 DB_FILENAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 5000
-
-
-def data_dir() -> Path:
-    """Where the history lives: `$COOLFUSION_DATA_DIR`, else the platform's user data dir."""
-    override = os.environ.get("COOLFUSION_DATA_DIR")
-    if override:
-        return Path(override).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 # --------------------------------------------------------------------------- records
@@ -165,7 +155,7 @@ class Store:
 
     @classmethod
     def open_default(cls) -> "Store":
-        return cls(data_dir() / DB_FILENAME)
+        return cls(locations.data_dir() / DB_FILENAME)
 
     # ------------------------------------------------------------ status
 

@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 
 from coolfusion_local import store as store_module
-from coolfusion_local.store import DB_FILENAME, Store, StoredMessage, StoredSegment, data_dir
+from coolfusion_local.locations import data_dir
+from coolfusion_local.store import DB_FILENAME, Store, StoredMessage, StoredSegment
 
 
 def answer(text="Paris is the capital.", **extra) -> StoredMessage:

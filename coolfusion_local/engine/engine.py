@@ -83,6 +83,8 @@ class FusionEngine:
             spec.name: ModelStatus(spec, "unloaded" if spec.enabled else "disabled") for spec in config.models
         }
         self._members: dict[str, Member] = {}
+        # Which models take part: models.toml's `enabled`, then set_enabled().
+        self._enabled = {spec.name: spec.enabled for spec in config.models}
         self._lock = threading.RLock()
         fusion = config.fusion
         self.policy = policy or ScorePolicy(
@@ -109,6 +111,7 @@ class FusionEngine:
 
     def set_enabled(self, name: str, enabled: bool) -> None:
         status = self._status[name]
+        self._enabled[name] = enabled
         if enabled and status.state == "disabled":
             status.state = "loaded" if name in self._members else "unloaded"
         elif not enabled and status.state != "failed":
@@ -163,9 +166,9 @@ class FusionEngine:
             vocab_size=model.vocab_size,
             chat_template=template_kind,
         )
-        status.state, status.info, status.progress = "loaded", info, 1.0
-        if status.spec.enabled is False and name != self._mode[5:]:
-            status.state = "disabled"
+        # A model loaded only to answer alone (solo:NAME) stays out of fusion.
+        status.state = "loaded" if self._enabled[name] else "disabled"
+        status.info, status.progress = info, 1.0
         yield info
 
     def _active_members(self, mode: str) -> list[Member]:
