@@ -143,3 +143,31 @@ def test_cjk_emoji_and_code_answers_stay_valid_text(offline_members):
         segments, done, _ = run(members, [Message("user", prompt)], max_tokens=32)
         assert "\ufffd" not in "".join(s.text for s in segments[:-1])
         assert_every_model_holds_the_shared_text(members, done)
+
+
+def test_adaptive_mode_skips_the_partner_while_the_lead_is_confident(offline_members):
+    from coolfusion_local.engine.scoring import ScorePolicy
+
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    settings = dict(max_tokens=60, mode="adaptive", policy=ScorePolicy(confident_nll=0.1))
+    segments, done, _ = run(members, [Message("user", NATALIA)], **settings)
+    decisions = {s.decision for s in segments}
+    assert "confident" in decisions
+    for segment in segments:
+        if segment.decision == "confident":
+            assert set(segment.candidates) == {"qwen-coder-0.5b"}  # the partner was not asked
+    # The lead holds the shared text; the partner catches up when it is next asked.
+    lead = members[0].model
+    assert lead.detokenize(lead.answer_tokens).decode() == done.text
+    assert done.text == "".join(s.text for s in segments)
+
+
+def test_forced_boundary_when_no_word_ends_within_the_bound(offline_members):
+    # Qwen writes digits one token each and no space comes: the segment is cut
+    # at the bound (16 tokens) and the answer goes on.
+    members = offline_members("qwen-coder-0.5b")
+    messages = [Message("user", "Write the first 50 decimal digits of pi as one number with no spaces.")]
+    segments, done, _ = run(members, messages, max_tokens=48, mode="solo")
+    assert done.stats.decisions.get("forced", 0) >= 1
+    assert max(c.tokens for s in segments for c in s.candidates.values()) == 16
+    assert_every_model_holds_the_shared_text(members, done)

@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(event, ModelLoaded):
                 gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
                 say(f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})")
+                for notice in event.notices:
+                    say(f"note: {notice}")
             elif isinstance(event, ModelLoadFailed):
                 say(f"warning: {event.reason}")
         messages = ([Message("system", args.system)] if args.system else []) + [Message("user", prompt)]

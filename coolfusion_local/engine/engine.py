@@ -140,8 +140,10 @@ class FusionEngine:
         started = time.perf_counter()
         try:
             from ..hub import resolve_model_path
+            from ..preflight import preflight
 
             path = resolve_model_path(spec)
+            notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
 
             def on_progress(fraction: float) -> None:
                 status.progress = fraction
@@ -165,6 +167,7 @@ class FusionEngine:
             n_ctx=model.n_ctx,
             vocab_size=model.vocab_size,
             chat_template=template_kind,
+            notices=tuple(notices),
         )
         # A model loaded only to answer alone (solo:NAME) stays out of fusion.
         status.state = "loaded" if self._enabled[name] else "disabled"

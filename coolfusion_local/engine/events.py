@@ -35,6 +35,7 @@ class ModelLoaded:
     n_ctx: int
     vocab_size: int
     chat_template: str  # "gguf", "plain" or "override"
+    notices: tuple[str, ...] = ()  # e.g. a GPU asked for on a CPU-only build
 
 
 @dataclass(frozen=True)

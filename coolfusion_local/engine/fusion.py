@@ -106,47 +106,37 @@ def fit_prompts(members: list[Member], messages: list[Message], reserve: int) ->
 def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int, stats: GenerationStats) -> Proposal:
     """Greedy tokens from the member until the shortest common word boundary."""
     model = member.model
-    steps = model.pending
+    steps = model.pending  # look-ahead from the last round, if its proposal won
+    text = b""
+    token_ends: list[int] = []  # byte offset in `text` where each step's token ends
+    for step in steps:
+        text += model.piece(step.token)
+        token_ends.append(len(text))
+
+    def proposal(count: int, ends: bool = False, forced: bool = False, end_nll: float = 0.0) -> Proposal:
+        used = steps[:count]
+        segment = text[: token_ends[count - 1]] if count else b""
+        return Proposal(member, segment, [s.token for s in used], [s.nll for s in used], ends, forced, end_nll)
+
     limit = min(MAX_SEGMENT_TOKENS, room)
     while True:
-        pieces = [model.piece(s.token) for s in steps]
-        text = b"".join(pieces)
-        ends_at: set[int] = set()
-        offset = 0
-        for piece in pieces:
-            offset += len(piece)
-            ends_at.add(offset)
         started = time.perf_counter()
-        cut = detector.first_boundary(text, left=left, allowed=ends_at)
+        cut = detector.first_boundary(text, left=left, allowed=set(token_ends))
         stats.boundary_seconds += time.perf_counter() - started
         if cut is not None:
-            count = 0
-            length = 0
-            while length < cut:
-                length += len(pieces[count])
-                count += 1
-            used = steps[:count]
-            return Proposal(member, text[:cut], [s.token for s in used], [s.nll for s in used], False, False)
+            return proposal(token_ends.index(cut) + 1)
         if len(steps) >= limit:
             # No common boundary within the bound: cut after the last whole character.
-            cut = last_char_boundary(text)
-            count, length = 0, 0
-            while count < len(pieces) and length + len(pieces[count]) <= cut:
-                length += len(pieces[count])
-                count += 1
-            count = max(count, 1)
-            used = steps[:count]
-            return Proposal(
-                member, b"".join(pieces[:count]), [s.token for s in used], [s.nll for s in used], False, True
-            )
+            whole = last_char_boundary(text)
+            return proposal(max((i + 1 for i, end in enumerate(token_ends) if end <= whole), default=1), forced=True)
         started = time.perf_counter()
         step = model.step()
         stats.propose_seconds += time.perf_counter() - started
         if step.ends:
-            return Proposal(
-                member, text, [s.token for s in steps], [s.nll for s in steps], True, False, model.end_nll()
-            )
+            return proposal(len(steps), ends=True, end_nll=model.end_nll())
         steps.append(step)
+        text += model.piece(step.token)
+        token_ends.append(len(text))
 
 
 def _stop_position(text: str, stops: Sequence[str]) -> int | None:

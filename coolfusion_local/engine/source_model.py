@@ -119,8 +119,9 @@ class SourceModel:
         started = time.perf_counter()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
         if not self._model:
-            problems = [p for p in llama_log.take_recent_problems() if p]
-            reason = problems[-1] if problems else "llama.cpp could not load it"
+            from ..preflight import load_failure_reason
+
+            reason = load_failure_reason(llama_log.take_recent_problems())
             raise CoolfusionError(f"model {name!r}: cannot load {self.path}: {reason}")
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self.vocab_size = llama_cpp.llama_vocab_n_tokens(self._vocab)
