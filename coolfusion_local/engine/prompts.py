@@ -18,6 +18,7 @@ Two safety properties matter here:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +49,30 @@ def _placeholder(index: int) -> str:
     return f"\ue000{index}\ue001"
 
 
+MAX_PROMPT_CHARS = 2_000_000  # far beyond any context; a template past it is hostile or broken
+MAX_RENDER_SECONDS = 5.0
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on what a template may make.
+
+    The sandbox stops templates reaching Python internals, but not from
+    exhausting memory: `{{ 'A' * 10**9 }}` or `{{ 9**9**9 }}` would happily run.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise SecurityError("exponent too large in a chat template")
+        if operator == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
+                    if len(sequence) * count > MAX_PROMPT_CHARS:
+                        raise SecurityError("a chat template tried to build a huge string")
+        return super().call_binop(context, operator, left, right)
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(f"the chat template refused the conversation: {message}")
 
@@ -61,7 +86,7 @@ class ChatFormat:
         self._eos_token = eos_token
         self._template = None
         if not self.is_plain:
-            environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+            environment = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True)
             environment.globals["raise_exception"] = _raise_exception
             environment.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
             try:
@@ -79,7 +104,7 @@ class ChatFormat:
             return self._render_plain(messages)
         stand_ins = [{"role": m.role, "content": _placeholder(i)} for i, m in enumerate(messages)]
         try:
-            rendered = self._template.render(
+            rendered = self._render_bounded(
                 messages=stand_ins,
                 add_generation_prompt=True,
                 bos_token=self._bos_token,
@@ -104,6 +129,19 @@ class ChatFormat:
         if position < len(rendered):
             parts.append(PromptPart(rendered[position:], False))
         return parts
+
+    def _render_bounded(self, **variables) -> str:
+        """Render chunk by chunk, refusing output past the size or time budget."""
+        started = time.monotonic()
+        chunks, size = [], 0
+        for chunk in self._template.generate(**variables):
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > MAX_PROMPT_CHARS:
+                raise TemplateError("the chat template produced an absurdly long prompt and was stopped")
+            if time.monotonic() - started > MAX_RENDER_SECONDS:
+                raise TemplateError("the chat template took too long to render and was stopped")
+        return "".join(chunks)
 
     def _render_plain(self, messages: list[Message]) -> list[PromptPart]:
         parts: list[PromptPart] = []

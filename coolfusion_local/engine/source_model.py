@@ -411,18 +411,36 @@ class SourceModel:
         for start_index in (window_start, 0):
             old = answer[start_index:]
             left = self.detokenize(old)
-            fresh = self.tokenize(left + text)
-            if self.detokenize(fresh) != left + text and left[:1] == b" ":
-                # SentencePiece tokenizers that add a space prefix: let the
-                # prefix stand in for the window's own leading space.
-                fresh = self.tokenize(left[1:] + text)
-            if self.detokenize(fresh) != left + text:
+            fresh = self._tokenize_exactly(left + text)
+            if fresh is None:
                 continue
             same = 0
             while same < min(len(old), len(fresh)) and old[same] == fresh[same]:
                 same += 1
             return self._answer_start + start_index + same, fresh[same:]
         raise CoolfusionError(f"model {self.name!r}: cannot tokenise the answer so it reads back the same")
+
+    def _tokenize_exactly(self, text: bytes) -> list[int] | None:
+        """Tokens that read back as exactly `text`, or None.
+
+        SentencePiece vocabularies with a space prefix (Llama 2 style) turn
+        "Hello" into "▁Hello", which reads back " Hello". Then either the
+        prefix stands in for the text's own leading space, or the text is
+        tokenised after a newline, which takes the prefix, and those leading
+        tokens are dropped.
+        """
+        tokens = self.tokenize(text)
+        if self.detokenize(tokens) == text:
+            return tokens
+        if text[:1] == b" ":
+            tokens = self.tokenize(text[1:])
+            if self.detokenize(tokens) == text:
+                return tokens
+        tokens = self.tokenize(b"\n" + text)
+        for lead in range(1, min(len(tokens), 4)):
+            if self.detokenize(tokens[lead:]) == text:
+                return tokens[lead:]
+        return None
 
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
         """Score candidates in one batch: per request (start, tokens, ends_answer).

@@ -1,0 +1,788 @@
+"""Reliability and security: what a real user's machine throws at coolfusion, and what they see.
+
+Every row names the test that fails if the handling is removed. Tests elsewhere are named with
+their module; `(here)` means this module. Tests marked `models` load real GGUF models through
+llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
+
+| case | what the user sees | test |
+|---|---|---|
+| **config** | | |
+| empty / comments-only models.toml | `coolfusion: FILE: the file is empty ...; add at least one [[models]] entry`, exit 2 | test_config.py::test_a_bad_config_is_one_line_and_exit_code_2[empty,only-comments] |
+| malformed TOML | `... not valid TOML: ... at line 3, column 8`, exit 2 | test_config.py::...[malformed,unclosed-string] |
+| unknown keys | `... unknown key 'quantt' (did you mean 'quant'?)`, exit 2 | test_config.py::...[unknown-model-key,unknown-fusion-key,unknown-top-key] |
+| wrong types | `... n_ctx must be a whole number, not a string ('4096')`, exit 2 | test_config.py::...[n_ctx-string,n_ctx-bool,gpu-layers-float,enabled-string,weight-string,...] |
+| duplicate names | `... two models are named 'qwen'`, exit 2 | test_config.py::...[duplicate-names] |
+| zero enabled models | `... no model is enabled; set enabled = true ...`, exit 2 | test_config.py::...[none-enabled] |
+| one model only | the answer, and `note: only smollm2-135m is loaded: it answers alone` on stderr, exit 0 | (here) test_one_model_only_answers_alone_and_says_so |
+| one of two models fails to load | `warning: model 'broken': ...` (one line), `note: only ... answers alone`, the answer, exit 0 | (here) test_a_model_that_fails_to_load_leaves_the_other_to_answer |
+| path does not exist | `... path '.../nowhere/m.gguf' does not exist; fix the path ...`, exit 2 | test_config.py::...[path-missing] |
+| path is a directory | `... is a folder; point it at the .gguf file inside`, exit 2 | test_config.py::...[path-is-folder], ::test_a_config_folder_is_one_line |
+| no read permission (config / model) | `... no permission to read it; fix its permissions (chmod u+r)`, exit 2 | test_config.py::test_an_unreadable_config_is_one_line, ::test_an_unreadable_model_file_is_one_line, ::test_an_unreadable_model_file_for_real |
+| config not UTF-8 | `... not UTF-8 text (byte N); save it as UTF-8`, exit 2 | test_config.py::...[not-utf8] |
+| **model files** (each: a `ModelLoadFailed` with one line from `FusionEngine.load()`, `NAME: FAILED: <line>` from `models check`, `warning: <line>` + `coolfusion: no model is loaded (...)` exit 1 from `generate`; never a traceback or a crash) | | (here) test_a_broken_model_file_is_one_failed_load[*], test_broken_model_files_through_the_cli |
+| empty file / not GGUF / an HTML page | `... is empty, not a GGUF file` / `... is not a GGUF file (it starts with b'...' (an HTML page: the download went wrong))` | [empty-file], [not-gguf], [html-page] |
+| truncated GGUF (header cut / weights cut) | `... is truncated: its tensors end at byte N but the file has M; download or assemble it again` | [truncated-header], [truncated-weights] |
+| unsupported GGUF version | `... is GGUF version 7; only versions 2 and 3 are supported` | [bad-version] |
+| metadata without weights | `model 'no-weights': cannot load ...: llama.cpp's reason` | [no-weights] |
+| unknown architecture | `... unknown model architecture: 'llamx'` | [unknown-architecture] |
+| unknown / missing tokenizer, no tokens | the tokenizer named as missing or unknown | [unknown-tokenizer], [missing-tokenizer], [missing-tokens] |
+| unknown pre-tokenizer | `... unknown pre-tokenizer type: 'smollx'` | [unknown-pre-tokenizer] |
+| a tensor missing | `... missing tensor 'output_norm.weight'` | [missing-tensor] |
+| the header checks, before llama.cpp sees the file | `preflight.check_gguf_for_llama` names the missing/unknown piece | (here) test_preflight_names_what_is_wrong_with_the_file[*] |
+| model too big for memory | `model 'huge' (huge.gguf) needs about 216 GB of memory (... weights + ... for a 4,096-token context and buffers) but only 24 GB is free; ...` before anything is loaded | (here) test_a_model_too_big_for_memory_is_refused_before_loading, test_the_memory_estimate_is_refused_and_accepted_at_the_edge, test_a_model_too_big_for_memory_through_the_cli |
+| GPU layers asked for on a CPU-only llama.cpp build | runs on the CPU; `gpu_fallback_notice` says why, with the rebuild command | (here) test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice, test_gpu_layers_on_a_cpu_build_still_load |
+| **generation** | | |
+| prompt longer than a context | oldest turns left out with `note: ... the N oldest messages were left out`; a single message too long: `context_full` and `shorten it or raise n_ctx` | test_fusion.py::test_long_conversation_is_trimmed_with_a_notice, ::test_a_message_too_long_for_any_context_is_refused_cleanly |
+| context fills mid-answer | the partial answer kept, `note: a model's context is full: the answer was cut short`, stop_reason `context_full`, exit 0 | (here) test_the_context_filling_mid_answer_keeps_the_partial_text |
+| a model returns EOS at once | an empty answer, stop_reason `eos`, exit 0 | (here) test_a_model_that_ends_at_once_gives_an_empty_answer, test_fusion.py::test_model_that_ends_at_once |
+| models never agree on a boundary (`=====`, URLs) | segments forced after a bounded number of tokens: `decisions["forced"]` counted, the text stays whole | (here) test_no_common_boundary_is_cut_after_a_bound |
+| UTF-8 split across tokens, CJK, emoji, code, long lines | valid UTF-8 on stdout; no U+FFFD in any segment but a cut last one; every model holds the same text | (here) test_multilingual_code_and_long_lines_stay_valid_text, test_fusion.py::test_cjk_emoji_and_code_answers_stay_valid_text, test_boundary.py::test_utf8_split_across_tokens_waits_for_the_whole_character |
+| Ctrl-C mid-answer in `coolfusion generate` | the partial answer stays on stdout, `coolfusion: interrupted` (one line) on stderr, exit 130, no traceback | (here) test_ctrl_c_keeps_the_partial_answer_and_exits_130 |
+| Esc mid-answer in the chat | the answer stops, the partial text is kept and saved as `stopped` | test_tui_chat.py::test_escape_stops_the_answer_and_keeps_the_partial, test_tui_views.py::test_escape_in_compare_stops_the_solo_answers_then_closes |
+| **security** | | |
+| special-token strings typed by the user | plain text for every family (Qwen, SmolLM2, Gemma 3, Llama 2/3, Phi-3, Gemma 4, Command-R, GPT-2): no control token, no new turn or role | (here) test_typed_special_tokens_stay_plain_text[*], test_source_model.py::test_user_text_never_becomes_special_tokens |
+| special-token strings inside a model's answer | plain text for every other model: cannot end the turn | (here) test_special_token_text_in_an_answer_cannot_end_the_turn[*] |
+| hostile chat template (sandbox escapes) | `TemplateError`: `the chat template tried something unsafe and was stopped: ...`; nothing runs | (here) test_a_hostile_template_never_runs[*] |
+| hostile template as `chat_template` in models.toml | one line `coolfusion: the chat template tried something unsafe ...`, exit 1, nothing runs | (here) test_a_hostile_template_in_models_toml_is_refused_in_one_line |
+| hostile template inside a GGUF | the model loads with the plain format, the reason is shown (`(plain (the chat template tried something unsafe ...) template)`), nothing runs | (here) test_a_hostile_template_inside_a_gguf_falls_back_to_plain |
+| memory-bomb template (`{{ 'A' * 10**8 }}`, `{{ 7 ** 10**8 }}`, huge loops) | refused in one line: the sandbox bounds `*` and `**` and the rendered size and time | (here) test_a_template_cannot_blow_up_the_prompt |
+| no network unless a download was asked for | no socket connection or DNS lookup from `models list`, `models info`, `models check`, `generate` | (here) test_listing_never_touches_the_network, test_generate_never_touches_the_network, test_hub_downloads.py::test_nothing_touches_the_network_unless_a_download_is_asked_for, test_models_command.py::test_list_and_info_never_touch_the_network |
+| downloaded files checked against the Hub's size / sha256 | `... does not match the Hub's listing (sha256 ...); removed it, run coolfusion models pull NAME` | test_hub_downloads.py::test_a_download_that_does_not_match_the_listing_is_removed, ::test_a_cached_file_damaged_later_is_caught, ::test_a_download_that_is_not_gguf_is_removed, test_hub.py::test_damaged_parts_are_refused_and_leave_nothing_behind |
+| **storage** | | |
+| kill -9 while messages are being written | every message committed before the kill is there, whole, with its segments; the file passes `integrity_check` | (here) test_kill_9_while_writing_loses_no_finished_message, test_store.py::test_a_killed_process_loses_no_finished_message |
+| read-only history | `Cannot write the history file (attempt to write a readonly database); this session continues in memory ...`; the chat goes on | (here) test_a_history_that_turns_read_only_keeps_the_chat_in_memory, test_a_read_only_history_file_at_start_is_kept_in_memory |
+| full disk | `... continues in memory and new messages will not be saved`; what was finished is on disk | test_store.py::test_a_full_disk_switches_to_memory_and_keeps_what_was_read, test_tui_history.py::test_a_disk_that_fills_up_mid_chat_loses_nothing_on_screen |
+| unwritable data folder | `History is kept in memory for this session only: ...` | test_store.py::test_an_unwritable_data_dir_keeps_history_in_memory, test_tui_history.py::test_an_unwritable_data_dir_keeps_the_chat_going_in_memory |
+| corrupt database | `The history database was damaged (...); it was moved to FILE.corrupt-DATE and a new one started.` | test_store.py::test_a_corrupt_file_is_moved_aside_not_deleted, test_tui_history.py::test_a_corrupt_database_is_moved_aside_with_a_notice |
+| two chat windows on one database | both processes' messages all saved, in order, file intact | (here) test_two_processes_write_one_history_at_the_same_time, test_store.py::test_two_stores_on_one_file, test_tui_history.py::test_two_app_instances_share_one_history |
+| **load** | | |
+| 200 turns in one conversation | RSS after turn 200 within 32 MB of turn 20 (old turns trimmed, KV cache reused) | (here) test_200_turns_do_not_grow_memory |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coolfusion_local import preflight
+from coolfusion_local.config import Config, ModelSpec
+from coolfusion_local.engine.engine import FusionEngine, chat_format_for
+from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from coolfusion_local.engine.fusion import Member, prompt_tokens
+from coolfusion_local.engine.prompts import ChatFormat, TemplateError
+from coolfusion_local.engine.source_model import SourceModel
+from coolfusion_local.errors import CoolfusionError
+from coolfusion_local.store import DB_FILENAME, Store, StoredMessage
+from models_env import REPO, Home, run_coolfusion
+from reliability_helpers import (
+    BAD_MODEL_FILES,
+    FAMILY_TEMPLATES,
+    HOSTILE_USER_TEXT,
+    LLAMA_CPP_LOGS,
+    MEMORY_BOMB_TEMPLATE,
+    SPECIAL_STRINGS,
+    STORE_WRITER,
+    TURNS_SCRIPT,
+    embed_chat_template,
+    guarded_env,
+    hostile_templates,
+    make_bad_model,
+    run_script,
+)
+
+CLI_TIMEOUT = 300
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    return Home(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def smollm2_path(offline_model_path) -> Path:
+    return offline_model_path("smollm2-135m")
+
+
+@pytest.fixture(scope="module")
+def smollm2_bytes(smollm2_path) -> bytes:
+    return smollm2_path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, smollm2_bytes) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad-models")
+    return {kind: make_bad_model(kind, smollm2_bytes, folder) for kind in BAD_MODEL_FILES}
+
+
+def write_config(folder: Path, models: dict[str, dict], fusion: dict | None = None) -> Path:
+    """models.toml with one [[models]] table per name: {key: value} (strings quoted as TOML)."""
+    lines = []
+    for name, keys in models.items():
+        lines += ["[[models]]", f'name = "{name}"']
+        lines += [f"{key} = {json.dumps(value) if isinstance(value, str) else str(value).lower()}"
+                  for key, value in keys.items()]
+    if fusion:
+        lines.append("[fusion]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in fusion.items()]
+    path = folder / "models.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def assert_clean_stderr(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert "Error:" not in stderr.replace("coolfusion:", ""), stderr
+
+
+# =========================================================================== config
+
+
+@pytest.mark.models
+def test_one_model_only_answers_alone_and_says_so(home, smollm2_path):
+    config = write_config(home.root, {"smollm2-135m": {"path": str(smollm2_path)}})
+    result = run_coolfusion(home, "generate", "Say hello.", "--config", str(config), "--max-tokens", "6",
+                            timeout=CLI_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert "note: only smollm2-135m is loaded: it answers alone" in result.stderr.splitlines()
+    assert result.stdout.strip()
+    assert_clean_stderr(result.stderr)
+
+
+@pytest.mark.models
+def test_a_model_that_fails_to_load_leaves_the_other_to_answer(home, smollm2_path, bad_models):
+    config = write_config(home.root, {
+        "broken": {"path": str(bad_models["no-weights"])},
+        "smollm2-135m": {"path": str(smollm2_path)},
+    })
+    result = run_coolfusion(home, "generate", "Say hello.", "--config", str(config), "--max-tokens", "6",
+                            timeout=CLI_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    [warning] = [line for line in lines if line.startswith("warning: ")]
+    assert warning.startswith("warning: model 'broken': cannot load ")
+    assert "note: only smollm2-135m is loaded: it answers alone" in lines
+    assert result.stdout.strip()
+    assert_clean_stderr(result.stderr)
+
+
+# =========================================================================== model files
+
+
+# Kinds the header checks catch before llama.cpp; the others are left to llama.cpp's own reason.
+PREFLIGHT_CATCHES = {
+    "empty-file": "is empty",
+    "not-gguf": "is not a GGUF file",
+    "html-page": "an HTML page",
+    "truncated-header": "is truncated",
+    "truncated-weights": "is truncated",
+    "bad-version": "GGUF version 7",
+    "unknown-tokenizer": "uses the tokenizer 'gpx2', which llama.cpp does not know",
+    "missing-tokenizer": "has no tokenizer (tokenizer.ggml.model is missing)",
+    "missing-tokens": "tokenizer.ggml.tokens is missing",
+}
+
+
+@pytest.fixture(scope="module")
+def broken_loads(bad_models):
+    """kind -> (load events, the answer's AnswerDone) from FusionEngine, each file loaded once."""
+    results = {}
+
+    def get(kind: str):
+        if kind not in results:
+            spec = ModelSpec(name=kind, path=bad_models[kind], n_ctx=512)
+            with FusionEngine(Config(models=(spec,), source=Path("models.toml"))) as engine:
+                events = list(engine.load())
+                assert engine.status(kind).state == "failed"
+                results[kind] = (events, list(engine.generate([Message("user", "hi")])))
+        return results[kind]
+
+    return get
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kind", list(BAD_MODEL_FILES))
+def test_a_broken_model_file_is_one_failed_load(broken_loads, bad_models, kind):
+    events, answer = broken_loads(kind)
+    assert [type(e) for e in events] == [ModelLoadStarted, ModelLoadFailed]
+    reason = events[-1].reason
+    assert "\n" not in reason and reason.strip() == reason
+    assert reason.startswith(f"model {kind!r}: ") and bad_models[kind].name in reason, reason
+    [done] = answer
+    assert isinstance(done, AnswerDone) and done.stop_reason == "error"
+    assert done.error.startswith("no model is loaded (") and "\n" not in done.error
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("kind", list(BAD_MODEL_FILES))
+def test_a_broken_model_file_says_why(broken_loads, kind):
+    events, _ = broken_loads(kind)
+    reason = events[-1].reason
+    assert any(fragment in reason for fragment in BAD_MODEL_FILES[kind][1]), reason
+
+
+@pytest.mark.parametrize("kind", list(LLAMA_CPP_LOGS))
+def test_load_failure_reason_picks_llama_cpp_s_explanation(kind):
+    logged, expected = LLAMA_CPP_LOGS[kind]
+    assert preflight.load_failure_reason(logged) == expected
+
+
+@pytest.mark.models
+def test_broken_model_files_through_the_cli(home, bad_models):
+    config = write_config(home.root, {kind: {"path": str(path), "n_ctx": 512} for kind, path in bad_models.items()})
+
+    check = run_coolfusion(home, "models", "check", "--config", str(config), timeout=CLI_TIMEOUT)
+    assert check.returncode == 1, check.stdout + check.stderr
+    lines = check.stdout.splitlines()
+    assert len(lines) == len(BAD_MODEL_FILES), check.stdout
+    for line, (kind, (_, expected)) in zip(lines, BAD_MODEL_FILES.items()):
+        assert line.startswith(f"{kind}: FAILED: ") and any(fragment in line for fragment in expected), line
+    assert_clean_stderr(check.stderr)
+
+    generate = run_coolfusion(home, "generate", "hi", "--config", str(config), timeout=CLI_TIMEOUT)
+    assert generate.returncode == 1
+    assert generate.stdout.strip() == ""
+    lines = generate.stderr.splitlines()
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert [w.split("'")[1] for w in warnings] == list(BAD_MODEL_FILES), generate.stderr
+    for warning, (_, expected) in zip(warnings, BAD_MODEL_FILES.values()):
+        assert any(fragment in warning for fragment in expected), warning
+    assert lines[-1].startswith("coolfusion: no model is loaded (")
+    # Between them at most the answer's stats line ("[error] 0 tokens in 0.0s ...").
+    others = [line for line in lines[:-1] if not line.startswith("warning: ")]
+    assert all(line.startswith("[error] ") for line in others) and len(others) <= 1, generate.stderr
+    assert_clean_stderr(generate.stderr)
+
+
+@pytest.mark.parametrize("kind", list(BAD_MODEL_FILES))
+def test_preflight_names_what_is_wrong_with_the_file(bad_models, kind):
+    if kind not in PREFLIGHT_CATCHES:
+        assert preflight.check_gguf_for_llama(bad_models[kind], kind).path == bad_models[kind]
+        return
+    with pytest.raises(CoolfusionError) as caught:
+        preflight.check_gguf_for_llama(bad_models[kind], kind)
+    message = str(caught.value)
+    assert message.startswith(f"model {kind!r}: ") and "\n" not in message
+    assert PREFLIGHT_CATCHES[kind] in message
+
+
+def test_preflight_accepts_the_real_offline_models(offline_model_path):
+    for name in ("smollm2-135m", "qwen-coder-0.5b", "gemma3-270m"):
+        spec = ModelSpec(name=name, pypi="x", n_ctx=4096)
+        assert preflight.preflight(spec, offline_model_path(name)) == []
+
+
+def write_huge_sparse_gguf(path: Path, gigabytes: int = 200) -> Path:
+    """A valid GGUF header declaring `gigabytes` of weights, the data a sparse hole (no disk used)."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("huge")
+    writer.add_block_count(80)
+    writer.add_context_length(4096)
+    writer.add_embedding_length(8192)
+    writer.add_head_count(64)
+    writer.add_head_count_kv(8)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"t{i}" for i in range(1000)])
+    count = gigabytes * 2**30 // 4
+    writer.add_tensor_info("token_embd.weight", [count], np.dtype(np.float32), count * 4,
+                           raw_dtype=gguf.GGMLQuantizationType.F32)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    header = path.stat().st_size
+    os.truncate(path, -(-header // 32) * 32 + count * 4)
+    return path
+
+
+@pytest.mark.skipif(preflight.available_memory() is None, reason="free memory cannot be measured here")
+def test_a_model_too_big_for_memory_is_refused_before_loading(tmp_path):
+    huge = write_huge_sparse_gguf(tmp_path / "huge.gguf")
+    assert preflight.check_gguf_for_llama(huge).file_size > 200e9  # a well-formed file: only its size is wrong
+    with pytest.raises(CoolfusionError) as caught:
+        preflight.check_fits_in_memory(huge, 4096, name="huge")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("model 'huge' (huge.gguf) needs about 2")
+    assert "for a 4,096-token context and buffers) but only " in message and " is free; " in message
+    assert "lower n_ctx" in message
+    with pytest.raises(CoolfusionError):
+        preflight.preflight(ModelSpec(name="huge", path=huge), huge)
+
+
+def test_the_memory_estimate_is_refused_and_accepted_at_the_edge(smollm2_path, monkeypatch):
+    weights, context = preflight.estimate_memory(smollm2_path, 2048)
+    assert weights == smollm2_path.stat().st_size
+    # SmolLM2 135M: 30 layers x 3 KV heads x 64 x 2 (K and V) x 2 bytes per token, plus 49k-vocab buffers.
+    assert 150e6 < context < 300e6
+    preflight.check_fits_in_memory(smollm2_path, 2048, available=weights + context)
+    with pytest.raises(CoolfusionError, match=r"needs about 3\d\d MB of memory .* but only 50 MB is free"):
+        preflight.check_fits_in_memory(smollm2_path, 2048, available=50_000_000)
+    monkeypatch.setenv(preflight.SKIP_MEMORY_CHECK_VARIABLE, "1")
+    preflight.check_fits_in_memory(smollm2_path, 2048, available=50_000_000)
+
+
+def test_a_container_memory_limit_is_respected(tmp_path):
+    (tmp_path / "memory.max").write_text("1000000000\n")
+    (tmp_path / "memory.current").write_text("700000000\n")
+    (tmp_path / "memory.stat").write_text("anon 500000000\ninactive_file 200000000\n")
+    assert preflight._cgroup_available(tmp_path) == 500_000_000
+    (tmp_path / "memory.max").write_text("max\n")
+    assert preflight._cgroup_available(tmp_path) is None
+
+
+@pytest.mark.models
+@pytest.mark.skipif(preflight.available_memory() is None, reason="free memory cannot be measured here")
+def test_a_model_too_big_for_memory_through_the_cli(home):
+    huge = write_huge_sparse_gguf(home.root / "huge.gguf")
+    config = write_config(home.root, {"huge": {"path": str(huge)}})
+    result = run_coolfusion(home, "generate", "hi", "--config", str(config), timeout=120)
+    assert result.returncode == 1
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert "needs about" in warning and "is free" in warning
+    assert_clean_stderr(result.stderr)
+
+
+def test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice(monkeypatch):
+    monkeypatch.setattr(preflight, "gpu_offload_supported", lambda: False)
+    notice = preflight.gpu_fallback_notice(ModelSpec(name="qwen", pypi="x", n_gpu_layers=99))
+    assert notice.startswith("model 'qwen': n_gpu_layers asks for 99 layers on the GPU, but this llama.cpp build "
+                             "has no GPU support, so it runs on the CPU; reinstall llama-cpp-python with CMAKE_ARGS=")
+    assert "all layers" in preflight.gpu_fallback_notice(ModelSpec(name="q", pypi="x", n_gpu_layers=-1))
+    assert preflight.gpu_fallback_notice(ModelSpec(name="q", pypi="x", n_gpu_layers=0)) is None
+    assert preflight.gpu_fallback_notice(ModelSpec(name="q", pypi="x")) is None  # the default asks for nothing
+    monkeypatch.setattr(preflight, "gpu_offload_supported", lambda: True)
+    assert preflight.gpu_fallback_notice(ModelSpec(name="q", pypi="x", n_gpu_layers=99)) is None
+
+
+@pytest.mark.models
+@pytest.mark.skipif(preflight.gpu_offload_supported(), reason="this llama.cpp build can offload to a GPU")
+def test_gpu_layers_on_a_cpu_build_still_load(smollm2_path):
+    spec = ModelSpec(name="smollm2-135m", path=smollm2_path, n_gpu_layers=99, n_ctx=512)
+    assert "runs on the CPU" in preflight.preflight(spec, smollm2_path)[0]
+    with FusionEngine(Config(models=(spec,), source=Path("m.toml"))) as engine:
+        loaded = [e for e in engine.load() if isinstance(e, ModelLoaded)]
+        assert loaded and loaded[0].n_gpu_layers == 0  # on the CPU, as the notice says
+
+
+# =========================================================================== generation
+
+
+@pytest.mark.models
+def test_the_context_filling_mid_answer_keeps_the_partial_text(home, smollm2_path):
+    config = write_config(home.root, {"smollm2-135m": {"path": str(smollm2_path), "n_ctx": 256}})
+    # A long system message leaves about 100 tokens of the 256 for the answer: far less than the story needs.
+    background = ("The story happens in a mountain village where the wind never stops, the river is frozen "
+                  "half of the year and the people keep goats, bees and old books. ") * 3
+    result = run_coolfusion(
+        home, "generate", "Write a very long story about a dragon who learns to fly, at least 2000 words.",
+        "--system", background, "--config", str(config), "--json", "--max-tokens", "2000", timeout=CLI_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    records = json_lines(result.stdout)
+    done = records[-1]
+    assert done["done"] and done["stop_reason"] == "context_full", done
+    segments = [r["text"] for r in records if "index" in r]
+    assert len(done["text"]) > 100 and done["text"] == "".join(segments)
+    notices = [r["notice"] for r in records if "notice" in r]
+    assert any("context" in n and "full" in n for n in notices), notices
+    assert_clean_stderr(result.stderr)
+
+
+# A prompt whose answer is already written out: the model's first token is the end of its turn.
+ANSWERED_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "<|im_start|>assistant\nThe capital of France is Paris."
+)
+
+
+@pytest.mark.models
+def test_a_model_that_ends_at_once_gives_an_empty_answer(offline_members):
+    member = offline_members("smollm2-135m")[0]
+    ended = Member(member.name, member.model, ChatFormat(ANSWERED_TEMPLATE), member.weight)
+    from coolfusion_local.engine.fusion import FusionSettings, generate
+
+    events = list(generate([ended], [Message("user", "What is the capital of France?")],
+                           FusionSettings(mode="solo", max_tokens=16)))
+    done = events[-1]
+    assert isinstance(done, AnswerDone) and done.stop_reason == "eos", done
+    assert done.text == "" and done.error is None
+    assert member.model.answer_tokens == []
+
+
+@pytest.mark.models
+def test_no_common_boundary_is_cut_after_a_bound(offline_members):
+    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, FusionSettings, generate
+    from coolfusion_local.engine.events import SegmentChosen
+
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    prompt = "Print a line of exactly 120 equals signs (=) and nothing else, no spaces."
+    events = list(generate(members, [Message("user", prompt)], FusionSettings(max_tokens=64)))
+    done = events[-1]
+    segments = [e for e in events if isinstance(e, SegmentChosen)]
+    assert done.stop_reason in ("eos", "max_tokens"), done
+    assert done.stats.decisions.get("forced", 0) >= 1, done.stats.decisions
+    assert "=" * 20 in done.text
+    forced = [s for s in segments if "=" * 8 in s.text]
+    assert forced and all(c.tokens <= MAX_SEGMENT_TOKENS for s in forced for c in s.candidates.values())
+    for member in members:
+        held = member.model.detokenize(member.model.answer_tokens).decode("utf-8", errors="replace")
+        assert held == done.text, member.name
+
+
+MULTILINGUAL_PROMPTS = {
+    "cjk": "用中文写两句关于猫的话。",
+    "emoji": "Reply with five different emoji about the weather, separated by spaces.",
+    "code": "Write a Python function that reverses a string, in a ```python code block.",
+    "long-line": "Write the numbers from 1 to 60 on ONE line separated by commas, with no spaces and no newline.",
+    "url": "Write only this URL: https://example.com/a/very/long/path/with-many-parts_and_underscores?x=1&y=2",
+}
+
+
+@pytest.mark.models
+def test_multilingual_code_and_long_lines_stay_valid_text(offline_members):
+    from coolfusion_local.engine.fusion import FusionSettings, generate
+    from coolfusion_local.engine.events import SegmentChosen
+
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    for case, prompt in MULTILINGUAL_PROMPTS.items():
+        events = list(generate(members, [Message("user", prompt)], FusionSettings(max_tokens=40)))
+        done = events[-1]
+        segments = [e.text for e in events if isinstance(e, SegmentChosen)]
+        assert done.stop_reason in ("eos", "max_tokens"), (case, done)
+        assert "\ufffd" not in "".join(segments[:-1]), (case, segments)
+        assert done.text == "".join(segments)
+        for member in members:
+            held = member.model.detokenize(member.model.answer_tokens)
+            assert held.decode("utf-8", errors="replace") == done.text, (case, member.name)
+
+
+@pytest.mark.models
+def test_ctrl_c_keeps_the_partial_answer_and_exits_130(home, smollm2_path):
+    config = write_config(home.root, {"smollm2-135m": {"path": str(smollm2_path)}})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "coolfusion_local", "generate", "Write a long story about a lighthouse keeper.",
+         "--config", str(config), "--max-tokens", "2000", "--quiet"],
+        cwd=home.root, env=home.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        first = os.read(process.stdout.fileno(), 4096)  # blocks until the first segment is printed
+        assert first, "no output before the end"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        rest, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stdout = (first + rest).decode("utf-8")
+    assert process.returncode == 130, stderr
+    assert stderr.decode() == "coolfusion: interrupted\n"
+    assert stdout.startswith(first.decode("utf-8", errors="ignore")) and len(stdout.strip()) >= len(first.strip())
+
+
+# =========================================================================== security
+
+
+VOCAB_FAMILIES = ["llama-spm", "llama-bpe", "gpt-2", "phi-3", "gemma-4", "command-r", "qwen2"]
+REAL_MODELS = ["qwen-coder-0.5b", "smollm2-135m", "gemma3-270m"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_member(vocab, offline_model_path):
+    """family -> a Member over a vocabulary-only model, with the format the product would use."""
+    opened: dict[str, Member] = {}
+
+    def get(family: str) -> Member:
+        if family not in opened:
+            if family in REAL_MODELS:
+                model = SourceModel(family, offline_model_path(family), vocab_only=True)
+                template = "plain" if family == "gemma3-270m" else None
+            else:
+                model = vocab(family)
+                template = FAMILY_TEMPLATES.get(family)
+            spec = ModelSpec(name=family, pypi="x", chat_template=template)
+            chat, _ = chat_format_for(spec, model)
+            opened[family] = Member(family, model, chat)
+        return opened[family]
+
+    yield get
+    for family in REAL_MODELS:
+        if family in opened:
+            opened[family].model.close()
+
+
+def control_tokens(model: SourceModel) -> dict[str, int]:
+    """The SPECIAL_STRINGS that are one control token in this vocabulary."""
+    found = {}
+    for text in SPECIAL_STRINGS:
+        special = model.tokenize(text.encode(), special=True)
+        if len(special) == 1 and model.tokenize(text.encode()) != special:
+            found[text] = special[0]
+    return found
+
+
+@pytest.mark.parametrize("family", REAL_MODELS + VOCAB_FAMILIES)
+def test_typed_special_tokens_stay_plain_text(tokenizer_member, family):
+    member = tokenizer_member(family)
+    model = member.model
+    controls = control_tokens(model)
+    assert controls, f"{family}: no control token found; the test would prove nothing"
+    plain = prompt_tokens(member, [Message("user", "hi")])
+    hostile = prompt_tokens(member, [Message("user", HOSTILE_USER_TEXT)])
+    for text, token in controls.items():
+        # The template's own markers are there as many times as for a harmless message; typed ones are text.
+        assert hostile.count(token) == plain.count(token), (family, text)
+    decoded = model.detokenize(hostile).decode("utf-8", errors="replace")
+    assert all(text in decoded for text in controls), family
+    ends = [t for t in hostile if model.is_end(t)]
+    assert len(ends) == len([t for t in plain if model.is_end(t)]), family
+
+
+# SentencePiece vocabularies that add a space prefix: `continuation` cannot start an answer there (see
+# test_a_sentencepiece_answer_can_start_with_a_segment); their candidate text is checked through `tokenize`,
+# which `continuation` uses underneath.
+SPACE_PREFIX_FAMILIES = ("llama-spm", "phi-3")
+
+
+@pytest.mark.parametrize("family", REAL_MODELS + VOCAB_FAMILIES)
+def test_special_token_text_in_an_answer_cannot_end_the_turn(tokenizer_member, family):
+    """Another family's candidate that writes '<end_of_turn>' or '</s>' is scored and committed as text."""
+    model = tokenizer_member(family).model
+    controls = set(control_tokens(model).values())
+    text = HOSTILE_USER_TEXT.encode()
+    if family in SPACE_PREFIX_FAMILIES:
+        tokens = model.tokenize(text)
+        assert model.detokenize(tokens) == b" " + text
+    else:
+        start, tokens = model.continuation(text)
+        assert start == 0 and model.detokenize(tokens) == text
+    assert tokens and not controls & set(tokens), family
+    assert not any(model.is_end(t) for t in tokens), family
+
+
+@pytest.mark.parametrize("family", SPACE_PREFIX_FAMILIES)
+def test_a_sentencepiece_answer_can_start_with_a_segment(tokenizer_member, family):
+    model = tokenizer_member(family).model  # vocabulary only: its answer is empty, as at the start of every answer
+    start, tokens = model.continuation(b"Hello")
+    assert model.detokenize(tokens).strip() == b"Hello"
+
+
+@pytest.mark.parametrize("case", list(hostile_templates("MARKER")))
+def test_a_hostile_template_never_runs(tmp_path, case):
+    marker = tmp_path / "pwned"
+    template = hostile_templates(str(marker))[case]
+    try:
+        parts = ChatFormat(template, bos_token="<s>", eos_token="</s>").render([Message("user", "hi")])
+    except TemplateError as error:
+        message = str(error)
+        assert "\n" not in message and message.startswith("the chat template")
+    else:  # rendered harmlessly: nothing of Python's internals leaks into the prompt
+        text = "".join(p.text for p in parts)
+        assert "class" not in text and "function" not in text and "module" not in text, text
+    assert not marker.exists()
+
+
+@pytest.mark.models
+def test_a_hostile_template_in_models_toml_is_refused_in_one_line(home, smollm2_path):
+    marker = home.root / "pwned"
+    template = hostile_templates(str(marker))["cycler-globals-popen"]
+    config = write_config(home.root, {"smollm2-135m": {"path": str(smollm2_path), "chat_template": template}})
+    result = run_coolfusion(home, "generate", "hi", "--config", str(config), "--max-tokens", "4",
+                            timeout=CLI_TIMEOUT)
+    assert not marker.exists()
+    assert result.returncode == 1, result.stdout + result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("coolfusion: ") and "the chat template tried something unsafe and was stopped" in last
+    assert_clean_stderr(result.stderr)
+
+
+@pytest.mark.models
+def test_a_hostile_template_inside_a_gguf_falls_back_to_plain(home, smollm2_bytes):
+    template = "{{ cycler.__init__.__globals__.os.popen('touch pwned').read() }}"
+    model = embed_chat_template(smollm2_bytes, template, home.root / "hostile.gguf")
+    config = write_config(home.root, {"hostile": {"path": str(model)}})
+    info = run_coolfusion(home, "models", "info", "hostile", "--config", str(config))
+    assert info.returncode == 0 and "popen" in info.stdout  # shown as text, never rendered
+    result = run_coolfusion(home, "generate", "Say hello.", "--config", str(config), "--max-tokens", "6",
+                            timeout=CLI_TIMEOUT)
+    assert not (home.root / "pwned").exists()
+    assert result.returncode == 0, result.stderr
+    loaded = next(line for line in result.stderr.splitlines() if line.startswith("loaded hostile"))
+    assert "(plain (the chat template tried something unsafe and was stopped: " in loaded
+    assert result.stdout.strip()
+    assert_clean_stderr(result.stderr)
+
+
+BOMB_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, time
+    resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+    from coolfusion_local.engine.prompts import ChatFormat, TemplateError
+    from coolfusion_local.engine.events import Message
+    started = time.perf_counter()
+    try:
+        parts = ChatFormat(sys.argv[1]).render([Message("user", "hi")])
+        print("rendered", sum(len(p.text) for p in parts))
+    except TemplateError as error:
+        print("refused", error)
+    """
+)
+
+
+def test_a_template_cannot_blow_up_the_prompt():
+    result = subprocess.run([sys.executable, "-c", BOMB_SCRIPT, MEMORY_BOMB_TEMPLATE], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused the chat template"), result.stdout
+
+
+def _network_log(log: Path) -> list[str]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    assert any(line.endswith("guard installed") for line in lines), "the socket guard did not load"
+    return [line for line in lines if not line.endswith("guard installed")]
+
+
+def test_listing_never_touches_the_network(home, tmp_path):
+    log = tmp_path / "sockets.log"
+    env = guarded_env(home, tmp_path / "guard", log)
+    for args in (["models", "list"], ["models", "info", "smollm2-135m"]):
+        result = subprocess.run([sys.executable, "-m", "coolfusion_local", *args], cwd=home.root, env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in result.stderr, result.stderr
+    assert _network_log(log) == []
+
+
+@pytest.mark.models
+def test_generate_never_touches_the_network(home, tmp_path):
+    """A PyPI-carried model (verified and used in place): generate and check stay offline."""
+    log = tmp_path / "sockets.log"
+    env = guarded_env(home, tmp_path / "guard", log)
+    config = str(write_config(home.root, {"smollm2-135m": {"pypi": "smollm2-135m-instruct"}}))
+    for args in (["generate", "Say hi.", "--max-tokens", "4", "--config", config],
+                 ["models", "check", "--config", config]):
+        result = subprocess.run([sys.executable, "-m", "coolfusion_local", *args], cwd=home.root, env=env,
+                                capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert _network_log(log) == []
+
+
+# =========================================================================== storage
+
+
+def test_kill_9_while_writing_loses_no_finished_message(tmp_path):
+    path = tmp_path / DB_FILENAME
+    writer = run_script(STORE_WRITER, str(path), "m", "100000", "20000")
+    finished = -1
+    for line in writer.stdout:
+        finished = int(line)
+        if finished >= 40:
+            break
+    os.kill(writer.pid, signal.SIGKILL)  # in the middle of the next message
+    writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store = Store(path)
+    assert store.persistent and store.take_notices() == []
+    [summary] = store.list_conversations()
+    messages = store.messages(summary.id)
+    assert len(messages) >= finished + 1
+    for i, message in enumerate(messages):
+        assert message.content == f"m{i}:" + "x" * 20000
+        assert [s.text for s in message.segments] == [message.content[k::3] for k in range(3)]
+    store.close()
+
+
+def test_a_history_that_turns_read_only_keeps_the_chat_in_memory(tmp_path):
+    path = tmp_path / DB_FILENAME
+    store = Store(path)
+    cid = store.create_conversation("before")
+    store.add_message(cid, StoredMessage("user", "saved while writable"))
+    store._conn.execute("PRAGMA query_only = ON")  # the file became read-only under the running chat
+    store.add_message(cid, StoredMessage("assistant", "kept in memory"))  # must not raise
+    assert not store.persistent
+    [notice] = store.take_notices()
+    assert "readonly" in notice and "continues in memory" in notice and "\n" not in notice
+    assert [m.content for m in store.messages(cid)] == ["saved while writable", "kept in memory"]
+    store.close()
+    assert [m.content for m in Store(path).messages(cid)] == ["saved while writable"]
+
+
+def test_a_read_only_history_file_at_start_is_kept_in_memory(tmp_path, monkeypatch):
+    path = tmp_path / DB_FILENAME
+    store = Store(path)
+    store.add_message(store.create_conversation("old"), StoredMessage("user", "old message"))
+    store.close()
+    real_connect = sqlite3.connect
+
+    def read_only(database, *args, **kwargs):  # root ignores chmod; open the file the way a read-only disk would
+        if str(database) == str(path):
+            return real_connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)
+        return real_connect(database, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", read_only)
+    store = Store(path)
+    [old] = store.list_conversations()
+    assert [m.content for m in store.messages(old.id)] == ["old message"]  # the history is readable
+    cid = store.create_conversation("new chat")  # the first write finds the file read-only: must not raise
+    assert not store.persistent
+    [notice] = store.take_notices()
+    assert "readonly" in notice and "continues in memory" in notice and "\n" not in notice
+    store.add_message(cid, StoredMessage("user", "still works"))
+    assert [m.content for m in store.messages(cid)] == ["still works"]
+    assert [m.content for m in store.messages(old.id)] == ["old message"]  # kept in the memory copy
+    store.close()
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+    assert [c.title for c in Store(path).list_conversations()] == ["old"]  # the file is untouched
+
+
+def test_two_processes_write_one_history_at_the_same_time(tmp_path):
+    path = tmp_path / DB_FILENAME
+    Store(path).create_conversation("shared")
+    writers = [run_script(STORE_WRITER, str(path), tag, "60", "2000") for tag in ("a", "b")]
+    for writer in writers:
+        writer.communicate(timeout=120)
+        assert writer.returncode == 0
+    store = Store(path)
+    [summary] = store.list_conversations()
+    contents = [m.content.split(":")[0] for m in store.messages(summary.id)]
+    for tag in ("a", "b"):
+        assert [c for c in contents if c.startswith(tag)] == [f"{tag}{i}" for i in range(60)]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    store.close()
+
+
+# =========================================================================== load
+
+
+@pytest.mark.models
+def test_200_turns_do_not_grow_memory(tmp_path):
+    out = tmp_path / "turns.json"
+    result = subprocess.run([sys.executable, "-c", TURNS_SCRIPT, "200", "1024", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    rss = {key: value / 2**20 for key, value in record["rss"].items()}
+    print(f"\nRSS MiB: {rss}; seconds: {record['seconds']}; trimmed turns: {record['trimmed_turns']}; "
+          f"stop reasons: {record['stop_reasons']}")
+    assert record["trimmed_turns"] > 100  # the conversation outgrew the context: old turns were left out
+    assert sum(record["stop_reasons"].values()) == 200 and "error" not in record["stop_reasons"]
+    assert rss["200"] - rss["20"] < 32, rss
