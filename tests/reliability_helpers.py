@@ -328,7 +328,8 @@ TURNS_SCRIPT = textwrap.dedent(
                 return int(line.split()[1]) * 1024
         return 0
 
-    turns, n_ctx, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    # tail: how many of the last messages the client sends each turn (0: the whole conversation)
+    turns, n_ctx, tail, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     config = Config(models=(ModelSpec(name="smollm2-135m", pypi="smollm2-135m-instruct", n_ctx=n_ctx),),
                     fusion=FusionSettings(mode="solo:smollm2-135m", max_tokens=8))
     record = {"rss": {}, "seconds": {}, "trimmed_turns": 0, "stop_reasons": {}}
@@ -341,7 +342,7 @@ TURNS_SCRIPT = textwrap.dedent(
         for turn in range(1, turns + 1):
             history.append(Message("user", f"Turn {turn}: name one colour."))
             answer = None
-            for event in engine.generate(list(history)):
+            for event in engine.generate(history[-tail:] if tail else list(history)):
                 if isinstance(event, Notice) and "left out" in event.message:
                     record["trimmed_turns"] += 1
                 elif isinstance(event, AnswerDone):
@@ -351,6 +352,6 @@ TURNS_SCRIPT = textwrap.dedent(
             if turn in (1, 20, 50, 100, 150, 200) or turn == turns:
                 record["rss"][turn] = rss()
                 record["seconds"][turn] = round(time.perf_counter() - started, 1)
-    Path(out).write_text(json.dumps(record))
+                Path(out).write_text(json.dumps(record))
     """
 )

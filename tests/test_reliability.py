@@ -19,23 +19,27 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | path is a directory | `... is a folder; point it at the .gguf file inside`, exit 2 | test_config.py::...[path-is-folder], ::test_a_config_folder_is_one_line |
 | no read permission (config / model) | `... no permission to read it; fix its permissions (chmod u+r)`, exit 2 | test_config.py::test_an_unreadable_config_is_one_line, ::test_an_unreadable_model_file_is_one_line, ::test_an_unreadable_model_file_for_real |
 | config not UTF-8 | `... not UTF-8 text (byte N); save it as UTF-8`, exit 2 | test_config.py::...[not-utf8] |
-| **model files** (each: a `ModelLoadFailed` with one line from `FusionEngine.load()`, `NAME: FAILED: <line>` from `models check`, `warning: <line>` + `coolfusion: no model is loaded (...)` exit 1 from `generate`; never a traceback or a crash) | | (here) test_a_broken_model_file_is_one_failed_load[*], test_broken_model_files_through_the_cli |
-| empty file / not GGUF / an HTML page | `... is empty, not a GGUF file` / `... is not a GGUF file (it starts with b'...' (an HTML page: the download went wrong))` | [empty-file], [not-gguf], [html-page] |
-| truncated GGUF (header cut / weights cut) | `... is truncated: its tensors end at byte N but the file has M; download or assemble it again` | [truncated-header], [truncated-weights] |
-| unsupported GGUF version | `... is GGUF version 7; only versions 2 and 3 are supported` | [bad-version] |
-| metadata without weights | `model 'no-weights': cannot load ...: llama.cpp's reason` | [no-weights] |
-| unknown architecture | `... unknown model architecture: 'llamx'` | [unknown-architecture] |
-| unknown / missing tokenizer, no tokens | the tokenizer named as missing or unknown | [unknown-tokenizer], [missing-tokenizer], [missing-tokens] |
-| unknown pre-tokenizer | `... unknown pre-tokenizer type: 'smollx'` | [unknown-pre-tokenizer] |
-| a tensor missing | `... missing tensor 'output_norm.weight'` | [missing-tensor] |
-| the header checks, before llama.cpp sees the file | `preflight.check_gguf_for_llama` names the missing/unknown piece | (here) test_preflight_names_what_is_wrong_with_the_file[*] |
-| model too big for memory | `model 'huge' (huge.gguf) needs about 216 GB of memory (... weights + ... for a 4,096-token context and buffers) but only 24 GB is free; ...` before anything is loaded | (here) test_a_model_too_big_for_memory_is_refused_before_loading, test_the_memory_estimate_is_refused_and_accepted_at_the_edge, test_a_model_too_big_for_memory_through_the_cli |
-| GPU layers asked for on a CPU-only llama.cpp build | runs on the CPU; `gpu_fallback_notice` says why, with the rebuild command | (here) test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice, test_gpu_layers_on_a_cpu_build_still_load |
+| **model files** (each: one `ModelLoadFailed` line from `FusionEngine.load()`, `NAME: FAILED: <line>` from `models check` (exit 1), `warning: <line>` then `coolfusion: no model is loaded (...)` from `generate` (exit 1); never a traceback, never a crash: no broken file made llama.cpp abort) | | (here) test_a_broken_model_file_is_one_failed_load[*], test_a_broken_model_file_says_why[*], test_broken_model_files_through_the_cli |
+| empty file | `model 'x': FILE is empty, not a GGUF file; download or assemble it again` | [empty-file] |
+| not GGUF / an HTML page saved as .gguf | `... is not a GGUF file (it starts with b'<!DO' (an HTML page: the download went wrong)); point the config at a .gguf model file` | [not-gguf], [html-page] |
+| truncated GGUF (header cut / weights cut) | `... is truncated: its tensors end at byte 98,362,432 but the file has 49,181,216; download or assemble it again` | [truncated-header], [truncated-weights] |
+| unsupported GGUF version | `... is GGUF version 7; only versions 2 and 3 are supported, re-convert it with a current llama.cpp` | [bad-version] |
+| metadata without weights | `model 'x': cannot load FILE: key not found in model: llama.embedding_length` | [no-weights] |
+| an architecture llama.cpp cannot load | `model 'x': cannot load FILE: unknown model architecture: 'llamx'` | [unknown-architecture] |
+| unknown tokenizer | `... uses the tokenizer 'gpx2', which llama.cpp does not know; convert it again or update llama-cpp-python` | [unknown-tokenizer] |
+| missing tokenizer / tokens | `... has no tokenizer (tokenizer.ggml.model is missing)` / `... has a tokenizer without tokens (tokenizer.ggml.tokens is missing); convert it again with its tokenizer files` | [missing-tokenizer], [missing-tokens] |
+| unknown pre-tokenizer | `model 'x': cannot load FILE: unknown pre-tokenizer type: 'smollx'` | [unknown-pre-tokenizer] |
+| a tensor missing | `model 'x': cannot load FILE: tensor 'output_norm.weight' not found` | [missing-tensor] |
+| llama.cpp's real reason, not its last log line (`failed to load model`) | `preflight.load_failure_reason` picks the cause from llama.cpp's log | (here) test_load_failure_reason_picks_llama_cpp_s_explanation[*] |
+| the header checks, before llama.cpp sees the file | `preflight.check_gguf_for_llama` names the missing or unknown piece | (here) test_preflight_names_what_is_wrong_with_the_file[*], test_preflight_accepts_the_real_offline_models |
+| model too big for memory (checked from file size, KV cache and buffers against MemAvailable / the cgroup limit, before loading) | `warning: model 'huge' (huge.gguf) needs about 216.2 GB of memory (214.7 GB of weights + 1.4 GB for a 4,096-token context and buffers) but only 24.5 GB is free; close other programs, lower n_ctx in models.toml, or pick a smaller model or quant (set COOLFUSION_SKIP_MEMORY_CHECK=1 to try anyway)` | (here) test_a_model_too_big_for_memory_is_refused_before_loading, test_the_memory_estimate_is_refused_and_accepted_at_the_edge, test_a_container_memory_limit_is_respected, test_a_model_too_big_for_memory_through_the_cli |
+| GPU layers asked for on a CPU-only llama.cpp build | the model runs on the CPU and `note: model 'x': n_gpu_layers asks for 99 layers on the GPU, but this llama.cpp build has no GPU support, so it runs on the CPU; reinstall llama-cpp-python with CMAKE_ARGS=...` | (here) test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice, test_gpu_layers_on_a_cpu_build_still_load |
 | **generation** | | |
 | prompt longer than a context | oldest turns left out with `note: ... the N oldest messages were left out`; a single message too long: `context_full` and `shorten it or raise n_ctx` | test_fusion.py::test_long_conversation_is_trimmed_with_a_notice, ::test_a_message_too_long_for_any_context_is_refused_cleanly |
 | context fills mid-answer | the partial answer kept, `note: a model's context is full: the answer was cut short`, stop_reason `context_full`, exit 0 | (here) test_the_context_filling_mid_answer_keeps_the_partial_text |
 | a model returns EOS at once | an empty answer, stop_reason `eos`, exit 0 | (here) test_a_model_that_ends_at_once_gives_an_empty_answer, test_fusion.py::test_model_that_ends_at_once |
-| models never agree on a boundary (`=====`, URLs) | segments forced after a bounded number of tokens: `decisions["forced"]` counted, the text stays whole | (here) test_no_common_boundary_is_cut_after_a_bound |
+| models never agree on a boundary (50 digits of pi, a long URL) | segments forced after at most 16 tokens: `decisions["forced"]` counted, the text stays whole and every model holds it | (here) test_no_common_boundary_is_cut_after_a_bound[digits,url], test_fusion.py::test_forced_boundary_when_no_word_ends_within_the_bound |
+| an answer starting on a SentencePiece vocabulary with a space prefix (Llama 2, Mistral, Phi-3) | the first segment is taken in like any other (was: `cannot tokenise the answer so it reads back the same`; fixed in source_model.py) | (here) test_a_sentencepiece_answer_can_start_with_a_segment[*] |
 | UTF-8 split across tokens, CJK, emoji, code, long lines | valid UTF-8 on stdout; no U+FFFD in any segment but a cut last one; every model holds the same text | (here) test_multilingual_code_and_long_lines_stay_valid_text, test_fusion.py::test_cjk_emoji_and_code_answers_stay_valid_text, test_boundary.py::test_utf8_split_across_tokens_waits_for_the_whole_character |
 | Ctrl-C mid-answer in `coolfusion generate` | the partial answer stays on stdout, `coolfusion: interrupted` (one line) on stderr, exit 130, no traceback | (here) test_ctrl_c_keeps_the_partial_answer_and_exits_130 |
 | Esc mid-answer in the chat | the answer stops, the partial text is kept and saved as `stopped` | test_tui_chat.py::test_escape_stops_the_answer_and_keeps_the_partial, test_tui_views.py::test_escape_in_compare_stops_the_solo_answers_then_closes |
@@ -56,7 +60,8 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | corrupt database | `The history database was damaged (...); it was moved to FILE.corrupt-DATE and a new one started.` | test_store.py::test_a_corrupt_file_is_moved_aside_not_deleted, test_tui_history.py::test_a_corrupt_database_is_moved_aside_with_a_notice |
 | two chat windows on one database | both processes' messages all saved, in order, file intact | (here) test_two_processes_write_one_history_at_the_same_time, test_store.py::test_two_stores_on_one_file, test_tui_history.py::test_two_app_instances_share_one_history |
 | **load** | | |
-| 200 turns in one conversation | RSS after turn 200 within 32 MB of turn 20 (old turns trimmed, KV cache reused) | (here) test_200_turns_do_not_grow_memory |
+| 200 turns in one conversation | RSS after turn 200 within 32 MB of turn 20 while the engine leaves old turns out every answer | (here) test_200_turns_do_not_grow_memory |
+| trimming a 400-message conversation | NOT HANDLED yet: `fit_prompts` re-renders the prompt once per exchange dropped (~160 renders, ~3 s per answer at turn 200) | (here) test_trimming_a_long_conversation_renders_few_prompts (xfail, strict) |
 """
 
 from __future__ import annotations
@@ -373,12 +378,20 @@ def test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice(monkeypatch):
 
 @pytest.mark.models
 @pytest.mark.skipif(preflight.gpu_offload_supported(), reason="this llama.cpp build can offload to a GPU")
-def test_gpu_layers_on_a_cpu_build_still_load(smollm2_path):
+def test_gpu_layers_on_a_cpu_build_still_load(home, smollm2_path):
     spec = ModelSpec(name="smollm2-135m", path=smollm2_path, n_gpu_layers=99, n_ctx=512)
-    assert "runs on the CPU" in preflight.preflight(spec, smollm2_path)[0]
     with FusionEngine(Config(models=(spec,), source=Path("m.toml"))) as engine:
-        loaded = [e for e in engine.load() if isinstance(e, ModelLoaded)]
-        assert loaded and loaded[0].n_gpu_layers == 0  # on the CPU, as the notice says
+        [loaded] = [e for e in engine.load() if isinstance(e, ModelLoaded)]
+        assert loaded.n_gpu_layers == 0  # on the CPU, as the notice says
+        assert [n for n in loaded.notices if "runs on the CPU" in n]
+    config = write_config(home.root, {"smollm2-135m": {"path": str(smollm2_path), "n_gpu_layers": 99}})
+    result = run_coolfusion(home, "generate", "Say hello.", "--config", str(config), "--max-tokens", "4",
+                            timeout=CLI_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert ("note: model 'smollm2-135m': n_gpu_layers asks for 99 layers on the GPU, but this llama.cpp build "
+            "has no GPU support, so it runs on the CPU") in result.stderr
+    assert result.stdout.strip()
+    assert_clean_stderr(result.stderr)
 
 
 # =========================================================================== generation
@@ -426,21 +439,29 @@ def test_a_model_that_ends_at_once_gives_an_empty_answer(offline_members):
     assert member.model.answer_tokens == []
 
 
+NO_BOUNDARY_PROMPTS = {
+    "digits": "Write the first 50 decimal digits of pi as one number with no spaces.",
+    "url": "Write only this URL: https://example.com/a/very/long/path/with-many-parts_and_underscores/and/more/"
+           "parts/index.html?x=1&y=2",
+}
+
+
 @pytest.mark.models
-def test_no_common_boundary_is_cut_after_a_bound(offline_members):
-    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, FusionSettings, generate
+@pytest.mark.parametrize("case", list(NO_BOUNDARY_PROMPTS))
+def test_no_common_boundary_is_cut_after_a_bound(offline_members, case):
+    """Two tokenizer families fused over text with no space for dozens of tokens (test_fusion.py has one model)."""
     from coolfusion_local.engine.events import SegmentChosen
+    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, FusionSettings, generate
 
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
-    prompt = "Print a line of exactly 120 equals signs (=) and nothing else, no spaces."
-    events = list(generate(members, [Message("user", prompt)], FusionSettings(max_tokens=64)))
+    events = list(generate(members, [Message("user", NO_BOUNDARY_PROMPTS[case])], FusionSettings(max_tokens=64)))
     done = events[-1]
     segments = [e for e in events if isinstance(e, SegmentChosen)]
     assert done.stop_reason in ("eos", "max_tokens"), done
     assert done.stats.decisions.get("forced", 0) >= 1, done.stats.decisions
-    assert "=" * 20 in done.text
-    forced = [s for s in segments if "=" * 8 in s.text]
-    assert forced and all(c.tokens <= MAX_SEGMENT_TOKENS for s in forced for c in s.candidates.values())
+    assert max(c.tokens for s in segments for c in s.candidates.values()) <= MAX_SEGMENT_TOKENS
+    assert max(len(word) for word in done.text.split()) > 40  # one long run, cut into bounded segments
+    assert "\ufffd" not in done.text and done.text == "".join(s.text for s in segments)
     for member in members:
         held = member.model.detokenize(member.model.answer_tokens).decode("utf-8", errors="replace")
         assert held == done.text, member.name
@@ -451,7 +472,6 @@ MULTILINGUAL_PROMPTS = {
     "emoji": "Reply with five different emoji about the weather, separated by spaces.",
     "code": "Write a Python function that reverses a string, in a ```python code block.",
     "long-line": "Write the numbers from 1 to 60 on ONE line separated by commas, with no spaces and no newline.",
-    "url": "Write only this URL: https://example.com/a/very/long/path/with-many-parts_and_underscores?x=1&y=2",
 }
 
 
@@ -555,10 +575,7 @@ def test_typed_special_tokens_stay_plain_text(tokenizer_member, family):
     assert len(ends) == len([t for t in plain if model.is_end(t)]), family
 
 
-# SentencePiece vocabularies that add a space prefix: `continuation` cannot start an answer there (see
-# test_a_sentencepiece_answer_can_start_with_a_segment); their candidate text is checked through `tokenize`,
-# which `continuation` uses underneath.
-SPACE_PREFIX_FAMILIES = ("llama-spm", "phi-3")
+SPACE_PREFIX_FAMILIES = ("llama-spm", "phi-3")  # SentencePiece vocabularies that add a space prefix
 
 
 @pytest.mark.parametrize("family", REAL_MODELS + VOCAB_FAMILIES)
@@ -567,12 +584,8 @@ def test_special_token_text_in_an_answer_cannot_end_the_turn(tokenizer_member, f
     model = tokenizer_member(family).model
     controls = set(control_tokens(model).values())
     text = HOSTILE_USER_TEXT.encode()
-    if family in SPACE_PREFIX_FAMILIES:
-        tokens = model.tokenize(text)
-        assert model.detokenize(tokens) == b" " + text
-    else:
-        start, tokens = model.continuation(text)
-        assert start == 0 and model.detokenize(tokens) == text
+    start, tokens = model.continuation(text)  # how every model takes in a candidate segment
+    assert start == 0 and model.detokenize(tokens) == text
     assert tokens and not controls & set(tokens), family
     assert not any(model.is_end(t) for t in tokens), family
 
@@ -775,14 +788,45 @@ def test_two_processes_write_one_history_at_the_same_time(tmp_path):
 
 @pytest.mark.models
 def test_200_turns_do_not_grow_memory(tmp_path):
+    """SmolLM2 alone, n_ctx 256, 200 turns of 8 tokens; the engine trims the oldest turns every answer.
+
+    The client sends the last 24 messages (the engine still has to leave some out each turn): sending
+    all 400 is correct too but costs minutes, see test_trimming_a_long_conversation_renders_few_prompts.
+    """
     out = tmp_path / "turns.json"
-    result = subprocess.run([sys.executable, "-c", TURNS_SCRIPT, "200", "1024", str(out)], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", TURNS_SCRIPT, "200", "256", "24", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(out.read_text())
-    rss = {key: value / 2**20 for key, value in record["rss"].items()}
+    rss = {key: round(value / 2**20, 1) for key, value in record["rss"].items()}
     print(f"\nRSS MiB: {rss}; seconds: {record['seconds']}; trimmed turns: {record['trimmed_turns']}; "
           f"stop reasons: {record['stop_reasons']}")
-    assert record["trimmed_turns"] > 100  # the conversation outgrew the context: old turns were left out
+    assert record["trimmed_turns"] > 150  # the conversation outgrew the context: old turns were left out
     assert sum(record["stop_reasons"].values()) == 200 and "error" not in record["stop_reasons"]
     assert rss["200"] - rss["20"] < 32, rss
+
+
+@pytest.mark.xfail(strict=True, reason="engine.fusion.fit_prompts drops one exchange per render: a 400-message "
+                                      "conversation costs ~160 renders (~3 s) per answer (see the report)")
+def test_trimming_a_long_conversation_renders_few_prompts(offline_model_path):
+    from coolfusion_local.engine.fusion import ANSWER_RESERVE, fit_prompts
+
+    model = SourceModel("smollm2-135m", offline_model_path("smollm2-135m"), vocab_only=True)
+    try:
+        chat, _ = chat_format_for(ModelSpec(name="smollm2-135m", pypi="x"), model)
+        model.n_ctx = 1024  # as if loaded with n_ctx = 1024 (fitting only tokenizes)
+        renders = []
+        real_render = chat.render
+        chat.render = lambda messages: renders.append(len(messages)) or real_render(messages)
+        history = []
+        for turn in range(200):
+            history += [Message("user", f"Turn {turn}: name one colour."), Message("assistant", "Blue.")]
+        history.append(Message("user", "And now?"))
+        started = time.perf_counter()
+        prompts, dropped = fit_prompts([Member("smollm2-135m", model, chat)], history, ANSWER_RESERVE)
+        seconds = time.perf_counter() - started
+        assert len(prompts["smollm2-135m"]) + ANSWER_RESERVE <= 1024 and dropped > 300
+        print(f"\nfit_prompts: {len(renders)} renders, {seconds:.2f} s for {len(history)} messages")
+        assert len(renders) <= 20, f"{len(renders)} renders, {seconds:.2f} s"
+    finally:
+        model.close()
