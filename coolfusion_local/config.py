@@ -66,7 +66,7 @@ class FusionSettings:
     # How a segment is picked among candidates (engine/scoring.py explains):
     # "lead-veto" (robust with a weak partner) or "mean-ppl" (the paper's rule).
     rule: str = "lead-veto"
-    lead_margin: float = 0.5
+    lead_margin: float = 0.0
     confident_nll: float = 0.4  # adaptive mode: the lead's mean NLL below which others are not asked
 
     @property

@@ -49,3 +49,11 @@ def test_weights_make_the_average_a_weighted_one():
 def test_ties_keep_the_first_proposal():
     table = scores(0.5, 0.5, 0.5, 0.5)
     assert ScorePolicy(rule="mean-ppl").choose([STRONG, WEAK], [A, B], table) == A
+
+
+def test_default_margin_lets_a_partner_win_only_where_the_lead_agrees():
+    policy = ScorePolicy()  # lead-veto, margin 0
+    partner_better_for_lead = scores(strong_a=0.6, strong_b=0.5, weak_a=2.0, weak_b=0.2)
+    partner_worse_for_lead = scores(strong_a=0.5, strong_b=0.6, weak_a=2.0, weak_b=0.2)
+    assert policy.choose([STRONG, WEAK], [A, B], partner_better_for_lead, STRONG, A) == B
+    assert policy.choose([STRONG, WEAK], [A, B], partner_worse_for_lead, STRONG, A) == A

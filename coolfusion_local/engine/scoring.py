@@ -9,10 +9,16 @@ perplexities.
 
 Our default ("lead-veto") keeps the paper's average but lets the lead model
 (the highest `weight`, else the first listed) veto: another model's candidate
-can only win where the lead itself finds it nearly as likely as its own
-proposal (mean token NLL within `lead_margin`). Fusion then decides the
-near-ties where the lead is unsure, and cannot drag it off course where it
-is sure. Weights turn the average into a weighted one in both rules.
+can only win where the lead itself scores it within `lead_margin` (mean token
+NLL) of its own proposal. With the default margin of 0 the partners act as
+proposers the lead judges: a partner's segment wins where the lead finds it
+at least as likely as the segment it wrote greedily itself (greedy is not
+best over a whole segment), and the average of all models decides among
+those. On GSM8K with Qwen2.5-Coder 0.5B + SmolLM2 135M a margin of 0.5 still
+lost accuracy against Qwen alone (a few near-ties won by the weak model send
+the reasoning elsewhere). A larger margin gives partners more say; it pays
+only with partners about as strong as the lead. Weights turn the average
+into a weighted one in both rules.
 """
 
 from __future__ import annotations
@@ -36,12 +42,12 @@ class ScorePolicy:
     rule: str = "lead-veto"
     # lead-veto: how much less likely (mean NLL per token, nats) the lead may
     # find another candidate than its own for that candidate to still win.
-    lead_margin: float = 0.5
+    lead_margin: float = 0.0
     # Adaptive mode accepts the lead's proposal without asking the others when
     # its mean token NLL is below this. Under lead-veto with margin m, a lead
-    # whose next token has p > 1 / (1 + e^-m) (NLL < ln(1 + e^-m), 0.47 for
-    # m = 0.5) would veto every other candidate anyway, so 0.4 skips only
-    # rounds whose outcome was (nearly) settled: adaptive is fast at no cost.
+    # whose next token has p > 1 / (1 + e^-m) (NLL < ln(1 + e^-m): 0.69 for
+    # m = 0, 0.47 for m = 0.5) would veto every other candidate anyway, so 0.4
+    # skips only rounds whose outcome was (nearly) settled.
     confident_nll: float = 0.4
 
     def combined(self, members: Sequence["Member"], key: Key, mean_nll: dict[str, dict[Key, float]]) -> float:
