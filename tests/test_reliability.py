@@ -360,8 +360,12 @@ def test_a_model_too_big_for_memory_through_the_cli(home):
     result = run_coolfusion(home, "generate", "hi", "--config", str(config), timeout=120)
     assert result.returncode == 1
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-    assert "needs about" in warning and "is free" in warning
+    assert warning.startswith("warning: model 'huge' (huge.gguf) needs about ") and "is free" in warning
     assert_clean_stderr(result.stderr)
+    check = run_coolfusion(home, "models", "check", "--config", str(config), timeout=120)
+    assert check.returncode == 1
+    assert check.stdout.startswith("huge: FAILED: model 'huge' (huge.gguf) needs about "), check.stdout
+    assert_clean_stderr(check.stderr)
 
 
 def test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice(monkeypatch):

@@ -142,7 +142,10 @@ def _load(spec: ModelSpec, path: Path):
 
 
 def _smoke_test(spec: ModelSpec) -> str:
+    from ..preflight import preflight
+
     path = resolve_model_path(spec, download=False)
+    notes = preflight(spec, path)  # a broken file or a model too big for memory: one line, before llama.cpp
     started = time.perf_counter()
     try:
         model = _load(spec, path)
@@ -158,7 +161,8 @@ def _smoke_test(spec: ModelSpec) -> str:
     finally:
         model.close()
     decoded = time.perf_counter()
-    return f"ok  load {loaded - started:.1f} s, first token {token!r} in {decoded - loaded:.2f} s"
+    result = f"ok  load {loaded - started:.1f} s, first token {token!r} in {decoded - loaded:.2f} s"
+    return "; ".join([result, *(f"note: {note}" for note in notes)])
 
 
 def show_info(args: argparse.Namespace) -> int:
