@@ -61,7 +61,7 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | two chat windows on one database | both processes' messages all saved, in order, file intact | (here) test_two_processes_write_one_history_at_the_same_time, test_store.py::test_two_stores_on_one_file, test_tui_history.py::test_two_app_instances_share_one_history |
 | **load** | | |
 | 200 turns in one conversation | RSS after turn 200 within 32 MB of turn 20 while the engine leaves old turns out every answer (measured, SmolLM2, n_ctx 256: 172.5 -> 172.8 MiB in 106 s with a 24-message client window; 172.4 -> 172.9 MiB in 301 s sending all 400 messages) | (here) test_200_turns_do_not_grow_memory |
-| trimming a 400-message conversation | NOT HANDLED yet: `fit_prompts` re-renders the prompt once per exchange dropped (~160 renders, ~3 s per answer at turn 200) | (here) test_trimming_a_long_conversation_renders_few_prompts (xfail, strict) |
+| trimming a 400-message conversation | the fewest oldest exchanges are left out, found by bisection (a handful of renders per answer) | (here) test_trimming_a_long_conversation_renders_few_prompts |
 """
 
 from __future__ import annotations
@@ -810,8 +810,6 @@ def test_200_turns_do_not_grow_memory(tmp_path):
     assert rss["200"] - rss["20"] < 32, rss
 
 
-@pytest.mark.xfail(strict=True, reason="engine.fusion.fit_prompts drops one exchange per render: a 400-message "
-                                      "conversation costs ~160 renders (~3 s) per answer (see the report)")
 def test_trimming_a_long_conversation_renders_few_prompts(offline_model_path):
     from coolfusion_local.engine.fusion import ANSWER_RESERVE, fit_prompts
 

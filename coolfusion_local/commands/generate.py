@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                     "stats": final.stats.as_dict(),
                 }
             )
-        else:
+        elif final.stop_reason != "error":
             out.write("\n")
             stats = final.stats
             say(

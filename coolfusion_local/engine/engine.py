@@ -59,7 +59,12 @@ def chat_format_for(spec: ModelSpec, model: SourceModel) -> tuple[ChatFormat, st
     eos = model.token_text(model.eos_token) if model.eos_token >= 0 else ""
     if spec.chat_template is not None:
         kind = "plain" if spec.chat_template.strip() == "plain" else "override"
-        return ChatFormat(spec.chat_template, bos_token=bos, eos_token=eos), kind
+        chat = ChatFormat(spec.chat_template, bos_token=bos, eos_token=eos)
+        try:  # the user's own template: a broken one fails this model's load, in one line
+            chat.render([Message("user", "u")])
+        except TemplateError as error:
+            raise TemplateError(f"model {spec.name!r}: chat_template in models.toml: {error}") from None
+        return chat, kind
     template = model.chat_template()
     if not template:
         return ChatFormat(None), "plain (the GGUF has no chat template)"

@@ -80,27 +80,48 @@ def fit_prompts(members: list[Member], messages: list[Message], reserve: int) ->
     """Prompt tokens per member, leaving out the oldest turns until every context fits.
 
     Returns the prompts and how many messages were left out. The system
-    message and the last message are always kept.
+    message and the last message are always kept; turns go in whole
+    exchanges (a user message and the reply to it). The fewest exchanges to
+    leave out are found by bisection: a long chat costs a handful of renders,
+    not one per exchange.
     """
-    kept = list(messages)
-    dropped = 0
-    while True:
+    # Exchanges that may be left out, oldest first: lists of message indexes.
+    units: list[list[int]] = []
+    for index, message in enumerate(messages[:-1]):
+        if message.role == "system":
+            continue
+        if message.role == "assistant" and units and messages[units[-1][-1]].role == "user" and len(units[-1]) == 1:
+            units[-1].append(index)
+        else:
+            units.append([index])
+
+    def attempt(drop: int) -> tuple[dict[str, list[int]], list[Member], int]:
+        left_out = {i for unit in units[:drop] for i in unit}
+        kept = [m for i, m in enumerate(messages) if i not in left_out]
         prompts = {m.name: prompt_tokens(m, kept) for m in members}
         too_long = [m for m in members if len(prompts[m.name]) + reserve > m.model.n_ctx]
-        if not too_long:
-            return prompts, dropped
-        droppable = [i for i, message in enumerate(kept[:-1]) if message.role != "system"]
-        if not droppable:
-            worst = too_long[0]
-            raise ContextFull(
-                f"the message takes {len(prompts[worst.name])} tokens, more than model "
-                f"{worst.name!r} holds ({worst.model.n_ctx}); shorten it or raise n_ctx"
-            )
-        # Drop a whole exchange (user + assistant reply) when possible.
-        first = droppable[0]
-        count = 2 if first + 1 < len(kept) - 1 and kept[first + 1].role == "assistant" else 1
-        del kept[first : first + count]
-        dropped += count
+        return prompts, too_long, len(left_out)
+
+    prompts, too_long, dropped = attempt(0)
+    if not too_long:
+        return prompts, 0
+    prompts, too_long, dropped = attempt(len(units))
+    if too_long:
+        worst = too_long[0]
+        raise ContextFull(
+            f"the message takes {len(prompts[worst.name])} tokens, more than model "
+            f"{worst.name!r} holds ({worst.model.n_ctx}); shorten it or raise n_ctx"
+        )
+    fits_with, fails_with = len(units), 0
+    best = (prompts, dropped)
+    while fits_with - fails_with > 1:
+        middle = (fits_with + fails_with) // 2
+        prompts, too_long, dropped = attempt(middle)
+        if too_long:
+            fails_with = middle
+        else:
+            fits_with, best = middle, (prompts, dropped)
+    return best
 
 
 def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int, stats: GenerationStats) -> Proposal:
@@ -297,6 +318,9 @@ def generate(
         prompts, dropped = fit_prompts(members, messages, ANSWER_RESERVE)
     except ContextFull as error:
         yield done("context_full", str(error))
+        return
+    except CoolfusionError as error:  # e.g. a chat template that refuses the conversation
+        yield done("error", str(error))
         return
     if dropped:
         yield Notice(f"the conversation is longer than a model's context: the {dropped} oldest messages were left out")
