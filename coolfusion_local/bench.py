@@ -1,0 +1,335 @@
+"""Speed and memory: each model alone and each fusion mode, on the same prompts, in one process.
+
+Every figure comes from the engine's own `GenerationStats` (the same numbers
+`generate` prints), so bench measures what users get, not a separate code
+path. Time per token leaves out prompt evaluation: it is the cost of writing
+the answer. The headline is the fusion overhead ratio
+
+    fused seconds per token / sum over models of solo seconds per token
+
+which is 1.0 when fusing costs exactly "run every model once", the floor for
+any method where each model reads every answer token. Above 1 is overhead
+(cross-scoring, re-tokenising, Python bookkeeping); below 1 means segments
+were committed without every model decoding them.
+
+Counting caveat: fused answers are counted in the first (leading) model's
+tokens, solo answers in each model's own.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import CoolfusionError
+from .evaluate import SHARED_DECISIONS, answer_with_cost
+from .text_table import format_table
+
+
+@dataclass(frozen=True)
+class BenchPrompt:
+    name: str
+    text: str
+
+
+# One of each kind of answer a user asks for: arithmetic reasoning, prose, code.
+PROMPTS = (
+    BenchPrompt("math", "A baker makes 24 muffins in the morning and twice as many in the afternoon. "
+                        "He sells 50 of them. How many muffins are left? Solve it step by step."),
+    BenchPrompt("explain", "Explain in a few sentences why the sky is blue."),
+    BenchPrompt("code", "Write a Python function that checks whether a string is a palindrome, "
+                        "ignoring case and spaces."),
+)
+KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
+MEMORY_MARGIN = 1.15
+
+
+@dataclass(frozen=True)
+class RunMeasure:
+    """One answer: what `GenerationStats` reported, plus llama_decode work per model."""
+
+    mode: str
+    prompt: str
+    stop_reason: str
+    answer_tokens: int
+    seconds: float
+    prompt_seconds: float
+    segments: int
+    # The engine's time split ("propose_seconds", "score_seconds", ...) as its
+    # stats report it, taken generically so a new phase needs no change here.
+    timings: dict[str, float]
+    decisions: dict[str, int]
+    decoded_tokens: dict[str, int]
+
+    @property
+    def generate_seconds(self) -> float:
+        return max(self.seconds - self.prompt_seconds, 1e-9)
+
+
+_NOT_PHASES = ("seconds", "prompt_seconds", "bookkeeping_seconds")  # totals, not parts of the split
+# Table columns: engine phases folded into the four the table shows.
+_COLUMNS = {"propose_seconds": "propose", "catch_up_seconds": "propose", "score_seconds": "score",
+            "boundary_seconds": "boundary"}
+
+
+@dataclass(frozen=True)
+class ModeBench:
+    """The runs of one mode over all prompts, added up."""
+
+    mode: str
+    runs: tuple[RunMeasure, ...]
+
+    def _total(self, name: str) -> float:
+        return sum(getattr(run, name) for run in self.runs)
+
+    @property
+    def fused(self) -> bool:
+        return not self.mode.startswith("solo:")
+
+    @property
+    def answer_tokens(self) -> int:
+        return int(self._total("answer_tokens"))
+
+    @property
+    def segments(self) -> int:
+        return int(self._total("segments"))
+
+    @property
+    def generate_seconds(self) -> float:
+        return self._total("generate_seconds")
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.answer_tokens / self.generate_seconds if self.generate_seconds else 0.0
+
+    @property
+    def seconds_per_token(self) -> float:
+        return self.generate_seconds / max(self.answer_tokens, 1)
+
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds per engine phase, plus "bookkeeping": generation time no phase accounts for."""
+        totals: dict[str, float] = {}
+        for run in self.runs:
+            for name, seconds in run.timings.items():
+                totals[name] = totals.get(name, 0.0) + seconds
+        totals["bookkeeping_seconds"] = max(self.generate_seconds - sum(totals.values()), 0.0)
+        return totals
+
+    def segment_split_ms(self) -> dict[str, float]:
+        """Milliseconds per segment: propose (with adaptive catch-up decoding), score,
+        boundary (tokenizer calls), other (bookkeeping; in cool+r also the solo answers and rerank)."""
+        split = {"propose": 0.0, "score": 0.0, "boundary": 0.0, "other": 0.0}
+        for name, seconds in self.phase_seconds().items():
+            split[_COLUMNS.get(name, "other")] += 1000.0 * seconds / max(self.segments, 1)
+        return split
+
+    def decision_shares(self) -> dict[str, float]:
+        counts: dict[str, int] = {}
+        for run in self.runs:
+            for decision, count in run.decisions.items():
+                counts[decision] = counts.get(decision, 0) + count
+        segments = max(self.segments, 1)
+        return {d: 100.0 * counts.get(d, 0) / segments for d in (*SHARED_DECISIONS, "forced")}
+
+    def as_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "answer_tokens": self.answer_tokens,
+            "segments": self.segments,
+            "generate_seconds": round(self.generate_seconds, 4),
+            "tokens_per_second": round(self.tokens_per_second, 2),
+            "ms_per_token": round(1000 * self.seconds_per_token, 2),
+            "ms_per_segment": {k: round(v, 2) for k, v in self.segment_split_ms().items()},
+            "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds().items()},
+            "decision_shares": {k: round(v, 1) for k, v in self.decision_shares().items()} if self.fused else {},
+            "runs": [asdict(run) for run in self.runs],
+        }
+
+
+@dataclass(frozen=True)
+class MemoryCheck:
+    """Peak RSS against the budget: model files + KV caches, plus 15% for buffers and Python."""
+
+    peak_rss: int | None  # bytes; None where the OS cannot say (Windows)
+    model_files: dict[str, int]
+    kv_caches: dict[str, int | None]  # None: the GGUF lacks the head sizes to compute it
+
+    @property
+    def target(self) -> int:
+        return int(MEMORY_MARGIN * (sum(self.model_files.values()) + sum(v or 0 for v in self.kv_caches.values())))
+
+    @property
+    def within(self) -> bool | None:
+        return None if self.peak_rss is None else self.peak_rss <= self.target
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "target": self.target, "within_target": self.within}
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    models: tuple[str, ...]
+    prompts: tuple[str, ...]
+    max_tokens: int
+    solo: tuple[ModeBench, ...]
+    fused: tuple[ModeBench, ...]
+    memory: MemoryCheck
+
+    @property
+    def solo_seconds_per_token_sum(self) -> float:
+        return sum(bench.seconds_per_token for bench in self.solo)
+
+    def overhead_ratio(self, bench: ModeBench) -> float:
+        return bench.seconds_per_token / self.solo_seconds_per_token_sum
+
+    def as_dict(self) -> dict:
+        return {
+            "models": list(self.models),
+            "prompts": list(self.prompts),
+            "max_tokens": self.max_tokens,
+            "solo": [b.as_dict() for b in self.solo],
+            "fused": [{**b.as_dict(), "overhead_ratio": round(self.overhead_ratio(b), 3)} for b in self.fused],
+            "solo_ms_per_token_sum": round(1000 * self.solo_seconds_per_token_sum, 2),
+            "memory": self.memory.as_dict(),
+        }
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _answer(engine, mode: str, prompt: BenchPrompt, max_tokens: int, models: Sequence[str]) -> RunMeasure:
+    from .engine import Message
+
+    answered = answer_with_cost(engine, [Message("user", prompt.text)], mode, max_tokens, models)
+    done = answered.done
+    if done.stop_reason == "error":
+        raise CoolfusionError(f"bench: mode {mode} failed on the {prompt.name} prompt: {done.error}")
+    stats = done.stats
+    return RunMeasure(
+        mode=mode,
+        prompt=prompt.name,
+        stop_reason=done.stop_reason,
+        answer_tokens=stats.answer_tokens,
+        seconds=stats.seconds,
+        prompt_seconds=stats.prompt_seconds,
+        segments=stats.segments,
+        timings={k: v for k, v in stats.as_dict().items() if k.endswith("_seconds") and k not in _NOT_PHASES},
+        decisions=dict(stats.decisions),
+        decoded_tokens=answered.decoded_tokens,
+    )
+
+
+def run_bench(
+    engine,
+    models: Sequence[str],
+    modes: Sequence[str],
+    prompts: Sequence[BenchPrompt],
+    max_tokens: int,
+    say: Callable[[str], None] = lambda message: None,
+) -> BenchReport:
+    """Measure every model alone, then every fusion mode, on the same prompts."""
+    # Warm-up, not measured: first calls fill llama.cpp's buffers and our token-piece caches.
+    for name in models:
+        _answer(engine, f"solo:{name}", prompts[0], 4, models)
+    results: dict[str, list[RunMeasure]] = {}
+    for mode in [*(f"solo:{name}" for name in models), *modes]:
+        for prompt in prompts:
+            run = _answer(engine, mode, prompt, max_tokens, models)
+            results.setdefault(mode, []).append(run)
+            say(f"{mode:>22} {prompt.name:<8} {run.answer_tokens:4d} tokens  "
+                f"{run.answer_tokens / run.generate_seconds:6.1f} tok/s")
+    benches = {mode: ModeBench(mode, tuple(runs)) for mode, runs in results.items()}
+    return BenchReport(
+        models=tuple(models),
+        prompts=tuple(p.name for p in prompts),
+        max_tokens=max_tokens,
+        solo=tuple(benches[f"solo:{name}"] for name in models),
+        fused=tuple(benches[mode] for mode in modes),
+        memory=memory_check(engine, models),
+    )
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set size, in bytes."""
+    try:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (AttributeError, OSError):
+        return None
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def kv_cache_bytes(path: Path, n_ctx: int) -> int | None:
+    """The f16 KV cache of `n_ctx` tokens: n_ctx x layers x kv heads x (key + value dims) x 2 bytes.
+
+    Every layer keeps the full context (the engine sets swa_full; all
+    sequences share one unified cache), so this is the whole cache.
+    """
+    from .gguf_info import GgufError, read_gguf_metadata
+
+    try:
+        meta = read_gguf_metadata(path, array_head=0)
+    except GgufError:
+        return None
+    arch = meta.get("general.architecture")
+
+    def number(key: str) -> int | None:
+        value = meta.get(f"{arch}.{key}")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    layers, heads, width = number("block_count"), number("attention.head_count"), number("embedding_length")
+    kv_heads = number("attention.head_count_kv") or heads  # None when given per layer: not handled
+    if not (layers and heads and width and kv_heads):
+        return None
+    key_dim = number("attention.key_length") or width // heads
+    value_dim = number("attention.value_length") or width // heads
+    return n_ctx * layers * kv_heads * (key_dim + value_dim) * KV_BYTES_PER_VALUE
+
+
+def memory_check(engine, models: Sequence[str]) -> MemoryCheck:
+    files, caches = {}, {}
+    for name in models:
+        model = engine.member(name).model
+        files[name] = model.path.stat().st_size
+        caches[name] = kv_cache_bytes(model.path, model.n_ctx)
+    return MemoryCheck(peak_rss=peak_rss_bytes(), model_files=files, kv_caches=caches)
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _mb(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.0f} MB"
+
+
+def format_bench_table(report: BenchReport) -> str:
+    headers = ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "boundary", "other",
+               "agreed", "scored", "confident"]
+    rows = []
+    for bench in (*report.solo, *report.fused):
+        split = bench.segment_split_ms()
+        ratio = f"{report.overhead_ratio(bench):.2f}" if bench.fused else "-"
+        shares = bench.decision_shares()
+        rows.append([
+            bench.mode, f"{bench.tokens_per_second:.1f}", f"{1000 * bench.seconds_per_token:.1f}", ratio,
+            f"{split['propose']:.1f}", f"{split['score']:.1f}", f"{split['boundary']:.1f}", f"{split['other']:.1f}",
+            *([f"{shares[d]:.0f}%" for d in SHARED_DECISIONS] if bench.fused else ["-"] * 3),
+        ])
+    table = format_table(headers, rows, right=tuple(range(1, len(headers))))
+    legend = ("ratio: fused ms/tok / sum of the solo ms/tok.  ms per segment: propose (greedy decoding, "
+              "with adaptive catch-up), score, boundary (tokenizer calls), other (bookkeeping; cool+r: also "
+              "its solo answers and rerank)")
+    return "\n".join([table, legend, "", format_memory_line(report.memory)])
+
+
+def format_memory_line(memory: MemoryCheck) -> str:
+    files = " + ".join(f"{name} {_mb(size)}" for name, size in memory.model_files.items())
+    caches = " + ".join(_mb(size) for size in memory.kv_caches.values())
+    verdict = {True: "within target", False: "OVER target", None: "peak RSS unknown"}[memory.within]
+    return (f"memory: peak RSS {_mb(memory.peak_rss)} vs target {_mb(memory.target)} "
+            f"(files {files}; KV caches {caches}; +15%): {verdict}")

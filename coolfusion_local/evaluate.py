@@ -1,0 +1,361 @@
+"""Accuracy runs: every (problem, mode) pair answered once, logged as it finishes, summarized.
+
+A run lives in one folder: `answers.jsonl` gets one line per finished answer,
+flushed at once, so a run stopped by Ctrl-C, a crash or a reboot loses at most
+the answer in progress; running again with the same folder skips the pairs
+already there. `results.json` is the summary, rewritten from the whole log at
+the end of every run (so it covers resumed answers too).
+
+The runner only needs an engine-like object (`generate`, `member`), which is
+what lets the tests drive it without loading models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
+
+from .errors import CoolfusionError
+from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
+from .text_table import format_table
+
+if TYPE_CHECKING:
+    from .engine import AnswerDone
+
+ANSWERS_FILE = "answers.jsonl"
+RESULTS_FILE = "results.json"
+SHARED_DECISIONS = ("agreed", "scored", "confident")  # the ways a fused segment is decided
+
+
+class Engine(Protocol):
+    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None) -> Iterator: ...
+
+    def member(self, name: str): ...
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    modes: tuple[str, ...]  # expanded: "solo:NAME", "cool", ...
+    models: tuple[str, ...]  # the loaded source models, for cost accounting
+    max_tokens: int = 256
+    prompt: str = DEFAULT_PROMPT
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """One answered (problem, mode) pair: one line of answers.jsonl."""
+
+    problem: int
+    mode: str
+    question: str
+    gold: str
+    extracted: str | None
+    correct: bool
+    text: str
+    stop_reason: str
+    seconds: float  # wall time of the whole answer, prompt included
+    answer_tokens: int  # in the first source model's tokens (the solo model's own for solo:NAME)
+    segments: int
+    decisions: dict[str, int]
+    wins: dict[str, int]
+    decoded_tokens: dict[str, int]  # tokens each model ran through llama_decode for this answer
+    max_tokens: int
+    prompt: str
+    error: str | None = None
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return (self.problem, self.mode)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AnswerRecord":
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+# --------------------------------------------------------------------------- the log
+
+
+class AnswerLog:
+    """answers.jsonl: read back for resuming, appended one flushed line per answer."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.path = self.folder / ANSWERS_FILE
+
+    def read(self) -> list[AnswerRecord]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        records: list[AnswerRecord] = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(AnswerRecord.from_dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, KeyError) as error:
+                if number == len(lines) and not line.endswith("\n"):
+                    # The process died while writing its last answer: drop the half line.
+                    self.path.write_text("".join(lines[:-1]), encoding="utf-8")
+                    return records
+                raise CoolfusionError(
+                    f"{self.path}:{number}: not an answer record ({error}); fix or delete that line to resume",
+                    exit_code=2,
+                ) from None
+        if lines and not lines[-1].endswith("\n"):
+            # A whole last record without its newline: end it, or the next append would join it.
+            with self.path.open("a", encoding="utf-8") as stream:
+                stream.write("\n")
+        return records
+
+    def append(self, record: AnswerRecord) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as stream:
+            stream.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+
+def plan_jobs(
+    problems: Sequence[Problem], settings: EvalSettings, done: Iterable[AnswerRecord]
+) -> list[tuple[Problem, str]]:
+    """The (problem, mode) pairs still to answer, problem by problem.
+
+    Problem-major order keeps the modes comparable at any point a run stops.
+    Answers logged for the same problem index with another question, prompt or
+    token budget mean the folder belongs to a different run: that is an error,
+    not something to mix into the summary.
+    """
+    by_index = {p.index: p for p in problems}
+    finished: set[tuple[int, str]] = set()
+    for record in done:
+        problem = by_index.get(record.problem)
+        if problem is not None and record.question != problem.question:
+            raise CoolfusionError(
+                f"this --out folder holds answers to a different problem #{record.problem} "
+                "(another data file?); pick a new --out folder", exit_code=2)
+        if record.mode in settings.modes and problem is not None:
+            for name, ours, theirs in (("--max-tokens", settings.max_tokens, record.max_tokens),
+                                       ("--prompt", settings.prompt, record.prompt)):
+                if ours != theirs:
+                    raise CoolfusionError(
+                        f"this --out folder was run with {name} {theirs}, not {ours}; "
+                        f"resume with {name} {theirs} or pick a new --out folder", exit_code=2)
+        finished.add(record.key)
+    return [(p, mode) for p in problems for mode in settings.modes if (p.index, mode) not in finished]
+
+
+# --------------------------------------------------------------------------- answering
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One finished answer and what it cost."""
+
+    done: "AnswerDone"
+    seconds: float  # wall time, prompt included
+    decoded_tokens: dict[str, int]  # tokens each model ran through llama_decode for it
+
+
+def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, models: Sequence[str],
+                     cancel=None) -> Answered:
+    """Run one answer to its AnswerDone, measuring wall time and each model's decode work."""
+    from .engine import AnswerDone
+
+    before = {name: engine.member(name).model.decoded_tokens for name in models}
+    started = time.perf_counter()
+    events = engine.generate(messages, mode=mode, max_tokens=max_tokens, cancel=cancel)
+    done = None
+    try:
+        for event in events:
+            if isinstance(event, AnswerDone):
+                done = event
+    finally:
+        events.close()  # on Ctrl-C: let the engine leave its models in a clean state
+    if done is None:
+        raise CoolfusionError(f"the engine ended without an answer in mode {mode}")
+    return Answered(
+        done=done,
+        seconds=time.perf_counter() - started,
+        decoded_tokens={name: engine.member(name).model.decoded_tokens - before[name] for name in models},
+    )
+
+
+def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettings, cancel=None) -> AnswerRecord:
+    """Ask `engine` one problem in one mode and grade the answer."""
+    from .engine import Message
+
+    messages = [Message("user", build_prompt(problem.question, settings.prompt))]
+    answered = answer_with_cost(engine, messages, mode, settings.max_tokens, settings.models, cancel)
+    done, stats = answered.done, answered.done.stats
+    extracted = extract_answer(done.text)
+    return AnswerRecord(
+        problem=problem.index,
+        mode=mode,
+        question=problem.question,
+        gold=problem.gold,
+        extracted=extracted,
+        correct=is_correct(extracted, problem.gold),
+        text=done.text,
+        stop_reason=done.stop_reason,
+        seconds=round(answered.seconds, 3),
+        answer_tokens=stats.answer_tokens,
+        segments=stats.segments,
+        decisions=dict(stats.decisions),
+        wins=dict(stats.wins),
+        decoded_tokens=answered.decoded_tokens,
+        max_tokens=settings.max_tokens,
+        prompt=settings.prompt,
+        error=done.error,
+    )
+
+
+def run_jobs(
+    engine: Engine,
+    jobs: Sequence[tuple[Problem, str]],
+    settings: EvalSettings,
+    log: AnswerLog,
+    on_answer: Callable[[int, AnswerRecord], None] = lambda done, record: None,
+    cancel=None,
+) -> list[AnswerRecord]:
+    """Answer `jobs` in order, logging each answer before starting the next."""
+    records = []
+    for count, (problem, mode) in enumerate(jobs, 1):
+        record = answer_one(engine, problem, mode, settings, cancel)
+        if record.stop_reason == "stopped":
+            break  # cancelled half way: not an answer, leave it to the resumed run
+        log.append(record)
+        records.append(record)
+        on_answer(count, record)
+    return records
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class ModeSummary:
+    mode: str
+    n: int
+    correct: int
+    mean_answer_tokens: float
+    seconds_per_problem: float
+    segments: int
+    decisions: dict[str, int] = field(default_factory=dict)
+    wins: dict[str, int] = field(default_factory=dict)
+    decoded_per_problem: dict[str, float] = field(default_factory=dict)
+    stop_reasons: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * self.correct / self.n if self.n else 0.0
+
+    @property
+    def fused(self) -> bool:
+        return not self.mode.startswith("solo:")
+
+    def decision_share(self, decision: str) -> float:
+        return 100.0 * self.decisions.get(decision, 0) / self.segments if self.segments else 0.0
+
+    def win_shares(self) -> dict[str, float]:
+        total = sum(self.wins.values())
+        return {name: 100.0 * count / total for name, count in self.wins.items()} if total else {}
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["accuracy"] = round(self.accuracy, 2)
+        data["mean_answer_tokens"] = round(self.mean_answer_tokens, 1)
+        data["seconds_per_problem"] = round(self.seconds_per_problem, 3)
+        data["decoded_per_problem"] = {k: round(v, 1) for k, v in self.decoded_per_problem.items()}
+        if self.fused:
+            data["decision_shares"] = {d: round(self.decision_share(d), 1) for d in (*SHARED_DECISIONS, "forced")}
+            data["win_shares"] = {k: round(v, 1) for k, v in self.win_shares().items()}
+        return data
+
+
+def _add(total: dict, part: dict) -> None:
+    for key, value in part.items():
+        total[key] = total.get(key, 0) + value
+
+
+def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: Sequence[Problem]) -> list[ModeSummary]:
+    """One summary per mode over the answers to `problems` (resumed ones included)."""
+    wanted = {p.index for p in problems}
+    by_mode: dict[str, list[AnswerRecord]] = {mode: [] for mode in modes}
+    for record in records:
+        if record.mode in by_mode and record.problem in wanted:
+            by_mode[record.mode].append(record)
+    summaries = []
+    for mode, answers in by_mode.items():
+        n = len(answers)
+        decisions: dict[str, int] = {}
+        wins: dict[str, int] = {}
+        decoded: dict[str, int] = {}
+        stops: dict[str, int] = {}
+        for record in answers:
+            _add(decisions, record.decisions)
+            _add(wins, record.wins)
+            _add(decoded, record.decoded_tokens)
+            _add(stops, {record.stop_reason: 1})
+        summaries.append(ModeSummary(
+            mode=mode,
+            n=n,
+            correct=sum(r.correct for r in answers),
+            mean_answer_tokens=sum(r.answer_tokens for r in answers) / n if n else 0.0,
+            seconds_per_problem=sum(r.seconds for r in answers) / n if n else 0.0,
+            segments=sum(r.segments for r in answers),
+            decisions=decisions,
+            wins=wins,
+            decoded_per_problem={k: v / n for k, v in decoded.items() if v} if n else {},
+            stop_reasons=stops,
+            errors=sum(r.error is not None for r in answers),
+        ))
+    return summaries
+
+
+def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
+    """The table `coolfusion eval` prints: one row per mode."""
+    headers = ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "scored", "confident", "wins"]
+    rows = []
+    for s in summaries:
+        if s.fused:
+            shares = [f"{s.decision_share(d):.0f}%" for d in SHARED_DECISIONS]
+            wins = ", ".join(f"{name} {share:.0f}%" for name, share in
+                             sorted(s.win_shares().items(), key=lambda item: -item[1]))
+        else:
+            shares, wins = ["-"] * len(SHARED_DECISIONS), "-"
+        rows.append([s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.mean_answer_tokens:.0f}",
+                     f"{s.seconds_per_problem:.1f}", *shares, wins or "-"])
+    return format_table(headers, rows, right=(1, 2, 3, 4, 5, 6, 7))
+
+
+def code_version() -> dict:
+    """The package version, and the git commit when running from a checkout (results name their code)."""
+    from . import __version__
+
+    version: dict = {"version": __version__, "git_commit": None, "git_dirty": None}
+    root = Path(__file__).resolve().parent.parent
+    if (root / ".git").exists():
+        try:
+            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                    text=True, timeout=5)
+            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return version  # no git here: the version alone
+        if commit.returncode == 0:
+            version["git_commit"] = commit.stdout.strip()
+            version["git_dirty"] = bool(status.stdout.strip())
+    return version
+
+
+def write_results(folder: Path, summaries: Sequence[ModeSummary], header: dict) -> Path:
+    path = Path(folder) / RESULTS_FILE
+    document = {**header, "modes": [s.as_dict() for s in summaries]}
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

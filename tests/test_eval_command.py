@@ -1,0 +1,281 @@
+"""`coolfusion eval gsm8k`: graded answers, logged as they finish, resumed after a stop.
+
+Most tests drive the real command with a fake engine in place of llama.cpp;
+the last one runs the real CLI on the real offline models.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import coolfusion_local.engine as engine_package
+from coolfusion_local.cli import main
+from coolfusion_local.engine import AnswerDone, GenerationStats
+from coolfusion_local.errors import CoolfusionError
+from coolfusion_local.evaluate import (
+    AnswerLog,
+    AnswerRecord,
+    EvalSettings,
+    format_summary_table,
+    plan_jobs,
+    run_jobs,
+    summarize,
+)
+from coolfusion_local.gsm8k import load_problems
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "models.toml"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
+MODELS = ["qwen-coder-0.5b", "smollm2-135m"]
+
+
+class FakeModel:
+    decoded_tokens = 0
+
+
+class FakeMember:
+    def __init__(self):
+        self.model = FakeModel()
+
+
+class FakeEngine:
+    """Answers every problem with its gold number, except smollm2 alone, which says 0.
+
+    `interrupt_at`: raise KeyboardInterrupt (a Ctrl-C) on that generate call (1-based).
+    """
+
+    def __init__(self, config=None, interrupt_at=None):
+        self.calls: list[tuple[str, str]] = []
+        self.interrupt_at = interrupt_at
+        self.members = {name: FakeMember() for name in MODELS}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def load(self, names=None):
+        return iter(())
+
+    def member(self, name):
+        return self.members[name]
+
+    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None):
+        question = messages[-1].content.split("Question: ", 1)[1]
+        self.calls.append((question, mode))
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        number = question.rsplit(" ", 1)[1].rstrip("?")
+        fused = not mode.startswith("solo:")
+        for name in MODELS if fused else [mode[5:]]:
+            self.members[name].model.decoded_tokens += 10
+        stats = GenerationStats(
+            mode=mode, segments=4, answer_tokens=8, seconds=0.5,
+            decisions={"agreed": 2, "scored": 2} if fused else {"solo": 4},
+            wins={"qwen-coder-0.5b": 3, "smollm2-135m": 1} if fused else {mode[5:]: 4},
+        )
+        text = "so #### 0" if mode == "solo:smollm2-135m" else f"so #### {number}"
+        yield AnswerDone(text, "eos", stats)
+
+
+def write_data(path: Path, count: int) -> Path:
+    lines = [json.dumps({"question": f"What is {i}?", "answer": f"It is {i}.\n#### {i}"}) for i in range(count)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """Replace the engine class the command builds; the instances it made are in `made`."""
+    made: list[FakeEngine] = []
+    settings: dict = {}
+
+    def build(config, **kwargs):
+        engine = FakeEngine(config, **settings)
+        made.append(engine)
+        return engine
+
+    monkeypatch.setattr(engine_package, "FusionEngine", build)
+    return made, settings
+
+
+def run_cli(*argv) -> int:
+    return main(["eval", "gsm8k", "--config", str(CONFIG), *argv])
+
+
+def read_answers(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "answers.jsonl").read_text().splitlines()]
+
+
+def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, capsys):
+    data = write_data(tmp_path / "d.jsonl", 5)
+    out = tmp_path / "run"
+    assert run_cli("--data", str(data), "--limit", "3", "--offset", "1", "--modes", "solo,cool", "--out", str(out)) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[:3] for row in rows] == [
+        ["solo:qwen-coder-0.5b", "100.0%", "3"], ["solo:smollm2-135m", "0.0%", "3"], ["cool", "100.0%", "3"]]
+    assert rows[2][5:] == ["50%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
+
+    answers = read_answers(out)
+    assert [(a["problem"], a["mode"]) for a in answers] == [
+        (p, m) for p in (1, 2, 3) for m in ("solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool")]
+    assert answers[2]["decoded_tokens"] == {"qwen-coder-0.5b": 10, "smollm2-135m": 10}
+    results = json.loads((out / "results.json").read_text())
+    assert results["limit"] == 3 and results["offset"] == 1 and results["models"] == MODELS
+    cool = results["modes"][2]
+    assert cool["mode"] == "cool" and cool["accuracy"] == 100.0 and cool["n"] == 3
+    assert cool["decision_shares"]["agreed"] == 50.0
+    assert cool["decoded_per_problem"] == {"qwen-coder-0.5b": 10.0, "smollm2-135m": 10.0}
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, fake_engine, capsys):
+    made, settings = fake_engine
+    data = write_data(tmp_path / "d.jsonl", 3)
+    out = tmp_path / "run"
+    argv = ["--data", str(data), "--modes", "solo,cool", "--max-tokens", "64", "--out", str(out)]
+
+    settings["interrupt_at"] = 5
+    assert run_cli(*argv) == 130
+    err = capsys.readouterr().err
+    assert "stopped: 4 answers are saved" in err
+    resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    assert f"--out {out}" in resume and "--max-tokens 64" in resume and "--modes solo,cool" in resume
+    assert len(read_answers(out)) == 4
+
+    settings["interrupt_at"] = None
+    assert run_cli(*argv) == 0
+    assert "resuming" in capsys.readouterr().err
+    # Only the 5 missing answers were asked for, and the log holds each pair once.
+    assert len(made[-1].calls) == 5
+    keys = [(a["problem"], a["mode"]) for a in read_answers(out)]
+    assert len(keys) == len(set(keys)) == 9
+
+    # A finished run loads no models at all.
+    engines_before = len(made)
+    assert run_cli(*argv) == 0
+    assert len(made) == engines_before
+
+
+def record(problem=0, mode="cool", question="What is 0?", **extra) -> AnswerRecord:
+    fields = dict(problem=problem, mode=mode, question=question, gold="0", extracted="0", correct=True,
+                  text="#### 0", stop_reason="eos", seconds=1.0, answer_tokens=5, segments=2,
+                  decisions={}, wins={}, decoded_tokens={}, max_tokens=256, prompt="reason-first")
+    fields.update(extra)
+    return AnswerRecord(**fields)
+
+
+def test_plan_skips_finished_pairs_problem_by_problem(tmp_path):
+    problems = load_problems(write_data(tmp_path / "d.jsonl", 2))
+    settings = EvalSettings(modes=("solo:a", "cool"), models=("a",))
+    jobs = plan_jobs(problems, settings, [record(0, "cool"), record(1, "solo:a", "What is 1?")])
+    assert [(p.index, mode) for p, mode in jobs] == [(0, "solo:a"), (1, "cool")]
+
+
+def test_a_folder_from_another_run_is_refused(tmp_path):
+    problems = load_problems(write_data(tmp_path / "d.jsonl", 1))
+    settings = EvalSettings(modes=("cool",), models=("a",))
+    with pytest.raises(CoolfusionError, match="different problem #0"):
+        plan_jobs(problems, settings, [record(question="Something else?")])
+    with pytest.raises(CoolfusionError, match="resume with --max-tokens 48"):
+        plan_jobs(problems, settings, [record(max_tokens=48)])
+    with pytest.raises(CoolfusionError, match="resume with --prompt steps"):
+        plan_jobs(problems, settings, [record(prompt="steps")])
+
+
+def test_log_drops_a_half_written_last_line_and_names_a_bad_one(tmp_path):
+    log = AnswerLog(tmp_path)
+    log.append(record(0))
+    with log.path.open("a") as stream:
+        stream.write('{"problem": 1, "mo')  # the process died here
+    assert [r.problem for r in log.read()] == [0]
+    log.append(record(2))
+    assert [r.problem for r in log.read()] == [0, 2]
+
+    log.path.write_text(log.path.read_text() + "garbage\n" + json.dumps(vars(record(3))) + "\n")
+    with pytest.raises(CoolfusionError, match=r"answers.jsonl:3: not an answer record"):
+        log.read()
+
+
+def test_a_whole_last_record_without_newline_is_kept_and_ended(tmp_path):
+    log = AnswerLog(tmp_path)
+    log.path.write_text(json.dumps(vars(record(0))))
+    assert len(log.read()) == 1
+    log.append(record(1))
+    assert [r.problem for r in log.read()] == [0, 1]
+
+
+def test_run_jobs_logs_each_answer_before_the_next(tmp_path):
+    problems = load_problems(write_data(tmp_path / "d.jsonl", 2))
+    settings = EvalSettings(modes=("solo:qwen-coder-0.5b",), models=tuple(MODELS))
+    log = AnswerLog(tmp_path / "run")
+    seen = []
+    engine = FakeEngine()
+    run_jobs(engine, plan_jobs(problems, settings, []), settings, log,
+             lambda done, rec: seen.append((done, len(log.read()))))
+    assert seen == [(1, 1), (2, 2)]
+    assert engine.members["smollm2-135m"].model.decoded_tokens == 0
+
+
+def test_summary_table(tmp_path):
+    problems = load_problems(write_data(tmp_path / "d.jsonl", 2))
+    records = [
+        record(0, "solo:a", answer_tokens=10, seconds=2.0),
+        record(1, "solo:a", "What is 1?", correct=False, answer_tokens=20, seconds=4.0),
+        record(0, "adaptive", decisions={"agreed": 1, "confident": 2, "scored": 1}, wins={"a": 3, "b": 1}, segments=4),
+        record(5, "adaptive", "not in this run"),
+    ]
+    summaries = summarize(records, ["solo:a", "adaptive"], problems)
+    assert [(s.mode, s.n, s.correct) for s in summaries] == [("solo:a", 2, 1), ("adaptive", 1, 1)]
+    table = format_summary_table(summaries).splitlines()
+    assert table[0].split() == ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "scored", "confident", "wins"]
+    assert table[2].split() == ["solo:a", "50.0%", "2", "15", "3.0", "-", "-", "-", "-"]
+    assert table[3].split() == ["adaptive", "100.0%", "1", "5", "1.0", "25%", "25%", "50%", "a", "75%,", "b", "25%"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data", "nope.jsonl"], "nope.jsonl: data file not found"),
+        (["--modes", "solo,fancy"], "unknown mode 'fancy'"),
+        (["--modes", "solo:gemma3-270m"], "'gemma3-270m' is not among the selected models"),
+        (["--models", "qwen-coder-0.5b,nobody"], "no model named 'nobody'"),
+        (["--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(tmp_path, argv, message, capsys, fake_engine):
+    data = write_data(tmp_path / "d.jsonl", 1)
+    assert run_cli("--data", str(data), "--out", str(tmp_path / "run"), *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("coolfusion: ")
+    made, _ = fake_engine
+    assert made == []
+
+
+@pytest.mark.models
+def test_eval_on_the_real_models(tmp_path):
+    if not SHARED_DATA.exists():
+        pytest.skip(f"GSM8K data not found at {SHARED_DATA} (the shared folder beside the repository)")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "coolfusion_local", "eval", "gsm8k", "--config", str(CONFIG),
+               "--data", str(SHARED_DATA), "--limit", "2", "--modes", "solo,cool", "--max-tokens", "48",
+               "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool"}
+    assert all(row[2] == "2" for row in rows.values())
+    assert rows["cool"][5].endswith("%")  # the agreed share
+    answers = read_answers(out)
+    assert len(answers) == 6 and all(a["answer_tokens"] > 0 and a["text"] for a in answers)
+    assert {a["gold"] for a in answers} == {"72", "10"}
+    assert json.loads((out / "results.json").read_text())["modes"][2]["n"] == 2
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "6 of 6 answers already there" in again.stderr
+    assert again.stdout == done.stdout
