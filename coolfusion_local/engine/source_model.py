@@ -154,7 +154,7 @@ class SourceModel:
             # llama.cpp reserves its compute buffer for a whole micro-batch of
             # outputs (n_ubatch x vocabulary floats: 300 MB for Qwen at 512);
             # we never ask for more than MAX_OUTPUTS_PER_DECODE rows at once.
-            ctx_params.n_ubatch = min(n_batch, 2 * MAX_OUTPUTS_PER_DECODE)
+            ctx_params.n_ubatch = min(n_batch, MAX_OUTPUTS_PER_DECODE)
             ctx_params.n_seq_max = SCORING_SEQUENCES + 1
             # One cache shared by all sequences, so candidate sequences reuse
             # the prefix cells of sequence 0 instead of each getting 1/9 of it.
