@@ -24,13 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"coolfusion_local.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"coolfusion_local.commands.{name}":
-                continue  # a sub-command not built yet in this checkout
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"coolfusion_local.commands.{name}").register(subparsers)
     return parser
 
 
