@@ -221,17 +221,6 @@ class SourceModel:
 
     # ------------------------------------------------------------------ metadata
 
-    def metadata(self, key: str) -> str | None:
-        size = 4096
-        while True:
-            buffer = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_model_meta_val_str(self._model, key.encode(), buffer, size)
-            if n < 0:
-                return None
-            if n < size:
-                return buffer.value.decode("utf-8", errors="replace")
-            size = n + 1
-
     def chat_template(self) -> str | None:
         template = llama_cpp.llama_model_chat_template(self._model, None)
         return template.decode("utf-8", errors="replace") if template else None
