@@ -16,7 +16,7 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 ANSWERS_FILE = "answers.jsonl"
 RESULTS_FILE = "results.json"
 SHARED_DECISIONS = ("agreed", "scored", "confident")  # the ways a fused segment is decided
+RERANK_MODE = "cool+r"
 
 
 class Engine(Protocol):
@@ -44,6 +45,11 @@ class EvalSettings:
     models: tuple[str, ...]  # the loaded source models, for cost accounting
     max_tokens: int = 256
     prompt: str = DEFAULT_PROMPT
+    policy: str | None = None  # ScorePolicy.label: fused answers from another rule are not mixed in
+
+    def rerank_parts(self) -> tuple[str, ...]:
+        """The answers Cool+R reranks: the fused one and each model's own."""
+        return ("cool", *(f"solo:{name}" for name in self.models))
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,10 @@ class AnswerRecord:
     max_tokens: int
     prompt: str
     error: str | None = None
+    policy: str | None = None  # the fused modes' ScorePolicy.label
+    chosen: str | None = None  # cool+r: the answer it picked ("fused" or a model name)
+    # cool+r made from this run's own cool and solo answers instead of writing them again
+    composed_from: list[str] | None = None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -139,14 +149,19 @@ def plan_jobs(
                 f"this --out folder holds answers to a different problem #{record.problem} "
                 "(another data file?); pick a new --out folder", exit_code=2)
         if record.mode in settings.modes and problem is not None:
-            for name, ours, theirs in (("--max-tokens", settings.max_tokens, record.max_tokens),
-                                       ("--prompt", settings.prompt, record.prompt)):
+            checks = [("--max-tokens", settings.max_tokens, record.max_tokens),
+                      ("--prompt", settings.prompt, record.prompt)]
+            if not record.mode.startswith("solo:") and None not in (record.policy, settings.policy):
+                checks.append(("the fusion rule", settings.policy, record.policy))
+            for name, ours, theirs in checks:
                 if ours != theirs:
                     raise CoolfusionError(
                         f"this --out folder was run with {name} {theirs}, not {ours}; "
                         f"resume with {name} {theirs} or pick a new --out folder", exit_code=2)
         finished.add(record.key)
-    return [(p, mode) for p in problems for mode in settings.modes if (p.index, mode) not in finished]
+    # Cool+R goes last within a problem, so it can use that problem's cool and solo answers.
+    modes = sorted(settings.modes, key=lambda mode: mode == RERANK_MODE)
+    return [(p, mode) for p in problems for mode in modes if (p.index, mode) not in finished]
 
 
 # --------------------------------------------------------------------------- answering
@@ -159,21 +174,24 @@ class Answered:
     done: "AnswerDone"
     seconds: float  # wall time, prompt included
     decoded_tokens: dict[str, int]  # tokens each model ran through llama_decode for it
+    chosen: str | None = None  # cool+r: the answer it picked
 
 
 def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, models: Sequence[str],
                      cancel=None) -> Answered:
     """Run one answer to its AnswerDone, measuring wall time and each model's decode work."""
-    from .engine import AnswerDone
+    from .engine import AnswerDone, AnswerReranked
 
     before = {name: engine.member(name).model.decoded_tokens for name in models}
     started = time.perf_counter()
     events = engine.generate(messages, mode=mode, max_tokens=max_tokens, cancel=cancel)
-    done = None
+    done = chosen = None
     try:
         for event in events:
             if isinstance(event, AnswerDone):
                 done = event
+            elif isinstance(event, AnswerReranked):
+                chosen = event.chosen
     finally:
         events.close()  # on Ctrl-C: let the engine leave its models in a clean state
     if done is None:
@@ -182,14 +200,60 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
         done=done,
         seconds=time.perf_counter() - started,
         decoded_tokens={name: engine.member(name).model.decoded_tokens - before[name] for name in models},
+        chosen=chosen,
+    )
+
+
+def _messages(problem: Problem, settings: EvalSettings) -> list:
+    from .engine import Message
+
+    return [Message("user", build_prompt(problem.question, settings.prompt))]
+
+
+def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
+                      parts: dict[str, AnswerRecord]) -> AnswerRecord:
+    """Cool+R from answers this run already has: only the whole-answer scoring runs.
+
+    Cool+R writes the fused answer and every model's own, then scores them;
+    when the run also evaluates cool and each model alone, those are the same
+    greedy answers, so writing them a second time would double the run's cost
+    for nothing. Time and decode work are the parts' plus the scoring's, i.e.
+    what Cool+R alone would have spent.
+    """
+    fused = parts["cool"]
+    solos = {name: parts[f"solo:{name}"] for name in settings.models}
+    composed = list(settings.rerank_parts())
+    if fused.stop_reason in ("stopped", "error", "context_full") or len(solos) == 1:
+        return replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
+    answers = {"fused": (fused.text, fused.stop_reason == "eos")}
+    answers.update({name: (record.text, record.stop_reason == "eos") for name, record in solos.items()})
+    before = {name: engine.member(name).model.decoded_tokens for name in settings.models}
+    started = time.perf_counter()
+    reranked = engine.rerank(_messages(problem, settings), answers)
+    seconds = time.perf_counter() - started
+    decoded = {name: engine.member(name).model.decoded_tokens - before[name] for name in settings.models}
+    for record in parts.values():
+        _add(decoded, record.decoded_tokens)
+    picked = fused if reranked.chosen == "fused" else solos[reranked.chosen]
+    lead = engine.member(settings.models[0]).model
+    return replace(
+        fused,
+        mode=RERANK_MODE,
+        extracted=picked.extracted,
+        correct=picked.correct,
+        text=picked.text,
+        stop_reason=picked.stop_reason,
+        seconds=round(sum(record.seconds for record in parts.values()) + seconds, 3),
+        answer_tokens=len(lead.tokenize(picked.text.encode("utf-8"))),
+        decoded_tokens=decoded,
+        chosen=reranked.chosen,
+        composed_from=composed,
     )
 
 
 def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettings, cancel=None) -> AnswerRecord:
     """Ask `engine` one problem in one mode and grade the answer."""
-    from .engine import Message
-
-    messages = [Message("user", build_prompt(problem.question, settings.prompt))]
+    messages = _messages(problem, settings)
     answered = answer_with_cost(engine, messages, mode, settings.max_tokens, settings.models, cancel)
     done, stats = answered.done, answered.done.stats
     extracted = extract_answer(done.text)
@@ -211,6 +275,8 @@ def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettin
         max_tokens=settings.max_tokens,
         prompt=settings.prompt,
         error=done.error,
+        policy=None if mode.startswith("solo:") else settings.policy,
+        chosen=answered.chosen,
     )
 
 
@@ -221,15 +287,25 @@ def run_jobs(
     log: AnswerLog,
     on_answer: Callable[[int, AnswerRecord], None] = lambda done, record: None,
     cancel=None,
+    earlier: Iterable[AnswerRecord] = (),
 ) -> list[AnswerRecord]:
-    """Answer `jobs` in order, logging each answer before starting the next."""
+    """Answer `jobs` in order, logging each answer before starting the next.
+
+    `earlier`: answers already in the log, which Cool+R may be composed from.
+    """
+    known = {record.key: record for record in earlier}
     records = []
     for count, (problem, mode) in enumerate(jobs, 1):
-        record = answer_one(engine, problem, mode, settings, cancel)
+        parts = {part: known.get((problem.index, part)) for part in settings.rerank_parts()}
+        if mode == RERANK_MODE and all(record is not None and record.error is None for record in parts.values()):
+            record = rerank_from_parts(engine, problem, settings, parts)
+        else:
+            record = answer_one(engine, problem, mode, settings, cancel)
         if record.stop_reason == "stopped":
             break  # cancelled half way: not an answer, leave it to the resumed run
         log.append(record)
         records.append(record)
+        known[record.key] = record
         on_answer(count, record)
     return records
 
@@ -250,6 +326,7 @@ class ModeSummary:
     decoded_per_problem: dict[str, float] = field(default_factory=dict)
     stop_reasons: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    chosen: dict[str, int] = field(default_factory=dict)  # cool+r: which answer it picked, how often
 
     @property
     def accuracy(self) -> float:
@@ -297,11 +374,14 @@ def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: S
         wins: dict[str, int] = {}
         decoded: dict[str, int] = {}
         stops: dict[str, int] = {}
+        chosen: dict[str, int] = {}
         for record in answers:
             _add(decisions, record.decisions)
             _add(wins, record.wins)
             _add(decoded, record.decoded_tokens)
             _add(stops, {record.stop_reason: 1})
+            if record.chosen is not None:
+                _add(chosen, {record.chosen: 1})
         summaries.append(ModeSummary(
             mode=mode,
             n=n,
@@ -314,6 +394,7 @@ def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: S
             decoded_per_problem={k: v / n for k, v in decoded.items() if v} if n else {},
             stop_reasons=stops,
             errors=sum(r.error is not None for r in answers),
+            chosen=chosen,
         ))
     return summaries
 
@@ -322,6 +403,9 @@ def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
     """The table `coolfusion eval` prints: one row per mode."""
     headers = ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "scored", "confident", "wins"]
     rows = []
+    picks = any(s.chosen for s in summaries)
+    if picks:
+        headers.append("cool+r picked")
     for s in summaries:
         if s.fused:
             shares = [f"{s.decision_share(d):.0f}%" for d in SHARED_DECISIONS]
@@ -329,8 +413,13 @@ def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
                              sorted(s.win_shares().items(), key=lambda item: -item[1]))
         else:
             shares, wins = ["-"] * len(SHARED_DECISIONS), "-"
-        rows.append([s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.mean_answer_tokens:.0f}",
-                     f"{s.seconds_per_problem:.1f}", *shares, wins or "-"])
+        row = [s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.mean_answer_tokens:.0f}",
+               f"{s.seconds_per_problem:.1f}", *shares, wins or "-"]
+        if picks:
+            total = sum(s.chosen.values())
+            row.append(", ".join(f"{name} {100 * count / total:.0f}%" for name, count in
+                                 sorted(s.chosen.items(), key=lambda item: -item[1])) if total else "-")
+        rows.append(row)
     return format_table(headers, rows, right=(1, 2, 3, 4, 5, 6, 7))
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import coolfusion_local.engine as engine_package
 from coolfusion_local.cli import main
-from coolfusion_local.engine import AnswerDone, GenerationStats
+from coolfusion_local.engine import AnswerDone, AnswerReranked, GenerationStats
 from coolfusion_local.errors import CoolfusionError
 from coolfusion_local.evaluate import (
     AnswerLog,
@@ -36,6 +36,9 @@ MODELS = ["qwen-coder-0.5b", "smollm2-135m"]
 
 class FakeModel:
     decoded_tokens = 0
+
+    def tokenize(self, text: bytes) -> list[int]:
+        return list(range(len(text.split())))
 
 
 class FakeMember:
@@ -65,6 +68,13 @@ class FakeEngine:
 
     def member(self, name):
         return self.members[name]
+
+    def rerank(self, messages, answers):
+        """Picks qwen's own answer, as a real rerank may; costs 3 decoded tokens per model."""
+        self.calls.append((messages[-1].content.split("Question: ", 1)[1], "rerank"))
+        for member in self.members.values():
+            member.model.decoded_tokens += 3
+        return AnswerReranked("qwen-coder-0.5b", answers["qwen-coder-0.5b"][0], {}, {})
 
     def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None):
         question = messages[-1].content.split("Question: ", 1)[1]
@@ -170,6 +180,36 @@ def record(problem=0, mode="cool", question="What is 0?", **extra) -> AnswerReco
     return AnswerRecord(**fields)
 
 
+def test_cool_r_is_composed_from_the_runs_own_fused_and_solo_answers(tmp_path, fake_engine, capsys):
+    made, _ = fake_engine
+    data = write_data(tmp_path / "d.jsonl", 2)
+    out = tmp_path / "run"
+    # cool+r listed first still runs after its parts, problem by problem.
+    assert run_cli("--data", str(data), "--modes", "cool+r,solo,cool", "--out", str(out)) == 0
+    assert [mode for _, mode in made[0].calls] == ["solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool", "rerank"] * 2
+    answers = {(a["problem"], a["mode"]): a for a in read_answers(out)}
+    composed = answers[(1, "cool+r")]
+    assert composed["chosen"] == "qwen-coder-0.5b" and composed["text"] == "so #### 1" and composed["correct"]
+    assert composed["composed_from"] == ["cool", "solo:qwen-coder-0.5b", "solo:smollm2-135m"]
+    # What Cool+R alone would have spent: its three answers plus the scoring.
+    assert composed["seconds"] >= sum(answers[(1, m)]["seconds"] for m in composed["composed_from"])
+    assert composed["decoded_tokens"] == {"qwen-coder-0.5b": 23, "smollm2-135m": 23}
+    assert composed["answer_tokens"] == 3 and composed["policy"] == answers[(1, "cool")]["policy"]
+    assert "lead-veto" in composed["policy"]
+    table = capsys.readouterr().out
+    assert "cool+r picked" in table and "qwen-coder-0.5b 100%" in table
+    modes = {m["mode"]: m for m in json.loads((out / "results.json").read_text())["modes"]}
+    assert modes["cool+r"]["chosen"] == {"qwen-coder-0.5b": 2} and modes["cool"]["chosen"] == {}
+
+
+def test_cool_r_without_its_parts_in_the_run_writes_them_itself(tmp_path, fake_engine):
+    made, _ = fake_engine
+    out = tmp_path / "run"
+    assert run_cli("--data", str(write_data(tmp_path / "d.jsonl", 1)), "--modes", "cool,cool+r", "--out", str(out)) == 0
+    assert [mode for _, mode in made[0].calls] == ["cool", "cool+r"]
+    assert read_answers(out)[1]["composed_from"] is None
+
+
 def test_plan_skips_finished_pairs_problem_by_problem(tmp_path):
     problems = load_problems(write_data(tmp_path / "d.jsonl", 2))
     settings = EvalSettings(modes=("solo:a", "cool"), models=("a",))
@@ -186,6 +226,11 @@ def test_a_folder_from_another_run_is_refused(tmp_path):
         plan_jobs(problems, settings, [record(max_tokens=48)])
     with pytest.raises(CoolfusionError, match="resume with --prompt steps"):
         plan_jobs(problems, settings, [record(prompt="steps")])
+    ruled = EvalSettings(modes=("cool", "solo:a"), models=("a",), policy="lead-veto lead_margin=0")
+    with pytest.raises(CoolfusionError, match="run with the fusion rule mean-ppl"):
+        plan_jobs(problems, ruled, [record(policy="mean-ppl")])
+    # Solo answers do not depend on the rule.
+    assert plan_jobs(problems, ruled, [record(mode="solo:a", policy=None)])[0][1] == "cool"
 
 
 def test_log_drops_a_half_written_last_line_and_names_a_bad_one(tmp_path):

@@ -130,9 +130,14 @@ def run_gsm8k(args: argparse.Namespace) -> int:
     out = args.out or Path("eval-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and not out.is_dir():
         raise CoolfusionError(f"--out {out} is a file; pass a folder", exit_code=2)
-    settings = EvalSettings(modes=tuple(modes), models=tuple(names), max_tokens=args.max_tokens, prompt=args.prompt)
+    from ..engine.scoring import ScorePolicy
+
+    policy = ScorePolicy.from_config(config.fusion)
+    settings = EvalSettings(modes=tuple(modes), models=tuple(names), max_tokens=args.max_tokens,
+                            prompt=args.prompt, policy=policy.label)
     log = AnswerLog(out)
-    jobs = plan_jobs(problems, settings, log.read())
+    earlier = log.read()
+    jobs = plan_jobs(problems, settings, earlier)
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -150,7 +155,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
             say(f"{len(problems)} problems x {len(modes)} modes ({', '.join(modes)}), max {args.max_tokens} tokens")
             progress = Progress(len(jobs), sys.stderr)
             try:
-                run_jobs(engine, jobs, settings, log, progress.update)
+                run_jobs(engine, jobs, settings, log, progress.update, earlier=earlier)
             except KeyboardInterrupt:
                 progress.end_line()
                 saved = len(log.read())
@@ -167,6 +172,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
         "max_tokens": args.max_tokens,
         "prompt": args.prompt,
         "models": names,
+        "fusion_rule": policy.label,
         "finished": datetime.now().isoformat(timespec="seconds"),
         **code_version(),
     }

@@ -17,6 +17,7 @@ from ..config import Config, ModelSpec
 from ..errors import CoolfusionError
 from .events import (
     AnswerDone,
+    AnswerReranked,
     GenerationEvent,
     GenerationStats,
     LoadEvent,
@@ -28,7 +29,7 @@ from .events import (
 )
 from .fusion import FusionSettings, Member, generate
 from .prompts import ChatFormat, TemplateError
-from .rerank import generate_reranked
+from .rerank import generate_reranked, rank_answers
 from .scoring import ScorePolicy
 from .source_model import SourceModel
 
@@ -91,10 +92,7 @@ class FusionEngine:
         # Which models take part: models.toml's `enabled`, then set_enabled().
         self._enabled = {spec.name: spec.enabled for spec in config.models}
         self._lock = threading.RLock()
-        fusion = config.fusion
-        self.policy = policy or ScorePolicy(
-            rule=fusion.rule, lead_margin=fusion.lead_margin, confident_nll=fusion.confident_nll
-        )
+        self.policy = policy or ScorePolicy.from_config(config.fusion)
         self._mode = check_mode(mode or config.fusion.mode, self._names)
 
     # ------------------------------------------------------------------ models
@@ -223,6 +221,17 @@ class FusionEngine:
                 settings = replace(settings, mode="solo")
             run = generate_reranked if settings.mode == "cool+r" else generate
             yield from run(members, messages, settings, cancel)
+
+    def rerank(self, messages: list[Message], answers: dict[str, tuple[str, bool]]) -> AnswerReranked:
+        """Cool+R's last step on answers already written: every loaded model scores them all.
+
+        `answers` maps "fused" or a model name to (text, ended at the model's
+        end of turn). Lets a caller that has the fused and solo answers at hand
+        (an eval run) get the Cool+R pick without writing them again.
+        """
+        with self._lock:
+            members = self._active_members("cool+r")
+            return rank_answers(members, messages, answers, self.policy)
 
     def close(self) -> None:
         with self._lock:

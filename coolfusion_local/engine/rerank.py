@@ -15,6 +15,7 @@ from typing import Iterator
 
 from .events import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloAnswerStarted, SoloTextDelta
 from .fusion import ANSWER_RESERVE, FusionSettings, Member, fit_prompts, generate, lead_member
+from .scoring import ScorePolicy
 from .source_model import ContextFull, Scored
 
 FUSED = "fused"
@@ -34,6 +35,35 @@ def _score_answers(member: Member, prompt: list[int], answers: dict[str, tuple[s
         # Not all answers fit in the context at once: score them one by one.
         results = [model.score([request])[0] for request in requests]
     return {source: result.mean_nll for source, result in zip(answers, results)}
+
+
+def rank_answers(
+    members: list[Member],
+    messages,
+    answers: dict[str, tuple[str, bool]],
+    policy: ScorePolicy,
+) -> AnswerReranked:
+    """Every model scores every whole answer; the policy picks one.
+
+    `answers` maps a source ("fused" or a model name) to (text, ended by the
+    model's end of turn). The lead model's own answer is the one its veto
+    falls back to.
+    """
+    prompts, _ = fit_prompts(members, messages, ANSWER_RESERVE)
+    # Identical answers are scored once.
+    distinct: dict[str, tuple[str, bool]] = {}
+    for source, answer in answers.items():
+        if answer not in distinct.values():
+            distinct[source] = answer
+    by_scorer = {m.name: _score_answers(m, prompts[m.name], distinct) for m in members}
+    keys = list(distinct)
+    mean_nll = {scorer: {key: row[key] for key in keys} for scorer, row in by_scorer.items()}
+    lead = lead_member(members)
+    lead_answer = answers.get(lead.name)
+    lead_key = next((key for key in keys if distinct[key] == lead_answer), None)
+    chosen = policy.choose(members, keys, mean_nll, lead, lead_key)
+    scores = {source: {scorer: round(by_scorer[scorer][source], 5) for scorer in by_scorer} for source in keys}
+    return AnswerReranked(chosen, distinct[chosen][0], scores, {source: answer[0] for source, answer in answers.items()})
 
 
 def generate_reranked(
@@ -71,23 +101,10 @@ def generate_reranked(
                 answers[member.name] = (event.text, event.stop_reason == "eos")
 
     rerank_started = time.perf_counter()
-    prompts, _ = fit_prompts(members, messages, ANSWER_RESERVE)
-    # Identical answers are scored once.
-    distinct: dict[str, tuple[str, bool]] = {}
-    for source, answer in answers.items():
-        if answer not in distinct.values():
-            distinct[source] = answer
-    by_scorer = {m.name: _score_answers(m, prompts[m.name], distinct) for m in members}
-    keys = list(distinct)
-    mean_nll = {scorer: {key: row[key] for key in keys} for scorer, row in by_scorer.items()}
-    lead = lead_member(members)
-    lead_answer = answers.get(lead.name)
-    lead_key = next((key for key in keys if distinct[key] == lead_answer), None)
-    chosen = settings.policy.choose(members, keys, mean_nll, lead, lead_key)
+    reranked = rank_answers(members, messages, answers, settings.policy)
     stats.rerank_seconds = time.perf_counter() - rerank_started
     stats.seconds = time.perf_counter() - started
-    text, ends = distinct[chosen]
-    scores = {source: {scorer: round(by_scorer[scorer][source], 5) for scorer in by_scorer} for source in keys}
-    yield AnswerReranked(chosen, text, scores, {source: answer[0] for source, answer in answers.items()})
-    reason = fused.stop_reason if chosen == FUSED else ("eos" if ends else "max_tokens")
-    yield AnswerDone(text, reason, stats)
+    ends = answers[reranked.chosen][1]
+    yield reranked
+    reason = fused.stop_reason if reranked.chosen == FUSED else ("eos" if ends else "max_tokens")
+    yield AnswerDone(reranked.text, reason, stats)

@@ -50,6 +50,16 @@ class ScorePolicy:
     # skips only rounds whose outcome was (nearly) settled.
     confident_nll: float = 0.4
 
+    @classmethod
+    def from_config(cls, fusion) -> "ScorePolicy":
+        """The policy models.toml's [fusion] table asks for."""
+        return cls(rule=fusion.rule, lead_margin=fusion.lead_margin, confident_nll=fusion.confident_nll)
+
+    @property
+    def label(self) -> str:
+        """What decides fused answers, in one line (eval runs record it)."""
+        return f"{self.rule} lead_margin={self.lead_margin:g} confident_nll={self.confident_nll:g}"
+
     def combined(self, members: Sequence["Member"], key: Key, mean_nll: dict[str, dict[Key, float]]) -> float:
         total_weight = sum(m.weight for m in members)
         return sum(m.weight * perplexity(mean_nll[m.name][key]) for m in members) / total_weight
