@@ -308,19 +308,28 @@ def test_eval_on_the_real_models(tmp_path):
         pytest.skip(f"GSM8K data not found at {SHARED_DATA} (the shared folder beside the repository)")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "coolfusion_local", "eval", "gsm8k", "--config", str(CONFIG),
-               "--data", str(SHARED_DATA), "--limit", "2", "--modes", "solo,cool", "--max-tokens", "48",
+               "--data", str(SHARED_DATA), "--limit", "2", "--modes", "solo,cool,cool+r", "--max-tokens", "48",
                "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
-    assert set(rows) == {"solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool"}
+    assert set(rows) == {"solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool", "cool+r"}
     assert all(row[2] == "2" for row in rows.values())
     assert rows["cool"][5].endswith("%")  # the agreed share
     answers = read_answers(out)
-    assert len(answers) == 6 and all(a["answer_tokens"] > 0 and a["text"] for a in answers)
+    assert len(answers) == 8 and all(a["answer_tokens"] > 0 and a["text"] for a in answers)
     assert {a["gold"] for a in answers} == {"72", "10"}
     assert json.loads((out / "results.json").read_text())["modes"][2]["n"] == 2
+    # Cool+R picked one of the answers written in this run, scored by both real models.
+    by_key = {(a["problem"], a["mode"]): a for a in answers}
+    for problem in (0, 1):
+        reranked = by_key[(problem, "cool+r")]
+        assert reranked["composed_from"] == ["cool", *(f"solo:{name}" for name in MODELS)]
+        source = "cool" if reranked["chosen"] == "fused" else f"solo:{reranked['chosen']}"
+        assert reranked["text"] == by_key[(problem, source)]["text"]
+        assert all(reranked["decoded_tokens"][name] > by_key[(problem, "cool")]["decoded_tokens"][name]
+                   for name in MODELS)
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "6 of 6 answers already there" in again.stderr
+    assert again.returncode == 0 and "8 of 8 answers already there" in again.stderr
     assert again.stdout == done.stdout
