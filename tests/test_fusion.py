@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from coolfusion_local.engine.events import AnswerDone, Message, Notice, SegmentChosen
-from coolfusion_local.engine.fusion import FusionSettings, generate, prompt_tokens
+from coolfusion_local.engine.fusion import AnswerSettings, generate, prompt_tokens
 
 pytestmark = pytest.mark.models
 
@@ -23,7 +23,7 @@ PAIRS = [
 
 
 def run(members, messages, **settings):
-    events = list(generate(members, messages, FusionSettings(**settings)))
+    events = list(generate(members, messages, AnswerSettings(**settings)))
     segments = [e for e in events if isinstance(e, SegmentChosen)]
     done = events[-1]
     assert isinstance(done, AnswerDone)
@@ -100,7 +100,7 @@ def test_cancel_keeps_the_partial_answer(offline_members):
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
     cancel = threading.Event()
     seen = []
-    for event in generate(members, [Message("user", NATALIA)], FusionSettings(max_tokens=200), cancel):
+    for event in generate(members, [Message("user", NATALIA)], AnswerSettings(max_tokens=200), cancel):
         if isinstance(event, SegmentChosen):
             seen.append(event.text)
             if len(seen) == 3:

@@ -433,10 +433,10 @@ ANSWERED_TEMPLATE = (
 def test_a_model_that_ends_at_once_gives_an_empty_answer(offline_members):
     member = offline_members("smollm2-135m")[0]
     ended = Member(member.name, member.model, ChatFormat(ANSWERED_TEMPLATE), member.weight)
-    from coolfusion_local.engine.fusion import FusionSettings, generate
+    from coolfusion_local.engine.fusion import AnswerSettings, generate
 
     events = list(generate([ended], [Message("user", "What is the capital of France?")],
-                           FusionSettings(mode="solo", max_tokens=16)))
+                           AnswerSettings(mode="solo", max_tokens=16)))
     done = events[-1]
     assert isinstance(done, AnswerDone) and done.stop_reason == "eos", done
     assert done.text == "" and done.error is None
@@ -455,10 +455,10 @@ NO_BOUNDARY_PROMPTS = {
 def test_no_common_boundary_is_cut_after_a_bound(offline_members, case):
     """Two tokenizer families fused over text with no space for dozens of tokens (test_fusion.py has one model)."""
     from coolfusion_local.engine.events import SegmentChosen
-    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, FusionSettings, generate
+    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, AnswerSettings, generate
 
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
-    events = list(generate(members, [Message("user", NO_BOUNDARY_PROMPTS[case])], FusionSettings(max_tokens=64)))
+    events = list(generate(members, [Message("user", NO_BOUNDARY_PROMPTS[case])], AnswerSettings(max_tokens=64)))
     done = events[-1]
     segments = [e for e in events if isinstance(e, SegmentChosen)]
     assert done.stop_reason in ("eos", "max_tokens"), done
@@ -481,12 +481,12 @@ MULTILINGUAL_PROMPTS = {
 
 @pytest.mark.models
 def test_multilingual_code_and_long_lines_stay_valid_text(offline_members):
-    from coolfusion_local.engine.fusion import FusionSettings, generate
+    from coolfusion_local.engine.fusion import AnswerSettings, generate
     from coolfusion_local.engine.events import SegmentChosen
 
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
     for case, prompt in MULTILINGUAL_PROMPTS.items():
-        events = list(generate(members, [Message("user", prompt)], FusionSettings(max_tokens=40)))
+        events = list(generate(members, [Message("user", prompt)], AnswerSettings(max_tokens=40)))
         done = events[-1]
         segments = [e.text for e in events if isinstance(e, SegmentChosen)]
         assert done.stop_reason in ("eos", "max_tokens"), (case, done)

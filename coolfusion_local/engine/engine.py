@@ -27,7 +27,7 @@ from .events import (
     ModelLoadStarted,
     Notice,
 )
-from .fusion import FusionSettings, Member, generate
+from .fusion import AnswerSettings, Member, generate
 from .prompts import ChatFormat, TemplateError
 from .rerank import generate_reranked, rank_answers
 from .scoring import ScorePolicy
@@ -203,7 +203,7 @@ class FusionEngine:
     ) -> Iterator[GenerationEvent]:
         """Answer the conversation; yields events and always ends with AnswerDone."""
         mode = check_mode(mode or self._mode, self._names)
-        settings = FusionSettings(
+        settings = AnswerSettings(
             mode="solo" if mode.startswith("solo:") else mode,
             max_tokens=max_tokens or self.config.fusion.max_tokens,
             stop=tuple(stop if stop is not None else self.config.fusion.stop),

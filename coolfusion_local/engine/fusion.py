@@ -57,7 +57,9 @@ class Proposal:
 
 
 @dataclass
-class FusionSettings:
+class AnswerSettings:
+    """How one answer is generated (models.toml's [fusion] table, after the caller's overrides)."""
+
     mode: str = "cool"  # "cool" | "adaptive" | "solo" (Cool+R wraps "cool" in rerank.py)
     max_tokens: int = 512
     stop: Sequence[str] = ()
@@ -189,7 +191,7 @@ class _Round:
 class _FusionRun:
     """One answer being fused: the shared text and every model's place in it."""
 
-    def __init__(self, members: list[Member], settings: FusionSettings, stats: GenerationStats):
+    def __init__(self, members: list[Member], settings: AnswerSettings, stats: GenerationStats):
         self.members = members
         self.settings = settings
         self.stats = stats
@@ -296,7 +298,7 @@ class _FusionRun:
 def generate(
     members: list[Member],
     messages: list[Message],
-    settings: FusionSettings,
+    settings: AnswerSettings,
     cancel: threading.Event | None = None,
 ) -> Iterator[SegmentChosen | Notice | AnswerDone]:
     """Fuse `members` into one answer to `messages`, yielding events as it goes."""

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Iterator
 
 from .events import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloAnswerStarted, SoloTextDelta
-from .fusion import ANSWER_RESERVE, FusionSettings, Member, fit_prompts, generate, lead_member
+from .fusion import ANSWER_RESERVE, AnswerSettings, Member, fit_prompts, generate, lead_member
 from .scoring import ScorePolicy
 from .source_model import ContextFull, Scored
 
@@ -69,7 +69,7 @@ def rank_answers(
 def generate_reranked(
     members: list[Member],
     messages,
-    settings: FusionSettings,
+    settings: AnswerSettings,
     cancel: threading.Event | None = None,
 ) -> Iterator:
     started = time.perf_counter()
