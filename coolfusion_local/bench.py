@@ -72,7 +72,7 @@ class RunMeasure:
 _NOT_PHASES = ("seconds", "prompt_seconds", "bookkeeping_seconds")  # totals, not parts of the split
 # Table columns: engine phases folded into the four the table shows.
 _COLUMNS = {"propose_seconds": "propose", "catch_up_seconds": "propose", "score_seconds": "score",
-            "boundary_seconds": "boundary"}
+            "commit_seconds": "commit", "boundary_seconds": "boundary"}
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,9 @@ class ModeBench:
         return totals
 
     def segment_split_ms(self) -> dict[str, float]:
-        """Milliseconds per segment: propose (with adaptive catch-up decoding), score,
+        """Milliseconds per segment: propose (with adaptive catch-up decoding), score, commit,
         boundary (tokenizer calls), other (bookkeeping; in cool+r also the solo answers and rerank)."""
-        split = {"propose": 0.0, "score": 0.0, "boundary": 0.0, "other": 0.0}
+        split = {"propose": 0.0, "score": 0.0, "commit": 0.0, "boundary": 0.0, "other": 0.0}
         for name, seconds in self.phase_seconds().items():
             split[_COLUMNS.get(name, "other")] += 1000.0 * seconds / max(self.segments, 1)
         return split
@@ -308,8 +308,8 @@ def _mb(size: int | None) -> str:
 
 
 def format_bench_table(report: BenchReport) -> str:
-    headers = ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "boundary", "other",
-               "agreed", "scored", "confident"]
+    headers = ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "commit", "boundary", "other",
+               *SHARED_DECISIONS]
     rows = []
     for bench in (*report.solo, *report.fused):
         split = bench.segment_split_ms()
@@ -317,13 +317,14 @@ def format_bench_table(report: BenchReport) -> str:
         shares = bench.decision_shares()
         rows.append([
             bench.mode, f"{bench.tokens_per_second:.1f}", f"{1000 * bench.seconds_per_token:.1f}", ratio,
-            f"{split['propose']:.1f}", f"{split['score']:.1f}", f"{split['boundary']:.1f}", f"{split['other']:.1f}",
-            *([f"{shares[d]:.0f}%" for d in SHARED_DECISIONS] if bench.fused else ["-"] * 3),
+            *(f"{split[column]:.1f}" for column in ("propose", "score", "commit", "boundary", "other")),
+            *([f"{shares[d]:.0f}%" for d in SHARED_DECISIONS] if bench.fused else ["-"] * len(SHARED_DECISIONS)),
         ])
     table = format_table(headers, rows, right=tuple(range(1, len(headers))))
     legend = ("ratio: fused ms/tok / sum of the solo ms/tok.  ms per segment: propose (greedy decoding, "
-              "with adaptive catch-up), score, boundary (tokenizer calls), other (bookkeeping; cool+r: also "
-              "its solo answers and rerank)")
+              "with adaptive catch-up), score (cross-scoring), commit (appending the winner to every model), "
+              "boundary (tokenizer calls), other (bookkeeping; cool+r: also its solo answers and rerank).  "
+              "vetoed: settled by the lead's veto before any scoring")
     return "\n".join([table, legend, "", format_memory_line(report.memory)])
 
 

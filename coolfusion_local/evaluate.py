@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 ANSWERS_FILE = "answers.jsonl"
 RESULTS_FILE = "results.json"
-SHARED_DECISIONS = ("agreed", "scored", "confident")  # the ways a fused segment is decided
+SHARED_DECISIONS = ("agreed", "vetoed", "scored", "confident")  # the ways a fused segment is decided
 RERANK_MODE = "cool+r"
 
 
@@ -401,7 +401,7 @@ def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: S
 
 def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
     """The table `coolfusion eval` prints: one row per mode."""
-    headers = ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "scored", "confident", "wins"]
+    headers = ["mode", "accuracy", "n", "tokens", "s/problem", *SHARED_DECISIONS, "wins"]
     rows = []
     picks = any(s.chosen for s in summaries)
     if picks:

@@ -35,8 +35,8 @@ def report(peak_rss=900_000_000) -> BenchReport:
     # a: 100 tokens in 2 s of generation (20 ms/token); b: 100 in 1 s (10 ms/token).
     solo = (ModeBench("solo:a", (measure("solo:a", 100, 2.5, propose=1.8, boundary=0.1),)),
             ModeBench("solo:b", (measure("solo:b", 60, 0.8), measure("solo:b", 40, 0.7))))
-    cool = ModeBench("cool", (measure("cool", 100, 6.5, segments=50, propose=3.0, score=1.0, boundary=0.5,
-                                      decisions={"agreed": 30, "scored": 20}),))
+    cool = ModeBench("cool", (measure("cool", 100, 6.5, segments=50, propose=3.0, score=1.0, commit=0.25,
+                                      boundary=0.5, decisions={"agreed": 30, "vetoed": 5, "scored": 15}),))
     adaptive = ModeBench("adaptive", (measure("adaptive", 100, 3.5, segments=50, propose=1.5, catch_up=0.5,
                                               decisions={"agreed": 20, "confident": 25, "scored": 5}),))
     memory = MemoryCheck(peak_rss=peak_rss, model_files={"a": 500_000_000, "b": 100_000_000},
@@ -60,9 +60,12 @@ def test_overhead_ratio_is_fused_time_per_token_over_the_solo_sum():
 
 def test_segment_time_split_folds_catch_up_into_propose_and_rest_into_other():
     cool, adaptive = report().fused
-    assert cool.segment_split_ms() == pytest.approx({"propose": 60.0, "score": 20.0, "boundary": 10.0, "other": 30.0})
-    assert adaptive.segment_split_ms() == pytest.approx({"propose": 40.0, "score": 0.0, "boundary": 0.0, "other": 20.0})
-    assert adaptive.decision_shares() == pytest.approx({"agreed": 40.0, "scored": 10.0, "confident": 50.0, "forced": 0.0})
+    assert cool.segment_split_ms() == pytest.approx(
+        {"propose": 60.0, "score": 20.0, "commit": 5.0, "boundary": 10.0, "other": 25.0})
+    assert adaptive.segment_split_ms() == pytest.approx(
+        {"propose": 40.0, "score": 0.0, "commit": 0.0, "boundary": 0.0, "other": 20.0})
+    assert adaptive.decision_shares() == pytest.approx(
+        {"agreed": 40.0, "vetoed": 0.0, "scored": 10.0, "confident": 50.0, "forced": 0.0})
 
 
 def test_memory_target_is_files_plus_kv_plus_15_percent():
@@ -76,10 +79,11 @@ def test_memory_target_is_files_plus_kv_plus_15_percent():
 def test_table_and_json():
     r = report()
     lines = format_bench_table(r).splitlines()
-    assert lines[0].split() == ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "boundary", "other",
-                                "agreed", "scored", "confident"]
-    assert lines[2].split() == ["solo:a", "50.0", "20.0", "-", "180.0", "0.0", "10.0", "10.0", "-", "-", "-"]
-    assert lines[4].split() == ["cool", "16.7", "60.0", "2.40", "60.0", "20.0", "10.0", "30.0", "60%", "40%", "0%"]
+    assert lines[0].split() == ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "commit", "boundary", "other",
+                                "agreed", "vetoed", "scored", "confident"]
+    assert lines[2].split() == ["solo:a", "50.0", "20.0", "-", "180.0", "0.0", "0.0", "10.0", "10.0", "-", "-", "-", "-"]
+    assert lines[4].split() == ["cool", "16.7", "60.0", "2.40", "60.0", "20.0", "5.0", "10.0", "25.0",
+                                "60%", "10%", "30%", "0%"]
     assert lines[-1] == ("memory: peak RSS 900 MB vs target 748 MB (files a 500 MB + b 100 MB; "
                          "KV caches 50 MB + ?; +15%): OVER target")
     data = json.loads(json.dumps(r.as_dict()))

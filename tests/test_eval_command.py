@@ -130,7 +130,7 @@ def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, caps
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[:3] for row in rows] == [
         ["solo:qwen-coder-0.5b", "100.0%", "3"], ["solo:smollm2-135m", "0.0%", "3"], ["cool", "100.0%", "3"]]
-    assert rows[2][5:] == ["50%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
+    assert rows[2][5:] == ["50%", "0%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
 
     answers = read_answers(out)
     assert [(a["problem"], a["mode"]) for a in answers] == [
@@ -278,9 +278,10 @@ def test_summary_table(tmp_path):
     summaries = summarize(records, ["solo:a", "adaptive"], problems)
     assert [(s.mode, s.n, s.correct) for s in summaries] == [("solo:a", 2, 1), ("adaptive", 1, 1)]
     table = format_summary_table(summaries).splitlines()
-    assert table[0].split() == ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "scored", "confident", "wins"]
-    assert table[2].split() == ["solo:a", "50.0%", "2", "15", "3.0", "-", "-", "-", "-"]
-    assert table[3].split() == ["adaptive", "100.0%", "1", "5", "1.0", "25%", "25%", "50%", "a", "75%,", "b", "25%"]
+    assert table[0].split() == ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "vetoed", "scored",
+                                "confident", "wins"]
+    assert table[2].split() == ["solo:a", "50.0%", "2", "15", "3.0", "-", "-", "-", "-", "-"]
+    assert table[3].split() == ["adaptive", "100.0%", "1", "5", "1.0", "25%", "0%", "25%", "50%", "a", "75%,", "b", "25%"]
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,29 @@ def test_fused_answer_is_consistent_across_families(offline_members, names):
             assert all(len(row) == len({segment.candidates[p].text for p in row}) for row in segment.scores.values())
             assert len(distinct) >= 2
     assert done.stats.segments == len(segments)
-    assert sum(done.stats.decisions.get(k, 0) for k in ("agreed", "scored")) == len(segments)
+    assert sum(done.stats.decisions.get(k, 0) for k in ("agreed", "vetoed", "scored")) == len(segments)
+
+
+def test_the_lead_veto_settles_rounds_unscored_with_the_winner_scoring_would_pick(offline_members, monkeypatch):
+    from coolfusion_local.engine.fusion import _FusionRun
+
+    members = offline_members("qwen-coder-0.5b", "smollm2-135m")
+    lead = members[0].model
+    before = lead.decoded_tokens
+    segments, done, _ = run(members, [Message("user", NATALIA)], max_tokens=64)
+    shortcut_work = lead.decoded_tokens - before
+    vetoed = [s for s in segments if s.decision == "vetoed"]
+    assert vetoed and all(s.winner == "qwen-coder-0.5b" and not s.scores for s in vetoed)
+    assert_every_model_holds_the_shared_text(members, done)
+
+    # The same answer again with every disagreement scored in full.
+    monkeypatch.setattr(_FusionRun, "lead_vetoes_all", lambda self, current, lead_proposal: False)
+    before = lead.decoded_tokens
+    full_segments, full_done, _ = run(members, [Message("user", NATALIA)], max_tokens=64)
+    assert "vetoed" not in {s.decision for s in full_segments}
+    assert [(s.text, s.winner) for s in full_segments] == [(s.text, s.winner) for s in segments]
+    assert full_done.text == done.text
+    assert shortcut_work <= lead.decoded_tokens - before
 
 
 def test_three_families_fused_together(offline_members):

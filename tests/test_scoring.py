@@ -57,3 +57,23 @@ def test_default_margin_lets_a_partner_win_only_where_the_lead_agrees():
     partner_worse_for_lead = scores(strong_a=0.5, strong_b=0.6, weak_a=2.0, weak_b=0.2)
     assert policy.choose([STRONG, WEAK], [A, B], partner_better_for_lead, STRONG, A) == B
     assert policy.choose([STRONG, WEAK], [A, B], partner_worse_for_lead, STRONG, A) == A
+
+
+def test_lead_veto_weighs_a_segment_by_its_probability_not_per_token():
+    # The lead's own " a" (one token, NLL 0.42) against a partner's " 1/4" (four
+    # tokens, 0.32 each for the lead: 1.28 in all, less than half as likely).
+    own, partner = (b" a", False), (b" 1/4", False)
+    mean_nll = {"strong": {own: 0.42, partner: 0.32}, "weak": {own: 1.85, partner: 0.18}}
+    totals = {own: 0.42, partner: 1.28}
+    policy = ScorePolicy()
+    assert policy.choose([STRONG, WEAK], [own, partner], mean_nll, STRONG, own, totals) == own
+    # Whole answers (no totals given) are compared per token.
+    assert policy.choose([STRONG, WEAK], [own, partner], mean_nll, STRONG, own) == partner
+
+
+def test_a_first_token_less_likely_than_the_whole_own_segment_is_vetoed_for_sure():
+    policy = ScorePolicy()
+    assert policy.vetoed_for_sure(lead_total_at_least=1.2, lead_own_total=0.9)
+    assert not policy.vetoed_for_sure(lead_total_at_least=0.8, lead_own_total=0.9)
+    assert not ScorePolicy(lead_margin=0.5).vetoed_for_sure(lead_total_at_least=1.2, lead_own_total=0.9)
+    assert not ScorePolicy(rule="mean-ppl").vetoed_for_sure(lead_total_at_least=9.0, lead_own_total=0.1)

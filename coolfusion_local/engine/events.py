@@ -74,7 +74,9 @@ class SegmentChosen:
     scores: dict[str, dict[str, float]]
     # How the segment was decided: "agreed" (all proposals equal), "confident"
     # (adaptive mode accepted one model's confident proposal), "scored"
-    # (cross-scored rerank), "forced" (no common boundary within the bound),
+    # (cross-scored rerank), "vetoed" (the lead's veto settled it before any
+    # scoring: the others' first tokens alone were too unlikely for it),
+    # "forced" (no common boundary within the bound),
     # "solo" (a single model).
     decision: str
     ends_answer: bool
@@ -127,7 +129,8 @@ class GenerationStats:
     # Where the time went, in seconds.
     propose_seconds: float = 0.0
     score_seconds: float = 0.0
-    boundary_seconds: float = 0.0  # tokenizer calls: boundaries, re-tokenising, committing
+    boundary_seconds: float = 0.0  # tokenizer calls: boundaries, re-tokenising
+    commit_seconds: float = 0.0  # appending the winner to every model (decoding it where not yet done)
     catch_up_seconds: float = 0.0  # adaptive: lagging models reading the text they skipped
     rerank_seconds: float = 0.0
 
@@ -146,7 +149,7 @@ class GenerationStats:
     @property
     def bookkeeping_seconds(self) -> float:
         spent = (
-            self.propose_seconds + self.score_seconds + self.boundary_seconds
+            self.propose_seconds + self.score_seconds + self.boundary_seconds + self.commit_seconds
             + self.catch_up_seconds + self.rerank_seconds
         )
         return max(self.generate_seconds - spent, 0.0)
@@ -166,6 +169,7 @@ class GenerationStats:
             "propose_seconds": round(self.propose_seconds, 4),
             "score_seconds": round(self.score_seconds, 4),
             "boundary_seconds": round(self.boundary_seconds, 4),
+            "commit_seconds": round(self.commit_seconds, 4),
             "catch_up_seconds": round(self.catch_up_seconds, 4),
             "rerank_seconds": round(self.rerank_seconds, 4),
             "bookkeeping_seconds": round(self.bookkeeping_seconds, 4),

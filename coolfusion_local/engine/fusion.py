@@ -240,18 +240,22 @@ class _FusionRun:
     def cross_score(self, current: _Round) -> None:
         """Every model scores every distinct candidate; the policy picks the winner."""
         stats, settings = self.stats, self.settings
+        lead_proposal = next(p for p in current.proposals if p.member is self.lead)
+        if self.lead_vetoes_all(current, lead_proposal):
+            return
         mean_nll: dict[str, dict[tuple[bytes, bool], float]] = {}
+        lead_totals: dict[tuple[bytes, bool], float] = {}
         for member in self.members:
             started = time.perf_counter()
             row: dict[tuple[bytes, bool], float] = {}
+            totals: dict[tuple[bytes, bool], float] = {}
             requests, request_keys = [], []
             for key in current.keys:
-                start, tokens = member.model.continuation(key[0], settings.context_words)
-                current.continuations[(member.name, key)] = (start, tokens)
+                start, tokens = self.continuation(current, member, key)
                 mine = next((p for p in current.by_key[key] if p.member is member), None)
                 if mine is not None and start == member.model.committed_tokens and tokens == mine.tokens:
                     total, count = mine.own_nll()  # scored while proposing
-                    row[key] = total / max(count, 1)
+                    row[key], totals[key] = total / max(count, 1), total
                 else:
                     requests.append((start, tokens, key[1]))
                     request_keys.append(key)
@@ -261,16 +265,56 @@ class _FusionRun:
             stats.score_seconds += time.perf_counter() - started
             for key, result in zip(request_keys, results):
                 current.scored[(member.name, key)] = result
-                row[key] = result.mean_nll
+                row[key], totals[key] = result.mean_nll, result.nll_sum
             mean_nll[member.name] = row
+            if member is self.lead:
+                lead_totals = totals
         current.decision = "scored"
-        lead_key = next(p.key for p in current.proposals if p.member is self.lead)
-        current.winner_key = settings.policy.choose(self.members, current.keys, mean_nll, self.lead, lead_key)
+        current.winner_key = settings.policy.choose(
+            self.members, current.keys, mean_nll, self.lead, lead_proposal.key, lead_totals
+        )
         first_proposer = {key: current.by_key[key][0].member.name for key in current.keys}
         current.scores = {
             scorer: {first_proposer[key]: round(value, 5) for key, value in row.items()}
             for scorer, row in mean_nll.items()
         }
+
+    def continuation(self, current: _Round, member: Member, key: tuple[bytes, bool]) -> tuple[int, list[int]]:
+        """`member`'s tokens for candidate `key`, worked out once per round."""
+        found = current.continuations.get((member.name, key))
+        if found is None:
+            found = current.continuations[(member.name, key)] = member.model.continuation(
+                key[0], self.settings.context_words
+            )
+        return found
+
+    def lead_vetoes_all(self, current: _Round, lead_proposal: Proposal) -> bool:
+        """Settle the round without scoring when the lead vetoes every other candidate.
+
+        A segment is never more probable than its first token, and the lead
+        already has that token's probability (the row it proposed from). When
+        that alone puts every other candidate past the veto, the lead's own
+        wins whatever the rest would say, so no model decodes anything to
+        score: the same winner as full scoring, for less work.
+        """
+        policy, model = self.settings.policy, self.lead.model
+        own_total, _ = lead_proposal.own_nll()
+        started = time.perf_counter()
+        settled = 0
+        for key in current.keys:
+            if key == lead_proposal.key:
+                continue
+            start, tokens = self.continuation(current, self.lead, key)
+            if start != model.committed_tokens or not tokens:
+                break
+            if not policy.vetoed_for_sure(model.next_token_nll(tokens[0]), own_total):
+                break
+            settled += 1
+        self.stats.boundary_seconds += time.perf_counter() - started
+        if settled != len(current.keys) - 1:
+            return False
+        current.decision, current.winner_key = "vetoed", lead_proposal.key
+        return True
 
     def commit(self, current: _Round) -> bytes:
         """Append the winner to every model that took part in the round."""
@@ -285,13 +329,11 @@ class _FusionRun:
             if mine is not None:
                 member.model.commit(member.model.committed_tokens, mine.tokens)
             else:
-                start, tokens = current.continuations.get((member.name, current.winner_key)) or (
-                    member.model.continuation(text, self.settings.context_words)
-                )
+                start, tokens = self.continuation(current, member, current.winner_key)
                 member.model.commit(start, tokens, current.scored.get((member.name, current.winner_key)))
             self.held[member.name] = len(self.answer) + len(text)
         self.answer += text
-        self.stats.boundary_seconds += time.perf_counter() - started
+        self.stats.commit_seconds += time.perf_counter() - started
         return text
 
 

@@ -8,17 +8,21 @@ finds the other's candidate very unlikely dominates an arithmetic mean of
 perplexities.
 
 Our default ("lead-veto") keeps the paper's average but lets the lead model
-(the highest `weight`, else the first listed) veto: another model's candidate
-can only win where the lead itself scores it within `lead_margin` (mean token
-NLL) of its own proposal. With the default margin of 0 the partners act as
-proposers the lead judges: a partner's segment wins where the lead finds it
-at least as likely as the segment it wrote greedily itself (greedy is not
-best over a whole segment), and the average of all models decides among
-those. On GSM8K with Qwen2.5-Coder 0.5B + SmolLM2 135M a margin of 0.5 still
-lost accuracy against Qwen alone (a few near-ties won by the weak model send
-the reasoning elsewhere). A larger margin gives partners more say; it pays
-only with partners about as strong as the lead. Weights turn the average
-into a weighted one in both rules.
+(the highest `weight`, else the first listed) veto: another model's segment
+can only win where the lead finds it at least as probable as the segment it
+wrote itself, give or take `lead_margin` nats. Probable means the whole
+segment's probability (the sum of its token NLLs), not its per-token
+perplexity: per token, a partner's " 1/4" (four tokens, NLL 0.32 each for
+the lead) beat the lead's own " a" (0.42), although the lead found " a"
+more than twice as likely. Among the candidates the lead lets through, the
+average of all models decides, as in the paper. With the default margin of 0
+the partners act as proposers the lead judges; a larger margin gives them
+more say, which pays only with partners about as strong as the lead. Weights
+turn the average into a weighted one in both rules.
+
+Whole answers (Cool+R) differ in length by hundreds of tokens, so there the
+veto compares per-token NLL: a whole answer's probability mostly measures
+its length.
 """
 
 from __future__ import annotations
@@ -40,14 +44,15 @@ def perplexity(mean_nll: float) -> float:
 @dataclass(frozen=True)
 class ScorePolicy:
     rule: str = "lead-veto"
-    # lead-veto: how much less likely (mean NLL per token, nats) the lead may
-    # find another candidate than its own for that candidate to still win.
+    # lead-veto: how much less likely (nats: total NLL of a segment, mean
+    # NLL per token of a whole answer) the lead may find another candidate
+    # than its own for that candidate to still win.
     lead_margin: float = 0.0
     # Adaptive mode accepts the lead's proposal without asking the others when
-    # its mean token NLL is below this. Under lead-veto with margin m, a lead
-    # whose next token has p > 1 / (1 + e^-m) (NLL < ln(1 + e^-m): 0.69 for
-    # m = 0, 0.47 for m = 0.5) would veto every other candidate anyway, so 0.4
-    # skips only rounds whose outcome was (nearly) settled.
+    # its mean token NLL is below this. Under lead-veto with margin 0, a lead
+    # whose one-token proposal has p > 1/2 (NLL < 0.69) vetoes every candidate
+    # that starts with another token, so 0.4 skips only rounds whose outcome
+    # was (nearly) settled.
     confident_nll: float = 0.4
 
     @classmethod
@@ -71,14 +76,22 @@ class ScorePolicy:
         mean_nll: dict[str, dict[Key, float]],
         lead: "Member | None" = None,
         lead_key: Key | None = None,
+        lead_totals: dict[Key, float] | None = None,
     ) -> Key:
+        """The winning key. `lead_totals`: the lead's total NLL of each segment,
+        which its veto compares; without them (whole answers) it compares mean NLL."""
         # min() keeps the first key on ties: proposals are in member order.
         best = min(keys, key=lambda key: self.combined(members, key, mean_nll))
         if self.rule == "lead-veto" and lead is not None and lead_key is not None and best != lead_key:
-            lead_scores = mean_nll[lead.name]
+            lead_scores = lead_totals if lead_totals is not None else mean_nll[lead.name]
             if lead_scores[best] > lead_scores[lead_key] + self.lead_margin:
                 return lead_key
         return best
+
+    def vetoed_for_sure(self, lead_total_at_least: float, lead_own_total: float) -> bool:
+        """Whether the lead vetoes a segment whose total NLL for it is at least
+        `lead_total_at_least`, whatever the other models think of it."""
+        return self.rule == "lead-veto" and lead_total_at_least > lead_own_total + self.lead_margin
 
     def is_confident(self, proposal: "Proposal") -> bool:
         """Adaptive mode: accept the lead's proposal without asking the others."""

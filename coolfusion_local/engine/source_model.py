@@ -376,6 +376,11 @@ class SourceModel:
         """The row predicting the first token after the shared text."""
         return self._pending_rows[0] if self._pending_rows else self._row
 
+    def next_token_nll(self, token: int) -> float:
+        """-log P(token | the shared text), from the row already computed: no decode."""
+        row = self._committed_row
+        return _logsumexp(row) - float(row[token])
+
     def end_nll(self) -> float:
         """-log P(the turn ends here | pending look-ahead), over all end tokens."""
         return self._end_nll(self._row)

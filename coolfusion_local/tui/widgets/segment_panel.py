@@ -16,6 +16,7 @@ DECISIONS = {
     "agreed": "every model proposed the same text",
     "confident": "one model was confident enough (adaptive mode)",
     "scored": "cross-scored: lowest average perplexity won",
+    "vetoed": "the lead model kept its own: the others' first tokens alone were too unlikely for it",
     "forced": "no common word boundary in reach; forced",
     "solo": "a single model",
 }
