@@ -66,6 +66,7 @@ def test_the_lead_veto_settles_rounds_unscored_with_the_winner_scoring_would_pic
 
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
     lead = members[0].model
+    run(members, [Message("user", NATALIA)], max_tokens=1)  # both runs below then reuse the cached prompt
     before = lead.decoded_tokens
     segments, done, _ = run(members, [Message("user", NATALIA)], max_tokens=64)
     shortcut_work = lead.decoded_tokens - before

@@ -383,7 +383,7 @@ def generate(
                 return
             round_started = time.perf_counter()
             current = run.play_round(room)
-            text = run.commit(current)
+            run.commit(current)
             ends = current.winner_key[1]
             winners = current.by_key[current.winner_key]
 

@@ -13,6 +13,9 @@ written for Cool-Fusion's access pattern rather than for plain completion:
   that score something. No `logits_all`, no re-evaluation of the prefix.
 * Committing the winning segment reuses the cells computed while scoring it,
   so a model whose candidate lost pays nothing extra to catch up.
+
+The text <-> token half (tokenising, pieces, end-of-turn tokens) lives in
+`vocabulary.py`; this module is the context and KV-cache half.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from ..errors import CoolfusionError
 from . import llama_log
+from .vocabulary import Vocabulary
 
 SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
 MAX_OUTPUTS_PER_DECODE = 64  # bounds the logits buffer: 64 rows x vocab floats
@@ -77,7 +81,7 @@ class Step:
     ends: bool
 
 
-class SourceModel:
+class SourceModel(Vocabulary):
     """A loaded GGUF model with its own llama.cpp context and KV cache."""
 
     def __init__(
@@ -100,7 +104,6 @@ class SourceModel:
         self._model = None
         self._ctx = None
         self._batch = None
-        self._pieces: dict[int, bytes] = {}
 
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = n_gpu_layers
@@ -123,16 +126,8 @@ class SourceModel:
 
             reason = load_failure_reason(llama_log.take_recent_problems())
             raise CoolfusionError(f"model {name!r}: cannot load {self.path}: {reason}")
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        self.vocab_size = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        Vocabulary.__init__(self, llama_cpp.llama_model_get_vocab(self._model))
         self.n_layers = llama_cpp.llama_model_n_layer(self._model)
-        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self.bos_token = llama_cpp.llama_vocab_bos(self._vocab)
-        self.eos_token = llama_cpp.llama_vocab_eos(self._vocab)
-        self._eog = np.array(
-            [t for t in range(self.vocab_size) if llama_cpp.llama_vocab_is_eog(self._vocab, t)],
-            dtype=np.int64,
-        )
         self.n_gpu_layers = (
             min(n_gpu_layers if n_gpu_layers >= 0 else self.n_layers + 1, self.n_layers + 1)
             if llama_cpp.llama_supports_gpu_offload() and not vocab_only
@@ -224,44 +219,6 @@ class SourceModel:
     def chat_template(self) -> str | None:
         template = llama_cpp.llama_model_chat_template(self._model, None)
         return template.decode("utf-8", errors="replace") if template else None
-
-    def token_text(self, token: int) -> str:
-        """The token's text with special tokens rendered (e.g. '<|im_end|>')."""
-        return self._piece(token, special=True).decode("utf-8", errors="replace")
-
-    # ------------------------------------------------------------------ text <-> tokens
-
-    def tokenize(self, text: bytes, *, special: bool = False, add_bos: bool = False) -> list[int]:
-        """Tokens of `text`; `special=False` keeps e.g. '<|im_end|>' plain text."""
-        capacity = len(text) + 8
-        while True:
-            buffer = (llama_cpp.llama_token * capacity)()
-            n = llama_cpp.llama_tokenize(self._vocab, text, len(text), buffer, capacity, add_bos, special)
-            if n >= 0:
-                return list(buffer[:n])
-            capacity = -n
-
-    def _piece(self, token: int, special: bool = False) -> bytes:
-        size = 64
-        while True:
-            buffer = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, special)
-            if n >= 0:
-                return buffer.raw[:n]
-            size = -n
-
-    def piece(self, token: int) -> bytes:
-        """The bytes a token stands for in plain text (special tokens: empty)."""
-        piece = self._pieces.get(token)
-        if piece is None:
-            piece = self._pieces[token] = self._piece(token)
-        return piece
-
-    def detokenize(self, tokens: list[int]) -> bytes:
-        return b"".join(self.piece(t) for t in tokens)
-
-    def is_end(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     # ------------------------------------------------------------------ decoding
 
@@ -408,7 +365,7 @@ class SourceModel:
         for start_index in (window_start, 0):
             old = answer[start_index:]
             left = self.detokenize(old)
-            fresh = self._tokenize_exactly(left + text)
+            fresh = self.tokenize_exactly(left + text)
             if fresh is None:
                 continue
             same = 0
@@ -416,28 +373,6 @@ class SourceModel:
                 same += 1
             return self._answer_start + start_index + same, fresh[same:]
         raise CoolfusionError(f"model {self.name!r}: cannot tokenise the answer so it reads back the same")
-
-    def _tokenize_exactly(self, text: bytes) -> list[int] | None:
-        """Tokens that read back as exactly `text`, or None.
-
-        SentencePiece vocabularies with a space prefix (Llama 2 style) turn
-        "Hello" into "▁Hello", which reads back " Hello". Then either the
-        prefix stands in for the text's own leading space, or the text is
-        tokenised after a newline, which takes the prefix, and those leading
-        tokens are dropped.
-        """
-        tokens = self.tokenize(text)
-        if self.detokenize(tokens) == text:
-            return tokens
-        if text[:1] == b" ":
-            tokens = self.tokenize(text[1:])
-            if self.detokenize(tokens) == text:
-                return tokens
-        tokens = self.tokenize(b"\n" + text)
-        for lead in range(1, min(len(tokens), 4)):
-            if self.detokenize(tokens[lead:]) == text:
-                return tokens[lead:]
-        return None
 
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
         """Score candidates in one batch: per request (start, tokens, ends_answer).
