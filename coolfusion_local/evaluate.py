@@ -38,6 +38,10 @@ class Engine(Protocol):
 
     def member(self, name: str): ...
 
+    def forget_cached_text(self) -> None: ...
+
+    def rerank(self, messages, answers: dict[str, tuple[str, bool]]): ...
+
 
 @dataclass(frozen=True)
 class EvalSettings:
@@ -46,6 +50,9 @@ class EvalSettings:
     max_tokens: int = 256
     prompt: str = DEFAULT_PROMPT
     policy: str | None = None  # ScorePolicy.label: fused answers from another rule are not mixed in
+    # Every answer starts from an empty KV cache, so it is the same whatever ran
+    # before it (in this run, a resumed one, or alone).
+    fresh_cache: bool = True
 
     def rerank_parts(self) -> tuple[str, ...]:
         """The answers Cool+R reranks: the fused one and each model's own."""
@@ -227,6 +234,8 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
         return replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
     answers = {"fused": (fused.text, fused.stop_reason == "eos")}
     answers.update({name: (record.text, record.stop_reason == "eos") for name, record in solos.items()})
+    if settings.fresh_cache:
+        engine.forget_cached_text()
     before = {name: engine.member(name).model.decoded_tokens for name in settings.models}
     started = time.perf_counter()
     reranked = engine.rerank(_messages(problem, settings), answers)
@@ -254,6 +263,8 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
 def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettings, cancel=None) -> AnswerRecord:
     """Ask `engine` one problem in one mode and grade the answer."""
     messages = _messages(problem, settings)
+    if settings.fresh_cache:
+        engine.forget_cached_text()
     answered = answer_with_cost(engine, messages, mode, settings.max_tokens, settings.models, cancel)
     done, stats = answered.done, answered.done.stats
     extracted = extract_answer(done.text)

@@ -54,6 +54,7 @@ class FakeEngine:
 
     def __init__(self, config=None, interrupt_at=None):
         self.calls: list[tuple[str, str]] = []
+        self.forgotten = 0  # answers started from an empty cache
         self.interrupt_at = interrupt_at
         self.members = {name: FakeMember() for name in MODELS}
 
@@ -68,6 +69,9 @@ class FakeEngine:
 
     def member(self, name):
         return self.members[name]
+
+    def forget_cached_text(self):
+        self.forgotten += 1
 
     def rerank(self, messages, answers):
         """Picks qwen's own answer, as a real rerank may; costs 3 decoded tokens per model."""
@@ -208,6 +212,16 @@ def test_cool_r_without_its_parts_in_the_run_writes_them_itself(tmp_path, fake_e
     assert run_cli("--data", str(write_data(tmp_path / "d.jsonl", 1)), "--modes", "cool,cool+r", "--out", str(out)) == 0
     assert [mode for _, mode in made[0].calls] == ["cool", "cool+r"]
     assert read_answers(out)[1]["composed_from"] is None
+    assert made[0].forgotten == 2  # each answer started from an empty cache
+
+
+def test_reuse_cache_keeps_the_prefix_between_answers_and_is_recorded(tmp_path, fake_engine):
+    made, _ = fake_engine
+    out = tmp_path / "run"
+    assert run_cli("--data", str(write_data(tmp_path / "d.jsonl", 2)), "--modes", "cool", "--reuse-cache",
+                   "--out", str(out)) == 0
+    assert made[0].forgotten == 0 and len(made[0].calls) == 2
+    assert json.loads((out / "results.json").read_text())["fresh_cache"] is False
 
 
 def test_plan_skips_finished_pairs_problem_by_problem(tmp_path):

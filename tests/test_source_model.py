@@ -109,3 +109,25 @@ def test_end_of_turn_is_scored_over_all_end_tokens(offline_members):
     with_end, without_end = model.score([(start, tokens, True), (start, tokens, False)])
     assert with_end.count == without_end.count + 1
     assert with_end.nll_sum > without_end.nll_sum
+
+
+def test_forget_starts_over_from_an_empty_cache_with_bit_identical_numbers(offline_members):
+    member = offline_members("qwen-coder-0.5b")[0]
+    model = member.model
+    prompt = prompt_tokens(member, QUESTION)
+    other = prompt_tokens(member, [Message("user", "Write one sentence about the sea.")])
+
+    def fresh_steps():
+        model.forget()
+        before = model.decoded_tokens
+        assert model.start_answer(prompt) == len(prompt)  # nothing reused: the whole prompt is evaluated
+        assert model.decoded_tokens - before == len(prompt)
+        return [model.step() for _ in range(6)], model._row.copy()
+
+    steps, row = fresh_steps()
+    model.start_answer(other)  # something else in between, sharing the template's prefix
+    [model.step() for _ in range(4)]
+    again, row_again = fresh_steps()
+    assert again == steps
+    assert np.array_equal(row_again, row)
+    assert model.detokenize(model.answer_tokens) == b""  # look-ahead only, nothing committed

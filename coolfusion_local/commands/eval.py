@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gsm8k.add_argument("--max-tokens", type=int, default=256, metavar="N", help="answer length limit (default 256)")
     gsm8k.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
                        help=f"prompt wording (default {DEFAULT_PROMPT}; see docs/eval-and-bench.md)")
+    gsm8k.add_argument("--reuse-cache", action="store_true",
+                       help="let an answer reuse the prompt prefix the previous one left in the KV cache "
+                            "(slightly faster; answers then depend on the order they ran in)")
     gsm8k.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder; an existing one is resumed (default: ./eval-runs/<timestamp>)")
     gsm8k.set_defaults(func=run_gsm8k)
@@ -111,6 +114,8 @@ def _resume_command(args: argparse.Namespace, out: Path) -> str:
     if args.offset:
         words += ["--offset", str(args.offset)]
     words += ["--modes", args.modes, "--max-tokens", str(args.max_tokens), "--prompt", args.prompt]
+    if args.reuse_cache:
+        words.append("--reuse-cache")
     for option, value in (("--config", args.config), ("--models", args.models)):
         if value is not None:
             words += [option, str(value)]
@@ -134,7 +139,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
 
     policy = ScorePolicy.from_config(config.fusion)
     settings = EvalSettings(modes=tuple(modes), models=tuple(names), max_tokens=args.max_tokens,
-                            prompt=args.prompt, policy=policy.label)
+                            prompt=args.prompt, policy=policy.label, fresh_cache=not args.reuse_cache)
     log = AnswerLog(out)
     earlier = log.read()
     jobs = plan_jobs(problems, settings, earlier)
@@ -173,6 +178,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
         "prompt": args.prompt,
         "models": names,
         "fusion_rule": policy.label,
+        "fresh_cache": not args.reuse_cache,
         "finished": datetime.now().isoformat(timespec="seconds"),
         **code_version(),
     }

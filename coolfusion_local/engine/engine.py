@@ -222,6 +222,12 @@ class FusionEngine:
             run = generate_reranked if settings.mode == "cool+r" else generate
             yield from run(members, messages, settings, cancel)
 
+    def forget_cached_text(self) -> None:
+        """Every loaded model starts its next answer from an empty cache (reproducible runs)."""
+        with self._lock:
+            for member in self._members.values():
+                member.model.forget()
+
     def rerank(self, messages: list[Message], answers: dict[str, tuple[str, bool]]) -> AnswerReranked:
         """Cool+R's last step on answers already written: every loaded model scores them all.
 

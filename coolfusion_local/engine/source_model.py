@@ -298,6 +298,19 @@ class SourceModel(Vocabulary):
         self._pending_nll, self._pending_rows = [], []
         return len(prompt_tokens) - common
 
+    def forget(self) -> None:
+        """Empty the KV cache, as after loading: the next answer evaluates its prompt in full.
+
+        Answers then do not depend on what ran before them (cached prefixes
+        evaluated in other batch splits give slightly different numbers).
+        """
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self._scoring_in_use = False
+        self._cache.clear()
+        self._committed = self._answer_start = 0
+        self._pending_nll, self._pending_rows = [], []
+        self._row = None
+
     @property
     def answer_tokens(self) -> list[int]:
         return self._cache[self._answer_start : self._committed]
