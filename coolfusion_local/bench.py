@@ -19,8 +19,9 @@ tokens, solo answers in each model's own.
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -63,6 +64,7 @@ class RunMeasure:
     timings: dict[str, float]
     decisions: dict[str, int]
     decoded_tokens: dict[str, int]
+    repeat: int = 0  # which pass over all modes and prompts (--repeat)
 
     @property
     def generate_seconds(self) -> float:
@@ -70,7 +72,7 @@ class RunMeasure:
 
 
 _NOT_PHASES = ("seconds", "prompt_seconds", "bookkeeping_seconds")  # totals, not parts of the split
-# Table columns: engine phases folded into the four the table shows.
+# Table columns: engine phases folded into the five the table shows.
 _COLUMNS = {"propose_seconds": "propose", "catch_up_seconds": "propose", "score_seconds": "score",
             "commit_seconds": "commit", "boundary_seconds": "boundary"}
 
@@ -88,6 +90,14 @@ class ModeBench:
     @property
     def fused(self) -> bool:
         return not self.mode.startswith("solo:")
+
+    def seconds_per_token_by_repeat(self) -> list[float]:
+        """Generation seconds per answer token in each pass (one value without --repeat)."""
+        passes: dict[int, list[RunMeasure]] = {}
+        for run in self.runs:
+            passes.setdefault(run.repeat, []).append(run)
+        return [sum(r.generate_seconds for r in runs) / max(sum(r.answer_tokens for r in runs), 1)
+                for _, runs in sorted(passes.items())]
 
     @property
     def answer_tokens(self) -> int:
@@ -142,6 +152,7 @@ class ModeBench:
             "generate_seconds": round(self.generate_seconds, 4),
             "tokens_per_second": round(self.tokens_per_second, 2),
             "ms_per_token": round(1000 * self.seconds_per_token, 2),
+            "ms_per_token_by_repeat": [round(1000 * s, 2) for s in self.seconds_per_token_by_repeat()],
             "ms_per_segment": {k: round(v, 2) for k, v in self.segment_split_ms().items()},
             "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds().items()},
             "decision_shares": {k: round(v, 1) for k, v in self.decision_shares().items()} if self.fused else {},
@@ -185,13 +196,20 @@ class BenchReport:
     def overhead_ratio(self, bench: ModeBench) -> float:
         return bench.seconds_per_token / self.solo_seconds_per_token_sum
 
+    def overhead_ratio_by_repeat(self, bench: ModeBench) -> list[float]:
+        """The ratio within each pass: fused and solo timed minutes apart, not a whole run apart."""
+        solo_sums = [sum(values) for values in zip(*(b.seconds_per_token_by_repeat() for b in self.solo))]
+        return [fused / solo for fused, solo in zip(bench.seconds_per_token_by_repeat(), solo_sums)]
+
     def as_dict(self) -> dict:
         return {
             "models": list(self.models),
             "prompts": list(self.prompts),
             "max_tokens": self.max_tokens,
             "solo": [b.as_dict() for b in self.solo],
-            "fused": [{**b.as_dict(), "overhead_ratio": round(self.overhead_ratio(b), 3)} for b in self.fused],
+            "fused": [{**b.as_dict(), "overhead_ratio": round(self.overhead_ratio(b), 3),
+                       "overhead_ratio_by_repeat": [round(r, 3) for r in self.overhead_ratio_by_repeat(b)]}
+                      for b in self.fused],
             "solo_ms_per_token_sum": round(1000 * self.solo_seconds_per_token_sum, 2),
             "memory": self.memory.as_dict(),
         }
@@ -229,18 +247,26 @@ def run_bench(
     prompts: Sequence[BenchPrompt],
     max_tokens: int,
     say: Callable[[str], None] = lambda message: None,
+    repeats: int = 1,
 ) -> BenchReport:
-    """Measure every model alone, then every fusion mode, on the same prompts."""
+    """Measure every model alone, then every fusion mode, on the same prompts.
+
+    With `repeats` > 1 the whole sequence runs again that many times (not
+    each answer back to back), so a slow stretch of the machine shows up as
+    spread between passes instead of skewing one mode.
+    """
     # Warm-up, not measured: first calls fill llama.cpp's buffers and our token-piece caches.
     for name in models:
         _answer(engine, f"solo:{name}", prompts[0], 4, models)
     results: dict[str, list[RunMeasure]] = {}
-    for mode in [*(f"solo:{name}" for name in models), *modes]:
-        for prompt in prompts:
-            run = _answer(engine, mode, prompt, max_tokens, models)
-            results.setdefault(mode, []).append(run)
-            say(f"{mode:>22} {prompt.name:<8} {run.answer_tokens:4d} tokens  "
-                f"{run.answer_tokens / run.generate_seconds:6.1f} tok/s")
+    for repeat in range(repeats):
+        for mode in [*(f"solo:{name}" for name in models), *modes]:
+            for prompt in prompts:
+                run = replace(_answer(engine, mode, prompt, max_tokens, models), repeat=repeat)
+                results.setdefault(mode, []).append(run)
+                say(f"{mode:>22} {prompt.name:<8} {run.answer_tokens:4d} tokens  "
+                    f"{run.answer_tokens / run.generate_seconds:6.1f} tok/s"
+                    + (f"  (pass {repeat + 1}/{repeats})" if repeats > 1 else ""))
     benches = {mode: ModeBench(mode, tuple(runs)) for mode, runs in results.items()}
     return BenchReport(
         models=tuple(models),
@@ -307,16 +333,26 @@ def _mb(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.0f} MB"
 
 
+def _with_spread(value: float, passes: Sequence[float], spec: str) -> str:
+    """`value`, and with several passes "±" their standard deviation."""
+    if len(passes) < 2:
+        return format(value, spec)
+    return f"{value:{spec}}±{statistics.stdev(passes):{spec}}"
+
+
 def format_bench_table(report: BenchReport) -> str:
     headers = ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "commit", "boundary", "other",
                *SHARED_DECISIONS]
     rows = []
     for bench in (*report.solo, *report.fused):
         split = bench.segment_split_ms()
-        ratio = f"{report.overhead_ratio(bench):.2f}" if bench.fused else "-"
+        ms_per_token = _with_spread(1000 * bench.seconds_per_token,
+                                    [1000 * s for s in bench.seconds_per_token_by_repeat()], ".1f")
+        ratio = (_with_spread(report.overhead_ratio(bench), report.overhead_ratio_by_repeat(bench), ".2f")
+                 if bench.fused else "-")
         shares = bench.decision_shares()
         rows.append([
-            bench.mode, f"{bench.tokens_per_second:.1f}", f"{1000 * bench.seconds_per_token:.1f}", ratio,
+            bench.mode, f"{bench.tokens_per_second:.1f}", ms_per_token, ratio,
             *(f"{split[column]:.1f}" for column in ("propose", "score", "commit", "boundary", "other")),
             *([f"{shares[d]:.0f}%" for d in SHARED_DECISIONS] if bench.fused else ["-"] * len(SHARED_DECISIONS)),
         ])

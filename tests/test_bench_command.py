@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,23 @@ def test_segment_time_split_folds_catch_up_into_propose_and_rest_into_other():
         {"agreed": 40.0, "vetoed": 0.0, "scored": 10.0, "confident": 50.0, "forced": 0.0})
 
 
+def test_repeated_passes_show_their_spread():
+    # Pass 0: a 20 ms/token, b 5, cool 30 (ratio 1.2); pass 1: a 22, b 5, cool 40.5 (ratio 1.5).
+    solo = (ModeBench("solo:a", (replace(measure("solo:a", 100, 2.5), repeat=0),
+                                 replace(measure("solo:a", 100, 2.7), repeat=1))),
+            ModeBench("solo:b", (replace(measure("solo:b", 100, 1.0), repeat=0),
+                                 replace(measure("solo:b", 100, 1.0), repeat=1))))
+    cool = ModeBench("cool", (replace(measure("cool", 100, 3.5), repeat=0),
+                              replace(measure("cool", 100, 4.55), repeat=1)))
+    r = BenchReport(models=("a", "b"), prompts=("math",), max_tokens=128, solo=solo, fused=(cool,),
+                    memory=report().memory)
+    assert cool.seconds_per_token_by_repeat() == pytest.approx([0.030, 0.0405])
+    assert r.overhead_ratio_by_repeat(cool) == pytest.approx([1.2, 1.5])
+    row = format_bench_table(r).splitlines()[4].split()
+    assert row[:4] == ["cool", "28.4", "35.2±7.4", "1.36±0.21"]
+    assert r.as_dict()["fused"][0]["overhead_ratio_by_repeat"] == [1.2, 1.5]
+
+
 def test_memory_target_is_files_plus_kv_plus_15_percent():
     memory = report().memory
     assert memory.target == int(1.15 * 650_000_000)
@@ -113,6 +131,7 @@ def test_kv_cache_size_from_gguf_head_dims(tmp_path):
     [
         (["--prompts", "0"], "--prompts must be between 1 and 3"),
         (["--max-tokens", "0"], "--max-tokens must be at least 1"),
+        (["--repeat", "0"], "--repeat must be between 1 and 20"),
         (["--modes", "solo"], "unknown mode 'solo'; choose from: cool, cool+r, adaptive"),
         (["--models", "nobody"], "no model named 'nobody'"),
     ],
@@ -126,7 +145,7 @@ def test_usage_errors_are_one_line_exit_2(argv, message, capsys):
 @pytest.mark.models
 def test_bench_on_the_real_models():
     command = [sys.executable, "-m", "coolfusion_local", "bench", "--config", str(CONFIG),
-               "--prompts", "1", "--max-tokens", "16", "--json"]
+               "--prompts", "1", "--max-tokens", "16", "--repeat", "2", "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
@@ -136,7 +155,8 @@ def test_bench_on_the_real_models():
         assert bench["answer_tokens"] >= 16 and bench["tokens_per_second"] > 0
     cool = data["fused"][0]
     assert cool["overhead_ratio"] > 0
-    assert sum(cool["decision_shares"][d] for d in ("agreed", "scored")) == pytest.approx(100, abs=0.2)
+    assert sum(cool["decision_shares"][d] for d in ("agreed", "vetoed", "scored")) == pytest.approx(100, abs=0.2)
+    assert len(cool["overhead_ratio_by_repeat"]) == 2 and len(cool["ms_per_token_by_repeat"]) == 2
     memory = data["memory"]
     assert memory["peak_rss"] > sum(memory["model_files"].values()) / 2
     assert memory["model_files"]["qwen-coder-0.5b"] == 491_400_064

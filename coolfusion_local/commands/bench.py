@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"use the first N built-in prompts ({', '.join(p.name for p in PROMPTS)}; "
                              f"default {len(PROMPTS)})")
     parser.add_argument("--max-tokens", type=int, default=128, metavar="N", help="answer length (default 128)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the whole measurement N times and show the spread between passes (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise CoolfusionError(f"--prompts must be between 1 and {len(PROMPTS)}", exit_code=2)
     if args.max_tokens < 1:
         raise CoolfusionError("--max-tokens must be at least 1", exit_code=2)
+    if not 1 <= args.repeat <= 20:
+        raise CoolfusionError("--repeat must be between 1 and 20", exit_code=2)
     config = select_models(load_config(Path(args.config) if args.config else None), args.models)
     names = [spec.name for spec in config.enabled_models]
     modes = parse_modes(args.modes, names, allow_solo=False)
@@ -56,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     with FusionEngine(config) as engine:
         load_models(engine, names, say)
         say(f"bench: {len(names)} models alone, then {', '.join(modes)}; "
-            f"{args.prompts} prompts, {args.max_tokens} tokens each")
-        report = run_bench(engine, names, modes, PROMPTS[: args.prompts], args.max_tokens, say)
+            f"{args.prompts} prompts, {args.max_tokens} tokens each"
+            + (f", {args.repeat} passes" if args.repeat > 1 else ""))
+        report = run_bench(engine, names, modes, PROMPTS[: args.prompts], args.max_tokens, say, args.repeat)
     if args.json:
         print(json.dumps({**report.as_dict(), "code": code_version()}, ensure_ascii=False))
     else:
