@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import CoolfusionError
-from .evaluate import SHARED_DECISIONS, answer_with_cost
+from .eval_report import SHARED_DECISIONS
+from .evaluate import answer_with_cost
 from .text_table import format_table
 
 

@@ -4,7 +4,7 @@ A run lives in one folder: `answers.jsonl` gets one line per finished answer,
 flushed at once, so a run stopped by Ctrl-C, a crash or a reboot loses at most
 the answer in progress; running again with the same folder skips the pairs
 already there. `results.json` is the summary, rewritten from the whole log at
-the end of every run (so it covers resumed answers too).
+the end of every run (so it covers resumed answers too; `eval_report.py`).
 
 The runner only needs an engine-like object (`generate`, `member`), which is
 what lets the tests drive it without loading models.
@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .errors import CoolfusionError
 from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
-from .text_table import format_table
 
 if TYPE_CHECKING:
     from .engine import AnswerDone
 
 ANSWERS_FILE = "answers.jsonl"
-RESULTS_FILE = "results.json"
-SHARED_DECISIONS = ("agreed", "vetoed", "scored", "confident")  # the ways a fused segment is decided
 RERANK_MODE = "cool+r"
 
 
@@ -92,6 +88,12 @@ class AnswerRecord:
     @classmethod
     def from_dict(cls, data: dict) -> "AnswerRecord":
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+def add_counts(total: dict, part: dict) -> None:
+    """Add `part`'s counts into `total`, key by key."""
+    for key, value in part.items():
+        total[key] = total.get(key, 0) + value
 
 
 # --------------------------------------------------------------------------- the log
@@ -242,7 +244,7 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
     seconds = time.perf_counter() - started
     decoded = {name: engine.member(name).model.decoded_tokens - before[name] for name in settings.models}
     for record in parts.values():
-        _add(decoded, record.decoded_tokens)
+        add_counts(decoded, record.decoded_tokens)
     picked = fused if reranked.chosen == "fused" else solos[reranked.chosen]
     lead = engine.member(settings.models[0]).model
     return replace(
@@ -319,143 +321,3 @@ def run_jobs(
         known[record.key] = record
         on_answer(count, record)
     return records
-
-
-# --------------------------------------------------------------------------- summary
-
-
-@dataclass(frozen=True)
-class ModeSummary:
-    mode: str
-    n: int
-    correct: int
-    mean_answer_tokens: float
-    seconds_per_problem: float
-    segments: int
-    decisions: dict[str, int] = field(default_factory=dict)
-    wins: dict[str, int] = field(default_factory=dict)
-    decoded_per_problem: dict[str, float] = field(default_factory=dict)
-    stop_reasons: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-    chosen: dict[str, int] = field(default_factory=dict)  # cool+r: which answer it picked, how often
-
-    @property
-    def accuracy(self) -> float:
-        return 100.0 * self.correct / self.n if self.n else 0.0
-
-    @property
-    def fused(self) -> bool:
-        return not self.mode.startswith("solo:")
-
-    def decision_share(self, decision: str) -> float:
-        return 100.0 * self.decisions.get(decision, 0) / self.segments if self.segments else 0.0
-
-    def win_shares(self) -> dict[str, float]:
-        total = sum(self.wins.values())
-        return {name: 100.0 * count / total for name, count in self.wins.items()} if total else {}
-
-    def as_dict(self) -> dict:
-        data = asdict(self)
-        data["accuracy"] = round(self.accuracy, 2)
-        data["mean_answer_tokens"] = round(self.mean_answer_tokens, 1)
-        data["seconds_per_problem"] = round(self.seconds_per_problem, 3)
-        data["decoded_per_problem"] = {k: round(v, 1) for k, v in self.decoded_per_problem.items()}
-        if self.fused:
-            data["decision_shares"] = {d: round(self.decision_share(d), 1) for d in (*SHARED_DECISIONS, "forced")}
-            data["win_shares"] = {k: round(v, 1) for k, v in self.win_shares().items()}
-        return data
-
-
-def _add(total: dict, part: dict) -> None:
-    for key, value in part.items():
-        total[key] = total.get(key, 0) + value
-
-
-def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: Sequence[Problem]) -> list[ModeSummary]:
-    """One summary per mode over the answers to `problems` (resumed ones included)."""
-    wanted = {p.index for p in problems}
-    by_mode: dict[str, list[AnswerRecord]] = {mode: [] for mode in modes}
-    for record in records:
-        if record.mode in by_mode and record.problem in wanted:
-            by_mode[record.mode].append(record)
-    summaries = []
-    for mode, answers in by_mode.items():
-        n = len(answers)
-        decisions: dict[str, int] = {}
-        wins: dict[str, int] = {}
-        decoded: dict[str, int] = {}
-        stops: dict[str, int] = {}
-        chosen: dict[str, int] = {}
-        for record in answers:
-            _add(decisions, record.decisions)
-            _add(wins, record.wins)
-            _add(decoded, record.decoded_tokens)
-            _add(stops, {record.stop_reason: 1})
-            if record.chosen is not None:
-                _add(chosen, {record.chosen: 1})
-        summaries.append(ModeSummary(
-            mode=mode,
-            n=n,
-            correct=sum(r.correct for r in answers),
-            mean_answer_tokens=sum(r.answer_tokens for r in answers) / n if n else 0.0,
-            seconds_per_problem=sum(r.seconds for r in answers) / n if n else 0.0,
-            segments=sum(r.segments for r in answers),
-            decisions=decisions,
-            wins=wins,
-            decoded_per_problem={k: v / n for k, v in decoded.items() if v} if n else {},
-            stop_reasons=stops,
-            errors=sum(r.error is not None for r in answers),
-            chosen=chosen,
-        ))
-    return summaries
-
-
-def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
-    """The table `coolfusion eval` prints: one row per mode."""
-    headers = ["mode", "accuracy", "n", "tokens", "s/problem", *SHARED_DECISIONS, "wins"]
-    rows = []
-    picks = any(s.chosen for s in summaries)
-    if picks:
-        headers.append("cool+r picked")
-    for s in summaries:
-        if s.fused:
-            shares = [f"{s.decision_share(d):.0f}%" for d in SHARED_DECISIONS]
-            wins = ", ".join(f"{name} {share:.0f}%" for name, share in
-                             sorted(s.win_shares().items(), key=lambda item: -item[1]))
-        else:
-            shares, wins = ["-"] * len(SHARED_DECISIONS), "-"
-        row = [s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.mean_answer_tokens:.0f}",
-               f"{s.seconds_per_problem:.1f}", *shares, wins or "-"]
-        if picks:
-            total = sum(s.chosen.values())
-            row.append(", ".join(f"{name} {100 * count / total:.0f}%" for name, count in
-                                 sorted(s.chosen.items(), key=lambda item: -item[1])) if total else "-")
-        rows.append(row)
-    return format_table(headers, rows, right=(1, 2, 3, 4, 5, 6, 7))
-
-
-def code_version() -> dict:
-    """The package version, and the git commit when running from a checkout (results name their code)."""
-    from . import __version__
-
-    version: dict = {"version": __version__, "git_commit": None, "git_dirty": None}
-    root = Path(__file__).resolve().parent.parent
-    if (root / ".git").exists():
-        try:
-            commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                    text=True, timeout=5)
-            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=5)
-        except (OSError, subprocess.SubprocessError):
-            return version  # no git here: the version alone
-        if commit.returncode == 0:
-            version["git_commit"] = commit.stdout.strip()
-            version["git_dirty"] = bool(status.stdout.strip())
-    return version
-
-
-def write_results(folder: Path, summaries: Sequence[ModeSummary], header: dict) -> Path:
-    path = Path(folder) / RESULTS_FILE
-    document = {**header, "modes": [s.as_dict() for s in summaries]}
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path

@@ -17,15 +17,8 @@ import coolfusion_local.engine as engine_package
 from coolfusion_local.cli import main
 from coolfusion_local.engine import AnswerDone, AnswerReranked, GenerationStats
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.evaluate import (
-    AnswerLog,
-    AnswerRecord,
-    EvalSettings,
-    format_summary_table,
-    plan_jobs,
-    run_jobs,
-    summarize,
-)
+from coolfusion_local.eval_report import format_summary_table, summarize
+from coolfusion_local.evaluate import AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from coolfusion_local.gsm8k import load_problems
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..bench import PROMPTS, format_bench_table, run_bench
 from ..config import load_config
 from ..errors import CoolfusionError
-from ..evaluate import code_version
+from ..eval_report import code_version
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
 

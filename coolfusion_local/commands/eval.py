@@ -18,17 +18,8 @@ from typing import TextIO
 
 from ..config import load_config
 from ..errors import CoolfusionError
-from ..evaluate import (
-    AnswerLog,
-    AnswerRecord,
-    EvalSettings,
-    code_version,
-    format_summary_table,
-    plan_jobs,
-    run_jobs,
-    summarize,
-    write_results,
-)
+from ..eval_report import code_version, format_summary_table, summarize, write_results
+from ..evaluate import AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from ..gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
