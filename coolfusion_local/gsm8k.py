@@ -80,7 +80,7 @@ def normalize_number(text: str) -> str | None:
     if value == 0:
         return "0"  # not "-0"
     if value == value.to_integral_value():
-        return str(value.quantize(Decimal(1)))
+        return str(int(value))  # exact at any length (quantize() fails past 28 digits)
     return format(value.normalize(), "f")
 
 
