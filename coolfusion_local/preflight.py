@@ -119,10 +119,10 @@ def _size(n: int) -> str:
 def estimate_memory(path: Path | str, n_ctx: int) -> tuple[int, int]:
     """(weights, context and buffers) in bytes llama.cpp will need for `path` at `n_ctx`.
 
-    The weights are the file size (mmapped, but every page is read while
-    answering). The context is the f16 KV cache of every layer, plus the
-    logits and compute buffers llama.cpp reserves for a batch (vocabulary x
-    batch floats dominate for small models with big vocabularies).
+    The weights are the file size (read into llama.cpp's buffers at load).
+    The context is the f16 KV cache of every layer, plus the logits and
+    compute buffers llama.cpp reserves for a batch (vocabulary x batch floats
+    dominate for small models with big vocabularies).
     """
     path = Path(path)
     meta = read_gguf_metadata(path, array_head=0)
