@@ -341,3 +341,23 @@ def test_eval_on_the_real_models(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "8 of 8 answers already there" in again.stderr
     assert again.stdout == done.stdout
+
+
+def test_the_progress_line_cuts_a_runaway_number_short():
+    from coolfusion_local.commands.eval import Progress
+
+    class Stream(list):
+        def write(self, text):
+            self.append(text)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    stream = Stream()
+    progress = Progress(1, stream)
+    progress.update(1, record(extracted="1" * 200, correct=False))
+    line = "".join(stream)
+    assert "wrong (111111111111111… vs 0)" in line and len(line) < 120

@@ -73,7 +73,7 @@ class Progress:
         tally[1] += 1
         elapsed = time.monotonic() - self.started
         left = elapsed / done * (self.total - done)
-        verdict = "right" if record.correct else f"wrong ({record.extracted} vs {record.gold})"
+        verdict = "right" if record.correct else f"wrong ({_short(record.extracted)} vs {record.gold})"
         if self.interactive:
             filled = round(24 * done / self.total)
             bar = "#" * filled + "." * (24 - filled)
@@ -90,6 +90,11 @@ class Progress:
         if self.interactive:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _short(number: str | None, width: int = 16) -> str | None:
+    """A wrong answer as the progress line shows it: a runaway 200-digit number cut short."""
+    return number if number is None or len(number) <= width else number[: width - 1] + "…"
 
 
 def _clock(seconds: float) -> str:
