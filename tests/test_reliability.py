@@ -504,6 +504,9 @@ def test_ctrl_c_keeps_the_partial_answer_and_exits_130(home, smollm2_path):
         [sys.executable, "-m", "coolfusion_local", "generate", "Write a long story about a lighthouse keeper.",
          "--config", str(config), "--max-tokens", "2000", "--quiet"],
         cwd=home.root, env=home.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # A shell runs background jobs with SIGINT ignored, and children inherit that:
+        # give the command the terminal's default, as when a user runs it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = os.read(process.stdout.fileno(), 4096)  # blocks until the first segment is printed
