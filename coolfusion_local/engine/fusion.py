@@ -316,7 +316,7 @@ class _FusionRun:
         current.decision, current.winner_key = "vetoed", lead_proposal.key
         return True
 
-    def commit(self, current: _Round) -> bytes:
+    def commit(self, current: _Round) -> None:
         """Append the winner to every model that took part in the round."""
         started = time.perf_counter()
         text, _ = current.winner_key
@@ -334,7 +334,6 @@ class _FusionRun:
             self.held[member.name] = len(self.answer) + len(text)
         self.answer += text
         self.stats.commit_seconds += time.perf_counter() - started
-        return text
 
 
 def generate(

@@ -57,11 +57,10 @@ def rank_answers(
             distinct[source] = answer
     by_scorer = {m.name: _score_answers(m, prompts[m.name], distinct) for m in members}
     keys = list(distinct)
-    mean_nll = {scorer: {key: row[key] for key in keys} for scorer, row in by_scorer.items()}
     lead = lead_member(members)
     lead_answer = answers.get(lead.name)
     lead_key = next((key for key in keys if distinct[key] == lead_answer), None)
-    chosen = policy.choose(members, keys, mean_nll, lead, lead_key)
+    chosen = policy.choose(members, keys, by_scorer, lead, lead_key)
     scores = {source: {scorer: round(by_scorer[scorer][source], 5) for scorer in by_scorer} for source in keys}
     return AnswerReranked(chosen, distinct[chosen][0], scores, {source: answer[0] for source, answer in answers.items()})
 

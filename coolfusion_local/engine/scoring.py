@@ -84,14 +84,18 @@ class ScorePolicy:
         best = min(keys, key=lambda key: self.combined(members, key, mean_nll))
         if self.rule == "lead-veto" and lead is not None and lead_key is not None and best != lead_key:
             lead_scores = lead_totals if lead_totals is not None else mean_nll[lead.name]
-            if lead_scores[best] > lead_scores[lead_key] + self.lead_margin:
+            if self._lead_vetoes(lead_scores[best], lead_scores[lead_key]):
                 return lead_key
         return best
 
     def vetoed_for_sure(self, lead_total_at_least: float, lead_own_total: float) -> bool:
         """Whether the lead vetoes a segment whose total NLL for it is at least
         `lead_total_at_least`, whatever the other models think of it."""
-        return self.rule == "lead-veto" and lead_total_at_least > lead_own_total + self.lead_margin
+        return self.rule == "lead-veto" and self._lead_vetoes(lead_total_at_least, lead_own_total)
+
+    def _lead_vetoes(self, lead_score: float, lead_own_score: float) -> bool:
+        # choose() and vetoed_for_sure() must agree exactly: fusion skips scoring on the latter.
+        return lead_score > lead_own_score + self.lead_margin
 
     def is_confident(self, proposal: "Proposal") -> bool:
         """Adaptive mode: accept the lead's proposal without asking the others."""
