@@ -186,13 +186,28 @@ class Answered:
     chosen: str | None = None  # cool+r: the answer it picked
 
 
+class _CostMeter:
+    """Wall time and each model's llama_decode work from its creation to `read()`."""
+
+    def __init__(self, engine: Engine, models: Sequence[str]):
+        self._engine, self._models = engine, models
+        self._before = self._decoded()
+        self._started = time.perf_counter()
+
+    def _decoded(self) -> dict[str, int]:
+        return {name: self._engine.member(name).model.decoded_tokens for name in self._models}
+
+    def read(self) -> tuple[float, dict[str, int]]:
+        seconds, now = time.perf_counter() - self._started, self._decoded()
+        return seconds, {name: now[name] - self._before[name] for name in self._models}
+
+
 def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, models: Sequence[str],
                      cancel=None) -> Answered:
     """Run one answer to its AnswerDone, measuring wall time and each model's decode work."""
     from .engine import AnswerDone, AnswerReranked
 
-    before = {name: engine.member(name).model.decoded_tokens for name in models}
-    started = time.perf_counter()
+    meter = _CostMeter(engine, models)
     events = engine.generate(messages, mode=mode, max_tokens=max_tokens, cancel=cancel)
     done = chosen = None
     try:
@@ -205,12 +220,8 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
         events.close()  # on Ctrl-C: let the engine leave its models in a clean state
     if done is None:
         raise CoolfusionError(f"the engine ended without an answer in mode {mode}")
-    return Answered(
-        done=done,
-        seconds=time.perf_counter() - started,
-        decoded_tokens={name: engine.member(name).model.decoded_tokens - before[name] for name in models},
-        chosen=chosen,
-    )
+    seconds, decoded = meter.read()
+    return Answered(done=done, seconds=seconds, decoded_tokens=decoded, chosen=chosen)
 
 
 def _messages(problem: Problem, settings: EvalSettings) -> list:
@@ -236,13 +247,9 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
         return replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
     answers = {"fused": (fused.text, fused.stop_reason == "eos")}
     answers.update({name: (record.text, record.stop_reason == "eos") for name, record in solos.items()})
-    if settings.fresh_cache:
-        engine.forget_cached_text()
-    before = {name: engine.member(name).model.decoded_tokens for name in settings.models}
-    started = time.perf_counter()
+    meter = _CostMeter(engine, settings.models)
     reranked = engine.rerank(_messages(problem, settings), answers)
-    seconds = time.perf_counter() - started
-    decoded = {name: engine.member(name).model.decoded_tokens - before[name] for name in settings.models}
+    seconds, decoded = meter.read()
     for record in parts.values():
         add_counts(decoded, record.decoded_tokens)
     picked = fused if reranked.chosen == "fused" else solos[reranked.chosen]
@@ -265,8 +272,6 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
 def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettings, cancel=None) -> AnswerRecord:
     """Ask `engine` one problem in one mode and grade the answer."""
     messages = _messages(problem, settings)
-    if settings.fresh_cache:
-        engine.forget_cached_text()
     answered = answer_with_cost(engine, messages, mode, settings.max_tokens, settings.models, cancel)
     done, stats = answered.done, answered.done.stats
     extracted = extract_answer(done.text)
@@ -310,6 +315,8 @@ def run_jobs(
     records = []
     for count, (problem, mode) in enumerate(jobs, 1):
         parts = {part: known.get((problem.index, part)) for part in settings.rerank_parts()}
+        if settings.fresh_cache:
+            engine.forget_cached_text()
         if mode == RERANK_MODE and all(record is not None and record.error is None for record in parts.values()):
             record = rerank_from_parts(engine, problem, settings, parts)
         else:
