@@ -45,7 +45,6 @@ PROMPTS = (
     BenchPrompt("code", "Write a Python function that checks whether a string is a palindrome, "
                         "ignoring case and spaces."),
 )
-KV_BYTES_PER_VALUE = 2  # llama.cpp's default KV cache type is f16
 MEMORY_MARGIN = 1.15
 
 
@@ -292,30 +291,13 @@ def peak_rss_bytes() -> int | None:
 
 
 def kv_cache_bytes(path: Path, n_ctx: int) -> int | None:
-    """The f16 KV cache of `n_ctx` tokens: n_ctx x layers x kv heads x (key + value dims) x 2 bytes.
-
-    Every layer keeps the full context (the engine sets swa_full; all
-    sequences share one unified cache), so this is the whole cache.
-    """
-    from .gguf_info import GgufError, read_gguf_metadata
+    """The model's whole f16 KV cache at `n_ctx` (see gguf_info.kv_cache_bytes); None when unknown."""
+    from .gguf_info import GgufError, kv_cache_bytes as cache_size, read_gguf_metadata
 
     try:
-        meta = read_gguf_metadata(path, array_head=0)
+        return cache_size(read_gguf_metadata(path, array_head=0), n_ctx)
     except GgufError:
         return None
-    arch = meta.get("general.architecture")
-
-    def number(key: str) -> int | None:
-        value = meta.get(f"{arch}.{key}")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    layers, heads, width = number("block_count"), number("attention.head_count"), number("embedding_length")
-    kv_heads = number("attention.head_count_kv") or heads  # None when given per layer: not handled
-    if not (layers and heads and width and kv_heads):
-        return None
-    key_dim = number("attention.key_length") or width // heads
-    value_dim = number("attention.value_length") or width // heads
-    return n_ctx * layers * kv_heads * (key_dim + value_dim) * KV_BYTES_PER_VALUE
 
 
 def memory_check(engine, models: Sequence[str]) -> MemoryCheck:

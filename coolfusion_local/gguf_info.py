@@ -262,6 +262,27 @@ def read_gguf_info(path: Path) -> GgufInfo:
     )
 
 
+def kv_cache_bytes(meta: dict[str, object], n_ctx: int) -> int | None:
+    """The f16 KV cache of `n_ctx` tokens: n_ctx x layers x KV heads x (key + value dims) x 2 bytes.
+
+    Every layer keeps the full context (the engine sets swa_full; all
+    sequences share one unified cache), so this is the whole cache. None when
+    the header lacks the layer count or head sizes (or gives them per layer).
+    """
+    arch = meta.get("general.architecture")
+
+    def number(key: str) -> int | None:
+        return _int(meta.get(f"{arch}.{key}"))
+
+    layers, heads, width = number("block_count"), number("attention.head_count"), number("embedding_length")
+    kv_heads = number("attention.head_count_kv") or heads
+    if not (layers and heads and width and kv_heads):
+        return None
+    key_dim = number("attention.key_length") or width // heads
+    value_dim = number("attention.value_length") or width // heads
+    return n_ctx * layers * kv_heads * (key_dim + value_dim) * 2
+
+
 def quant_name(file_type: int) -> str:
     """llama.cpp's name for general.file_type, e.g. 15 -> "Q4_K_M"."""
     from gguf.constants import LlamaFileType

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from .errors import CoolfusionError
-from .gguf_info import GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
+from .gguf_info import GgufError, GgufInfo, kv_cache_bytes, read_gguf_info, read_gguf_metadata
 
 SKIP_MEMORY_CHECK_VARIABLE = "COOLFUSION_SKIP_MEMORY_CHECK"
 # The engine's batch size: llama.cpp reserves logits and compute buffers for it.
@@ -127,24 +127,10 @@ def estimate_memory(path: Path | str, n_ctx: int) -> tuple[int, int]:
     path = Path(path)
     meta = read_gguf_metadata(path, array_head=0)
     weights = path.stat().st_size
-    arch = meta.get("general.architecture")
-
-    def number(key: str, default: int = 0) -> int:
-        value = meta.get(f"{arch}.{key}")
-        if isinstance(value, bool) or not isinstance(value, int):
-            return default
-        return value
-
-    layers = number("block_count")
-    embedding = number("embedding_length")
-    heads = number("attention.head_count", 1) or 1
-    kv_heads = number("attention.head_count_kv", heads) or heads
-    head_dim = embedding // heads if embedding else 0
-    key_length = number("attention.key_length", head_dim)
-    value_length = number("attention.value_length", head_dim)
-    kv_cache = layers * n_ctx * kv_heads * (key_length + value_length) * 2
+    kv_cache = kv_cache_bytes(meta, n_ctx) or 0
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = getattr(tokens, "length", 0) or number("vocab_size")
+    vocab_size = meta.get(f"{meta.get('general.architecture')}.vocab_size")
+    vocab = getattr(tokens, "length", 0) or (vocab_size if type(vocab_size) is int else 0)
     buffers = _N_BATCH * vocab * 4 + _FIXED_OVERHEAD
     return weights, kv_cache + buffers
 
