@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 from .errors import CoolfusionError
 from .eval_report import SHARED_DECISIONS
-from .evaluate import answer_with_cost
+from .evaluate import add_counts, answer_with_cost
 from .text_table import format_table
 
 
@@ -73,6 +73,7 @@ class RunMeasure:
 
 _NOT_PHASES = ("seconds", "prompt_seconds", "bookkeeping_seconds")  # totals, not parts of the split
 # Table columns: engine phases folded into the five the table shows.
+SPLIT_COLUMNS = ("propose", "score", "commit", "boundary", "other")
 _COLUMNS = {"propose_seconds": "propose", "catch_up_seconds": "propose", "score_seconds": "score",
             "commit_seconds": "commit", "boundary_seconds": "boundary"}
 
@@ -131,7 +132,7 @@ class ModeBench:
     def segment_split_ms(self) -> dict[str, float]:
         """Milliseconds per segment: propose (with adaptive catch-up decoding), score, commit,
         boundary (tokenizer calls), other (bookkeeping; in cool+r also the solo answers and rerank)."""
-        split = {"propose": 0.0, "score": 0.0, "commit": 0.0, "boundary": 0.0, "other": 0.0}
+        split = dict.fromkeys(SPLIT_COLUMNS, 0.0)
         for name, seconds in self.phase_seconds().items():
             split[_COLUMNS.get(name, "other")] += 1000.0 * seconds / max(self.segments, 1)
         return split
@@ -139,8 +140,7 @@ class ModeBench:
     def decision_shares(self) -> dict[str, float]:
         counts: dict[str, int] = {}
         for run in self.runs:
-            for decision, count in run.decisions.items():
-                counts[decision] = counts.get(decision, 0) + count
+            add_counts(counts, run.decisions)
         segments = max(self.segments, 1)
         return {d: 100.0 * counts.get(d, 0) / segments for d in (*SHARED_DECISIONS, "forced")}
 
@@ -324,8 +324,7 @@ def _with_spread(value: float, passes: Sequence[float], spec: str) -> str:
 
 
 def format_bench_table(report: BenchReport) -> str:
-    headers = ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "commit", "boundary", "other",
-               *SHARED_DECISIONS]
+    headers = ["mode", "tok/s", "ms/tok", "ratio", *SPLIT_COLUMNS, *SHARED_DECISIONS]
     rows = []
     for bench in (*report.solo, *report.fused):
         split = bench.segment_split_ms()
@@ -336,7 +335,7 @@ def format_bench_table(report: BenchReport) -> str:
         shares = bench.decision_shares()
         rows.append([
             bench.mode, f"{bench.tokens_per_second:.1f}", ms_per_token, ratio,
-            *(f"{split[column]:.1f}" for column in ("propose", "score", "commit", "boundary", "other")),
+            *(f"{split[column]:.1f}" for column in SPLIT_COLUMNS),
             *([f"{shares[d]:.0f}%" for d in SHARED_DECISIONS] if bench.fused else ["-"] * len(SHARED_DECISIONS)),
         ])
     table = format_table(headers, rows, right=tuple(range(1, len(headers))))

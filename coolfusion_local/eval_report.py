@@ -43,8 +43,7 @@ class ModeSummary:
         return 100.0 * self.decisions.get(decision, 0) / self.segments if self.segments else 0.0
 
     def win_shares(self) -> dict[str, float]:
-        total = sum(self.wins.values())
-        return {name: 100.0 * count / total for name, count in self.wins.items()} if total else {}
+        return _percentages(self.wins)
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -56,6 +55,17 @@ class ModeSummary:
             data["decision_shares"] = {d: round(self.decision_share(d), 1) for d in (*SHARED_DECISIONS, "forced")}
             data["win_shares"] = {k: round(v, 1) for k, v in self.win_shares().items()}
         return data
+
+
+def _percentages(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {name: 100.0 * count / total for name, count in counts.items()} if total else {}
+
+
+def _shares_text(counts: dict[str, int]) -> str:
+    """{"a": 3, "b": 1} -> "a 75%, b 25%", largest first; "-" when empty."""
+    shares = sorted(_percentages(counts).items(), key=lambda item: -item[1])
+    return ", ".join(f"{name} {share:.0f}%" for name, share in shares) or "-"
 
 
 def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: Sequence[Problem]) -> list[ModeSummary]:
@@ -107,16 +117,13 @@ def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
     for s in summaries:
         if s.fused:
             shares = [f"{s.decision_share(d):.0f}%" for d in SHARED_DECISIONS]
-            wins = ", ".join(f"{name} {share:.0f}%" for name, share in
-                             sorted(s.win_shares().items(), key=lambda item: -item[1]))
+            wins = _shares_text(s.wins)
         else:
             shares, wins = ["-"] * len(SHARED_DECISIONS), "-"
         row = [s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.mean_answer_tokens:.0f}",
-               f"{s.seconds_per_problem:.1f}", *shares, wins or "-"]
+               f"{s.seconds_per_problem:.1f}", *shares, wins]
         if picks:
-            total = sum(s.chosen.values())
-            row.append(", ".join(f"{name} {100 * count / total:.0f}%" for name, count in
-                                 sorted(s.chosen.items(), key=lambda item: -item[1])) if total else "-")
+            row.append(_shares_text(s.chosen))
         rows.append(row)
     return format_table(headers, rows, right=(1, 2, 3, 4, 5, 6, 7))
 
