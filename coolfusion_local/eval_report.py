@@ -125,7 +125,8 @@ def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
         if picks:
             row.append(_shares_text(s.chosen))
         rows.append(row)
-    return format_table(headers, rows, right=(1, 2, 3, 4, 5, 6, 7))
+    numbers = 4 + len(SHARED_DECISIONS)  # accuracy .. the last decision share
+    return format_table(headers, rows, right=tuple(range(1, numbers + 1)))
 
 
 def code_version() -> dict:

@@ -289,6 +289,8 @@ def test_summary_table(tmp_path):
                                 "confident", "wins"]
     assert table[2].split() == ["solo:a", "50.0%", "2", "15", "3.0", "-", "-", "-", "-", "-"]
     assert table[3].split() == ["adaptive", "100.0%", "1", "5", "1.0", "25%", "0%", "25%", "50%", "a", "75%,", "b", "25%"]
+    # Every number column is right-aligned, the last decision share included.
+    assert table[3].index("50%") + len("50%") == table[0].index("confident") + len("confident")
 
 
 @pytest.mark.parametrize(
