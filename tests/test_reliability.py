@@ -80,7 +80,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coolfusion_local import preflight
+from coolfusion_local.models import preflight
 from coolfusion_local.config import Config, ModelSpec
 from coolfusion_local.engine.engine import FusionEngine, chat_format_for
 from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded, ModelLoadFailed, ModelLoadStarted

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..config import Config, ModelSpec, load_config
 from ..errors import CoolfusionError
-from ..gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
-from ..hub import ModelState, model_status, resolve_model_path
+from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
+from ..models.hub import ModelState, model_status, resolve_model_path
 from .progress_line import ProgressLine
 
 
@@ -142,7 +142,7 @@ def _load(spec: ModelSpec, path: Path):
 
 
 def _smoke_test(spec: ModelSpec) -> str:
-    from ..preflight import preflight
+    from ..models.preflight import preflight
 
     path = resolve_model_path(spec, download=False)
     notes = preflight(spec, path)  # a broken file or a model too big for memory: one line, before llama.cpp

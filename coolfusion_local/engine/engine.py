@@ -142,8 +142,8 @@ class FusionEngine:
         yield ModelLoadStarted(name)
         started = time.perf_counter()
         try:
-            from ..hub import resolve_model_path
-            from ..preflight import preflight
+            from ..models.hub import resolve_model_path
+            from ..models.preflight import preflight
 
             path = resolve_model_path(spec)
             notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp

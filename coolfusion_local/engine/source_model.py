@@ -126,7 +126,7 @@ class SourceModel(Vocabulary):
         started = time.perf_counter()
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
         if not self._model:
-            from ..preflight import load_failure_reason
+            from ..models.preflight import load_failure_reason
 
             reason = load_failure_reason(llama_log.take_recent_problems())
             raise CoolfusionError(f"model {name!r}: cannot load {self.path}: {reason}")

@@ -37,8 +37,8 @@ def model_facts(spec) -> ModelFacts:
     except Exception:
         pass
     try:
-        from ..hub import model_status
-        from ..gguf_info import read_gguf_info
+        from ..models.hub import model_status
+        from ..models.gguf_info import read_gguf_info
     except ImportError:  # an older checkout without these modules
         return ModelFacts(source=source)
     try:

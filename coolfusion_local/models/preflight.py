@@ -25,7 +25,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import CoolfusionError
+from ..errors import CoolfusionError
 from .gguf_info import GgufError, GgufInfo, kv_cache_bytes, read_gguf_info, read_gguf_metadata
 
 SKIP_MEMORY_CHECK_VARIABLE = "COOLFUSION_SKIP_MEMORY_CHECK"
