@@ -30,6 +30,7 @@ from .events import (
 from .fusion import AnswerSettings, Member, generate
 from .prompts import ChatFormat, TemplateError
 from .rerank import generate_reranked, rank_answers
+from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
 from .source_model import SourceModel
 
@@ -199,6 +200,7 @@ class FusionEngine:
         mode: str | None = None,
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
+        sampling: Sampling | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[GenerationEvent]:
         """Answer the conversation; yields events and always ends with AnswerDone."""
@@ -209,6 +211,7 @@ class FusionEngine:
             stop=tuple(stop if stop is not None else self.config.fusion.stop),
             context_words=self.config.fusion.context_words,
             policy=self.policy,
+            sampling=sampling or GREEDY,
         )
         with self._lock:
             try:

@@ -20,6 +20,7 @@ from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, last_char_boundary
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .prompts import ChatFormat
+from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
 from .source_model import ContextFull, Scored, SourceModel
 
@@ -65,6 +66,7 @@ class AnswerSettings:
     stop: Sequence[str] = ()
     context_words: int = 4
     policy: ScorePolicy = field(default_factory=ScorePolicy)
+    sampling: Sampling = GREEDY
 
 
 def prompt_tokens(member: Member, messages: list[Message]) -> list[int]:
