@@ -61,6 +61,7 @@ class ScriptedEngine:
         segment_delay: float = 0.0,
         load_delay: float = 0.0,
         pause_after: int | None = None,  # hold the answer after this many segments...
+        hold_loading: bool = False,  # every load waits until `finish_loading` is set
     ) -> None:
         self._names = list(names)
         self._status = {
@@ -73,6 +74,9 @@ class ScriptedEngine:
         self.load_delay = load_delay
         self.pause_after = pause_after
         self.resume = threading.Event()  # ...until this is set (or the answer is cancelled)
+        self.finish_loading = threading.Event()
+        if not hold_loading:
+            self.finish_loading.set()
         self.mode = "cool"
         self.calls: list[tuple[str, list]] = []  # (mode, messages) per generate()
         self.threads: set[int] = set()  # every thread that loaded, generated or closed
@@ -104,6 +108,7 @@ class ScriptedEngine:
             status.state = "loading"
             yield ModelLoadStarted(name)
             time.sleep(self.load_delay)
+            self.finish_loading.wait(30)
             if name in self._fail:
                 status.state, status.reason = "failed", self._fail[name]
                 yield ModelLoadFailed(name, self._fail[name])
