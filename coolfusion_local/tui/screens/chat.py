@@ -233,7 +233,7 @@ class ChatScreen(ConversationActions, Screen):
             return
         await self.query_one(ConversationList).show(self.session.conversations(), self.session.conversation_id)
         self.chat_log.border_title = self.session.title
-        self.status_bar.set_saving(self.session.store.persistent)
+        self.status_bar.set_saving(self.session.saving)
 
     # ------------------------------------------------------------ colours and segments
 
