@@ -261,6 +261,23 @@ def _model_fields(model: OfflineModel) -> dict:
     return {name: getattr(model, name) for name in model.__dataclass_fields__ if name != "parts"}
 
 
+def test_a_stamp_that_cannot_be_written_never_fails_a_good_model(home, three_parts):
+    """A read-only or full cache: the model is used all the same, and the user told once."""
+    whole, model = three_parts
+    stamps = home.cache / "coolfusion-local" / "verified"
+    stamps.parent.mkdir(parents=True)
+    stamps.write_text("a file where the stamps folder should be: no stamp can be written")
+    integrity.take_warnings()
+    path = pypi.resolve_offline_model(model)
+    assert path.read_bytes() == whole
+    [warning] = integrity.take_warnings()
+    assert warning.startswith(f"cannot record verified models in {stamps}") and "hashed again" in warning
+    integrity.forget(path)  # nothing to forget, and no error either
+    assert pypi.resolve_offline_model(model) == path  # hashed again, still good
+    assert integrity.take_warnings() == []  # said once per run
+    assert not [p for p in stamps.parent.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_parts_of_the_wrong_size_are_refused_before_joining(home, site):
     chunks = [b"GGUF" + b"a" * 100, b"b" * 100]
     model = _fake_model(chunks, _fake_packages(site, chunks))

@@ -249,6 +249,8 @@ def remove_stale_partials(folder: Path, holding: Path | None = None) -> int:
     from filelock import FileLock, Timeout
 
     freed = 0
+    if not Path(folder).is_dir():
+        return 0
     for partial in sorted(Path(folder).glob(".*.partial")):
         target = _partial_target(partial)
         try:
