@@ -236,12 +236,12 @@ class Store:
         self._persistent = False
         if path is None:
             return self._memory()
-        try:
-            make_private_folder(path.parent)
-            _make_private(path)
-        except OSError as error:
-            return self._memory(f"cannot create {path} ({error.strerror or error})")
         for _attempt in range(2):
+            try:
+                make_private_folder(path.parent)
+                _make_private(path)  # again after a damaged file was moved aside
+            except OSError as error:
+                return self._memory(f"cannot create {path} ({error.strerror or error})")
             try:
                 conn = self._connect_file(path)
                 self._persistent = True

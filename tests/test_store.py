@@ -110,6 +110,7 @@ def test_a_corrupt_file_is_moved_aside_not_deleted(tmp_path):
     assert store.list_conversations() == []
     store.create_conversation("fresh start")
     store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the fresh file is private too
 
 
 def test_an_unwritable_data_dir_keeps_history_in_memory(tmp_path):
