@@ -3,18 +3,23 @@
 Every sub-command module exposes `register(subparsers)`, which adds its parser
 and sets `func` to a callable taking the parsed args and returning an exit code.
 Errors a user can cause arrive here as `CoolfusionError` and are printed as one
-line; Ctrl-C exits with 130 after the command has saved what it had.
+line; so are file-system errors (`OSError`: a full disk, a read-only or missing
+folder, a permission), which only the user's machine can cause. Ctrl-C exits
+with 130 after the command has saved what it had.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
-from .errors import CoolfusionError
+from .errors import CoolfusionError, one_line
 
 COMMAND_MODULES = ("chat", "generate", "models", "eval", "bench")
+log = logging.getLogger("coolfusion")
+log.addHandler(logging.NullHandler())  # without a log file, nothing reaches the terminal
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`coolfusion models list | head`): not an error.
         sys.stderr.close()
         return 0
+    except OSError as error:
+        log.exception("file-system error")  # the traceback, for the log file
+        print(f"coolfusion: {one_line(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

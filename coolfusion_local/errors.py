@@ -18,3 +18,18 @@ class ConfigError(CoolfusionError):
 
     def __init__(self, message: str):
         super().__init__(message, exit_code=2)
+
+
+def one_line(error: CoolfusionError | OSError) -> str:
+    """What the user reads for an error they can fix."""
+    return describe_os_error(error) if isinstance(error, OSError) else str(error)
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error a user can fix: what went wrong, on which file.
+
+    "No space left on device: /home/me/.cache/coolfusion-local/models/x.gguf"
+    """
+    reason = error.strerror or str(error) or type(error).__name__
+    files = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    return f"{reason}: {' -> '.join(files)}" if files else reason

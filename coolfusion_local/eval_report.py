@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .evaluate import AnswerRecord, add_counts
+from .files import replace_text
 from .gsm8k import Problem
 from .text_table import format_table
 
@@ -152,5 +153,5 @@ def code_version() -> dict:
 def write_results(folder: Path, summaries: Sequence[ModeSummary], header: dict) -> Path:
     path = Path(folder) / RESULTS_FILE
     document = {**header, "modes": [s.as_dict() for s in summaries]}
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    replace_text(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")  # a crash leaves the old summary
     return path

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .errors import CoolfusionError
+from .files import replace_file
 from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
 
 if TYPE_CHECKING:
@@ -107,29 +108,40 @@ class AnswerLog:
         self.path = self.folder / ANSWERS_FILE
 
     def read(self) -> list[AnswerRecord]:
+        """Every whole record; a last line cut short by a crash is dropped from the file.
+
+        Lines end at "\n" only: `splitlines()` would also split at U+2028, U+2029
+        and U+0085, which `json.dumps(ensure_ascii=False)` writes raw inside a
+        model's answer. Bytes are decoded line by line, so a tail cut inside a
+        UTF-8 character is just a half line.
+        """
         if not self.path.exists():
             return []
-        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-        records: list[AnswerRecord] = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
+        data = self.path.read_bytes()
+        *lines, tail = data.split(b"\n")  # `tail`: what follows the last newline (b"" normally)
+        records = [self._parse(line, number) for number, line in enumerate(lines, 1) if line.strip()]
+        if tail.strip():
             try:
-                records.append(AnswerRecord.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError, KeyError) as error:
-                if number == len(lines) and not line.endswith("\n"):
-                    # The process died while writing its last answer: drop the half line.
-                    self.path.write_text("".join(lines[:-1]), encoding="utf-8")
-                    return records
-                raise CoolfusionError(
-                    f"{self.path}:{number}: not an answer record ({error}); fix or delete that line to resume",
-                    exit_code=2,
-                ) from None
-        if lines and not lines[-1].endswith("\n"):
+                records.append(self._parse(tail, len(lines) + 1))
+            except CoolfusionError:
+                # The process died while writing its last answer: drop the half line,
+                # through a new file renamed over the old, so a crash now loses nothing more.
+                replace_file(self.path, data[: len(data) - len(tail)])
+                return records
             # A whole last record without its newline: end it, or the next append would join it.
-            with self.path.open("a", encoding="utf-8") as stream:
-                stream.write("\n")
+            with self.path.open("ab") as stream:
+                stream.write(b"\n")
         return records
+
+    def _parse(self, line: bytes, number: int) -> AnswerRecord:
+        try:
+            return AnswerRecord.from_dict(json.loads(line.decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as error:
+            reason = "not UTF-8" if isinstance(error, UnicodeDecodeError) else error
+            raise CoolfusionError(
+                f"{self.path}:{number}: not an answer record ({reason}); fix or delete that line to resume",
+                exit_code=2,
+            ) from None
 
     def append(self, record: AnswerRecord) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

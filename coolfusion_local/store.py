@@ -2,7 +2,13 @@
 
 Design choices, and why:
 - One file in the user data dir (`COOLFUSION_DATA_DIR` overrides it), WAL mode and a
-  busy timeout, so two `coolfusion chat` windows can share it.
+  busy timeout, so two `coolfusion chat` windows can share it. A write that still finds
+  the file locked is tried again a few times; a lock is never a reason to stop saving.
+- Ids are never reused (AUTOINCREMENT): a window still showing a conversation deleted in
+  another window can never write into a newer one that took its id; writing to a missing
+  conversation is an error (`ConversationMissing`), never a silent re-creation.
+- The file is created readable by its owner only (0600), in a 0700 folder: it holds
+  what a person asked and was told.
 - Each finished message is committed on its own (`synchronous=FULL`): killing the
   process loses at most the answer still being written, never a finished one.
 - The schema is versioned with `PRAGMA user_version` and only ever migrated forward.
@@ -16,6 +22,7 @@ All methods must be called from one thread (the UI thread).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -23,9 +30,23 @@ from pathlib import Path
 from typing import Callable
 
 from . import locations
+from .files import PRIVATE_FILE, make_private_folder
 
 DB_FILENAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 5000
+# Pauses between tries of a write (or read) that found the database locked even after
+# the busy timeout: the other window may be in a long checkpoint or a WAL recovery.
+BUSY_RETRY_PAUSES = (0.1, 0.5)
+
+
+class ConversationMissing(LookupError):
+    """A message for a conversation that no longer exists (deleted, e.g. in another window)."""
+
+    def __init__(self, conversation_id: int):
+        super().__init__(
+            f"this chat (#{conversation_id}) was deleted from the history, perhaps in another window"
+        )
+        self.conversation_id = conversation_id
 
 
 # --------------------------------------------------------------------------- records
@@ -115,9 +136,41 @@ CREATE TABLE segments (
 );
 """
 
+# Version 2: ids never reused. A table's column cannot gain AUTOINCREMENT in place, so
+# conversations and messages are rebuilt (with foreign keys off: see _migrate).
+_V2 = """
+CREATE TABLE conversations_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+INSERT INTO conversations_v2(id, title, created_at, updated_at)
+    SELECT id, title, created_at, updated_at FROM conversations;
+DROP TABLE conversations;
+ALTER TABLE conversations_v2 RENAME TO conversations;
+CREATE TABLE messages_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    mode TEXT,
+    stop_reason TEXT,
+    error TEXT,
+    stats TEXT,
+    created_at REAL NOT NULL
+);
+INSERT INTO messages_v2 SELECT id, conversation_id, role, content, mode, stop_reason, error, stats, created_at
+    FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+"""
+
 # MIGRATIONS[i] brings a database from user_version i to i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     lambda conn: _run_script(conn, _V1),
+    lambda conn: _run_script(conn, _V2),
 ]
 
 
@@ -151,6 +204,9 @@ class Store:
         path = Path(path) if path is not None else None
         self.path = path
         self._notices: list[str] = []
+        # True only after a fall-back to memory that could not copy the rows: the
+        # conversation on screen is then missing for that reason, not because it was deleted.
+        self._rows_lost = False
         self._conn = self._open(path)
 
     @classmethod
@@ -180,11 +236,12 @@ class Store:
         self._persistent = False
         if path is None:
             return self._memory()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            return self._memory(f"cannot create {path.parent} ({error.strerror or error})")
         for _attempt in range(2):
+            try:
+                make_private_folder(path.parent)
+                _make_private(path)  # again after a damaged file was moved aside
+            except OSError as error:
+                return self._memory(f"cannot create {path} ({error.strerror or error})")
             try:
                 conn = self._connect_file(path)
                 self._persistent = True
@@ -213,8 +270,7 @@ class Store:
                 raise _MovedAside()
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate(conn, str(path))
+            _patiently(lambda: self._migrate(conn, str(path)))
             return conn
         except BaseException:
             conn.close()
@@ -225,7 +281,6 @@ class Store:
             self._notices.append(f"History is kept in memory for this session only: {why}.")
         conn = sqlite3.connect(":memory:", isolation_level=None)
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys = ON")
         self._migrate(conn, ":memory:")
         self._persistent = False
         return conn
@@ -255,35 +310,43 @@ class Store:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection, where: str) -> None:
+        """Bring the schema up to date; leaves foreign keys on."""
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             raise sqlite3.OperationalError(
                 f"it was written by a newer coolfusion-local (schema {version}); update coolfusion-local"
             )
-        if version == len(MIGRATIONS):
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read inside the write lock: another instance may have migrated meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            for step in range(version, len(MIGRATIONS)):
-                MIGRATIONS[step](conn)
-                conn.execute(f"PRAGMA user_version = {step + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        if version < len(MIGRATIONS):
+            # Off outside the transaction (inside it the pragma does nothing): rebuilding a
+            # table drops the old one, which with foreign keys on would cascade to its rows.
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Re-read inside the write lock: another instance may have migrated meanwhile.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                for step in range(version, len(MIGRATIONS)):
+                    MIGRATIONS[step](conn)
+                    conn.execute(f"PRAGMA user_version = {step + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        conn.execute("PRAGMA foreign_keys = ON")
 
     # ------------------------------------------------------------ writing
 
     def _write(self, work: Callable[[sqlite3.Connection], object]):
-        """Run `work` in one transaction; on a disk problem, continue in memory."""
+        """Run `work` in one transaction; on a disk problem, continue in memory.
+
+        A file still locked after a few tries is reported to the caller (this one
+        message is not saved) but the session stays on disk: the lock will pass.
+        """
         try:
-            return self._transaction(work)
+            return _patiently(lambda: self._transaction(work))
         except sqlite3.IntegrityError:
             raise  # a bug in the caller, not the disk
         except sqlite3.DatabaseError as error:
-            if not self._persistent:
+            if not self._persistent or _is_busy(error):
                 raise
             self._fall_back_to_memory(str(error))
             return self._transaction(work)
@@ -313,6 +376,7 @@ class Store:
             memory = sqlite3.connect(":memory:", isolation_level=None)
             memory.row_factory = sqlite3.Row
             self._migrate(memory, ":memory:")
+            self._rows_lost = True
         memory.execute("PRAGMA foreign_keys = ON")
         self.close()
         self._conn = memory
@@ -354,13 +418,16 @@ class Store:
     def add_message(self, conversation_id: int, message: StoredMessage, title: str = "New chat") -> int:
         """Commit one finished message (and its segments); returns its id.
 
-        `title` is used if the conversation row is missing (after a fall-back to an
-        empty in-memory store), so a message is never refused.
+        A conversation that no longer exists is `ConversationMissing`: deleted, most
+        likely in another window. Only after a fall-back to an empty in-memory store
+        (the rows could not be copied) is it made again, under `title`.
         """
 
         def work(conn):
             exists = conn.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if not exists:
+                if not self._rows_lost:
+                    raise ConversationMissing(conversation_id)
                 conn.execute(
                     "INSERT INTO conversations(id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
                     (conversation_id, _one_line(title) or "New chat", message.created_at, message.created_at),
@@ -438,10 +505,10 @@ class Store:
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         try:
-            return self._conn.execute(sql, params).fetchall()
+            return _patiently(lambda: self._conn.execute(sql, params).fetchall())
         except sqlite3.DatabaseError as error:
             # Damage found after opening: keep the chat alive, the file stays as it is.
-            if not self._persistent:
+            if not self._persistent or _is_busy(error):
                 raise
             self._fall_back_to_memory(str(error))
             return self._conn.execute(sql, params).fetchall()
@@ -464,6 +531,39 @@ class Store:
             elif message.error:
                 lines += [f"*(error: {message.error})*", ""]
         return "\n".join(lines).rstrip() + "\n"
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the file for now."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error).lower() or "busy" in str(error).lower()
+
+
+def _patiently(attempt: Callable[[], object]):
+    """`attempt()`, tried again after short pauses while the database is busy."""
+    for pause in BUSY_RETRY_PAUSES:
+        try:
+            return attempt()
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+        time.sleep(pause)
+    return attempt()
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would follow the umask);
+    tighten one made by an older version. SQLite gives its -wal and -shm files the same mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            try:
+                os.chmod(path, PRIVATE_FILE)
+            except OSError:
+                pass  # not ours to change (another user's file, a read-only disk)
 
 
 def _is_corruption(error: sqlite3.DatabaseError) -> bool:

@@ -117,7 +117,8 @@ def run_cli(*argv) -> int:
 
 
 def read_answers(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "answers.jsonl").read_text().splitlines()]
+    lines = (folder / "answers.jsonl").read_text(encoding="utf-8").split("\n")  # not splitlines(): see AnswerLog
+    return [json.loads(line) for line in lines if line]
 
 
 def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, capsys):
@@ -260,6 +261,54 @@ def test_a_whole_last_record_without_newline_is_kept_and_ended(tmp_path):
     assert len(log.read()) == 1
     log.append(record(1))
     assert [r.problem for r in log.read()] == [0, 1]
+
+
+LINE_SEPARATORS = "\u2028 \u2029 \x85 \x1c \x1d \x1e \r \x0b \x0c"  # every split point of str.splitlines()
+
+
+def test_answers_holding_unicode_line_separators_resume(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028 & co. raw: they must not end a line."""
+    log = AnswerLog(tmp_path)
+    log.append(record(0, text=f"#### 0 {LINE_SEPARATORS} end"))
+    log.append(record(1))
+    records = log.read()
+    assert [r.problem for r in records] == [0, 1]
+    assert records[0].text == f"#### 0 {LINE_SEPARATORS} end"
+
+
+def test_a_tail_cut_inside_a_utf8_character_is_dropped_not_a_traceback(tmp_path):
+    log = AnswerLog(tmp_path)
+    log.append(record(0, text="中文 #### 0"))
+    whole = json.dumps(vars(record(1, text="答案是 #### 0")), ensure_ascii=False).encode("utf-8")
+    cut = whole.index("答".encode("utf-8")) + 1  # one byte into a three-byte character
+    with log.path.open("ab") as stream:
+        stream.write(whole[:cut])
+    assert [r.problem for r in log.read()] == [0]
+    assert log.path.read_bytes().endswith(b"\n")
+    log.append(record(1))
+    assert [r.problem for r in log.read()] == [0, 1]
+
+
+def test_a_bad_utf8_line_in_the_middle_is_named(tmp_path):
+    log = AnswerLog(tmp_path)
+    log.append(record(0))
+    with log.path.open("ab") as stream:
+        stream.write(b'{"problem": 1, "text": "\xff"}\n')
+    log.append(record(2))
+    with pytest.raises(CoolfusionError, match=r"answers.jsonl:2: not an answer record \(not UTF-8\)"):
+        log.read()
+
+
+def test_the_half_line_repair_writes_a_new_file_and_renames_it(tmp_path):
+    """The repair never truncates the log in place: a crash during it must leave the old file whole."""
+    log = AnswerLog(tmp_path)
+    log.append(record(0))
+    with log.path.open("a") as stream:
+        stream.write('{"problem": 1, "mo')
+    before = log.path.stat().st_ino
+    assert [r.problem for r in log.read()] == [0]
+    assert log.path.stat().st_ino != before  # a new file took the old one's name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.jsonl"]  # no temp file left
 
 
 def test_run_jobs_logs_each_answer_before_the_next(tmp_path):

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -186,6 +191,91 @@ def test_damaged_parts_are_refused_and_leave_nothing_behind(home, tmp_path, site
         pypi.resolve_offline_model(model)
     folder = home.cache / "coolfusion-local" / "models"
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".locks")] == []
+
+
+def _leftover(folder: Path, target_name: str, size: int) -> Path:
+    """A .partial as a killed assembly leaves it (the name _join_parts gives it), really on disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{target_name}.k1ll3d_x.partial"
+    with partial.open("wb") as stream:
+        stream.write(os.urandom(size))
+    return partial
+
+
+def test_a_leftover_partial_is_removed_before_the_free_space_check(home, three_parts, monkeypatch):
+    whole, model = three_parts
+    folder = home.cache / "coolfusion-local" / "models"
+    leftovers = [_leftover(folder, "fake-model.gguf", 3_000_000),
+                 _leftover(folder, "another-model.gguf", 2_000_000)]  # another model's leftover counts too
+    # A disk with room for the model only once the leftovers are gone.
+    room = len(whole) + 5_000_000
+
+    def disk_usage(path):
+        taken = sum(p.stat().st_size for p in Path(folder).glob(".*.partial"))
+        return shutil._ntuple_diskusage(10**9, 10**9 - room + taken, room - taken)
+
+    monkeypatch.setattr(pypi.shutil, "disk_usage", disk_usage)
+    assert pypi.resolve_offline_model(model).read_bytes() == whole
+    assert not any(p.exists() for p in leftovers)
+
+
+def test_a_partial_being_written_by_another_process_is_left_alone(home, tmp_path):
+    folder = home.cache / "coolfusion-local" / "models"
+    partial = _leftover(folder, "busy.gguf", 1000)
+    (folder / ".locks").mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+         "print('held', flush=True); sys.stdin.read()", str(folder / ".locks" / "busy.gguf.lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert pypi.remove_stale_partials(folder) == 0
+        assert partial.exists()
+    finally:
+        holder.communicate("")  # the other assembly ends (its lock with it)
+    assert pypi.remove_stale_partials(folder) == 1000
+    assert not partial.exists()
+
+
+def test_an_assembly_killed_half_way_is_cleaned_up_on_the_next_start(home, three_parts, site):
+    whole, model = three_parts
+    folder = home.cache / "coolfusion-local" / "models"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(site)!r})
+        from coolfusion_local.models import pypi
+        from coolfusion_local.models.pypi import OfflineModel, PackagePart
+        model = OfflineModel(**{{**{_model_fields(model)!r}, "parts": tuple(PackagePart(*p) for p in {[
+            (p.requirement, p.module, p.relative_path) for p in model.parts]!r})}})
+        pypi.resolve_offline_model(model, progress=lambda label, done, total: done > 8192 and os.kill(os.getpid(), signal.SIGKILL))
+        """)
+    result = subprocess.run([sys.executable, "-c", script], env=home.env())
+    assert result.returncode == -signal.SIGKILL
+    [leftover] = folder.glob(".*.partial")
+    assert 0 < leftover.stat().st_size < len(whole)
+    assert pypi.resolve_offline_model(model).read_bytes() == whole  # the next start
+    assert not list(folder.glob(".*.partial"))
+
+
+def _model_fields(model: OfflineModel) -> dict:
+    return {name: getattr(model, name) for name in model.__dataclass_fields__ if name != "parts"}
+
+
+def test_a_stamp_that_cannot_be_written_never_fails_a_good_model(home, three_parts):
+    """A read-only or full cache: the model is used all the same, and the user told once."""
+    whole, model = three_parts
+    stamps = home.cache / "coolfusion-local" / "verified"
+    stamps.parent.mkdir(parents=True)
+    stamps.write_text("a file where the stamps folder should be: no stamp can be written")
+    integrity.take_warnings()
+    path = pypi.resolve_offline_model(model)
+    assert path.read_bytes() == whole
+    [warning] = integrity.take_warnings()
+    assert warning.startswith(f"cannot record verified models in {stamps}") and "hashed again" in warning
+    integrity.forget(path)  # nothing to forget, and no error either
+    assert pypi.resolve_offline_model(model) == path  # hashed again, still good
+    assert integrity.take_warnings() == []  # said once per run
+    assert not [p for p in stamps.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_parts_of_the_wrong_size_are_refused_before_joining(home, site):

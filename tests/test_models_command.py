@@ -170,3 +170,18 @@ def test_check_runs_a_real_model_through_llama_cpp(home):
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("smollm2-135m: ok  load ")
     assert "first token '" in result.stdout
+
+
+def test_a_file_system_error_is_one_line_never_a_traceback(home):
+    """The cache folder is a file (as a disk mounted wrong, or a typo in XDG_CACHE_HOME, makes it)."""
+    home.cache.mkdir(parents=True)
+    (home.cache / "coolfusion-local").write_text("not a folder")
+    config = str(REPO / "models.toml")
+    info = run_coolfusion(home, "models", "info", "qwen-coder-0.5b", "--config", config)
+    assert info.returncode == 1
+    assert info.stderr.splitlines() == [
+        f"coolfusion: Not a directory: {home.cache / 'coolfusion-local' / 'models'}"], info.stderr
+    check = run_coolfusion(home, "models", "check", "qwen-coder-0.5b", "--config", config)
+    assert check.returncode == 1 and "Traceback" not in check.stderr
+    assert check.stdout.splitlines() == [
+        f"qwen-coder-0.5b: FAILED: Not a directory: {home.cache / 'coolfusion-local' / 'models'}"]

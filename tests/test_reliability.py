@@ -34,6 +34,9 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | the header checks, before llama.cpp sees the file | `preflight.check_gguf_for_llama` names the missing or unknown piece | (here) test_preflight_names_what_is_wrong_with_the_file[*], test_preflight_accepts_the_real_offline_models |
 | model too big for memory (checked from file size, KV cache and buffers against MemAvailable / the cgroup limit, before loading) | `warning: model 'huge' (huge.gguf) needs about 216.2 GB of memory (214.7 GB of weights + 1.4 GB for a 4,096-token context and buffers) but only 24.5 GB is free; close other programs, lower n_ctx in models.toml, or pick a smaller model or quant (set COOLFUSION_SKIP_MEMORY_CHECK=1 to try anyway)` | (here) test_a_model_too_big_for_memory_is_refused_before_loading, test_the_memory_estimate_is_refused_and_accepted_at_the_edge, test_a_container_memory_limit_is_respected, test_a_model_too_big_for_memory_through_the_cli |
 | GPU layers asked for on a CPU-only llama.cpp build | the model runs on the CPU and `note: model 'x': n_gpu_layers asks for 99 layers on the GPU, but this llama.cpp build has no GPU support, so it runs on the CPU; reinstall llama-cpp-python with CMAKE_ARGS=...` | (here) test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice, test_gpu_layers_on_a_cpu_build_still_load |
+| a `.partial` left by a kill, an OOM or quitting during assembly (0.5-1.1 GB) | removed on the next start and before the free-space check; kept while its assembly still holds the lock | test_hub.py::test_a_leftover_partial_is_removed_before_the_free_space_check, ::test_an_assembly_killed_half_way_is_cleaned_up_on_the_next_start, ::test_a_partial_being_written_by_another_process_is_left_alone |
+| verification stamp cannot be written (read-only / full cache) | the model loads; once: `note: cannot record verified models in DIR (...): they are used, but hashed again on every start` | test_hub.py::test_a_stamp_that_cannot_be_written_never_fails_a_good_model, (here) test_a_stamp_that_cannot_be_written_still_loads_the_model |
+| a file-system error (full disk, read-only or missing folder, a file where a folder should be) | one line `coolfusion: Not a directory: PATH`, exit 1 (`models check`: `NAME: FAILED: ...`; chat: one notification), never a traceback | test_models_command.py::test_a_file_system_error_is_one_line_never_a_traceback, test_tui_chat.py::test_a_file_system_error_in_an_engine_job_is_one_line_not_an_internal_error |
 | **generation** | | |
 | prompt longer than a context | oldest turns left out with `note: ... the N oldest messages were left out`; a single message too long: `context_full` and `shorten it or raise n_ctx` | test_fusion.py::test_long_conversation_is_trimmed_with_a_notice, ::test_a_message_too_long_for_any_context_is_refused_cleanly |
 | context fills mid-answer | the partial answer kept, `note: a model's context is full: the answer was cut short`, stop_reason `context_full`, exit 0 | (here) test_the_context_filling_mid_answer_keeps_the_partial_text |
@@ -43,9 +46,11 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | UTF-8 split across tokens, CJK, emoji, code, long lines | valid UTF-8 on stdout; no U+FFFD in any segment but a cut last one; every model holds the same text | (here) test_multilingual_code_and_long_lines_stay_valid_text, test_fusion.py::test_cjk_emoji_and_code_answers_stay_valid_text, test_boundary.py::test_utf8_split_across_tokens_waits_for_the_whole_character |
 | Ctrl-C mid-answer in `coolfusion generate` | the partial answer stays on stdout, `coolfusion: interrupted` (one line) on stderr, exit 130, no traceback | (here) test_ctrl_c_keeps_the_partial_answer_and_exits_130 |
 | Esc mid-answer in the chat | the answer stops, the partial text is kept and saved as `stopped` | test_tui_chat.py::test_escape_stops_the_answer_and_keeps_the_partial, test_tui_views.py::test_escape_in_compare_stops_the_solo_answers_then_closes |
+| an answer stopped before its first word, then another question (Gemma 3 / Mistral templates: roles must alternate) | the empty answer is saved but not sent; the two questions reach the model as one user turn; every later question is answered | test_chat_turns.py::test_a_strict_template_takes_the_chat_after_an_empty_answer[*], ::test_a_strict_template_takes_two_questions_in_a_row_from_any_caller[*], ::test_a_real_model_with_gemma_3_s_template_answers_after_a_stopped_empty_answer |
 | **security** | | |
 | special-token strings typed by the user | plain text for every family (Qwen, SmolLM2, Gemma 3, Llama 2/3, Phi-3, Gemma 4, Command-R, GPT-2): no control token, no new turn or role | (here) test_typed_special_tokens_stay_plain_text[*], test_source_model.py::test_user_text_never_becomes_special_tokens |
 | special-token strings inside a model's answer | plain text for every other model: cannot end the turn | (here) test_special_token_text_in_an_answer_cannot_end_the_turn[*] |
+| Textual markup in user, model or file text (`[/b]` in a question crashed the compare view; `[@click=app.quit]x` in a chat title became a button) | shown as typed in every widget, dialog, table, title, notification and palette entry; nothing clickable; links in answers open only for http(s) | test_tui_markup.py::test_hostile_text_everywhere_is_shown_as_typed_and_never_acts, ::test_a_question_with_a_closing_tag_opens_the_compare_view, ::test_only_web_links_open_from_an_answer, ::test_every_widget_gets_its_text_through_plain_text |
 | hostile chat template (sandbox escapes) | `TemplateError`: `the chat template tried something unsafe and was stopped: ...`; nothing runs | (here) test_a_hostile_template_never_runs[*] |
 | hostile template as `chat_template` in models.toml | one line `coolfusion: the chat template tried something unsafe ...`, exit 1, nothing runs | (here) test_a_hostile_template_in_models_toml_is_refused_in_one_line |
 | hostile template inside a GGUF | the model loads with the plain format, the reason is shown (`(plain (the chat template tried something unsafe ...) template)`), nothing runs | (here) test_a_hostile_template_inside_a_gguf_falls_back_to_plain |
@@ -59,6 +64,10 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | unwritable data folder | `History is kept in memory for this session only: ...` | test_store.py::test_an_unwritable_data_dir_keeps_history_in_memory, test_tui_history.py::test_an_unwritable_data_dir_keeps_the_chat_going_in_memory |
 | corrupt database | `The history database was damaged (...); it was moved to FILE.corrupt-DATE and a new one started.` | test_store.py::test_a_corrupt_file_is_moved_aside_not_deleted, test_tui_history.py::test_a_corrupt_database_is_moved_aside_with_a_notice |
 | two chat windows on one database | both processes' messages all saved, in order, file intact | (here) test_two_processes_write_one_history_at_the_same_time, test_store.py::test_two_stores_on_one_file, test_tui_history.py::test_two_app_instances_share_one_history |
+| a conversation deleted in another window, then written to | `Not saved: this chat (#N) was deleted from the history, perhaps in another window...`; never re-created, never mixed into another; ids never reused (AUTOINCREMENT; v1 files migrated) | test_store.py::test_two_windows_never_mix_conversations, ::test_a_deleted_conversation_s_id_is_never_given_again, ::test_a_version_1_history_is_migrated_with_every_row_and_ids_stop_being_reused, test_tui_history.py::test_a_chat_deleted_in_another_window_is_said_and_never_mixed_into_another |
+| "database is locked" for a moment | retried; the session stays on disk (a lock that never passes fails that one write, not the session) | test_store.py::test_a_transient_lock_is_waited_out_not_a_reason_to_stop_saving, ::test_a_lock_that_does_not_pass_fails_one_write_and_keeps_the_file |
+| history and exports under the default umask | history 0600 in a 0700 folder (older files tightened); exports 0600, an existing file replaced only after a yes | test_store.py::test_the_history_is_private_to_its_owner, ::test_an_older_world_readable_history_is_made_private, test_tui_history.py::test_an_export_never_overwrites_without_asking_and_is_private |
+| eval log with U+2028/U+2029/U+0085 in an answer, a last line cut by a crash (even inside a UTF-8 character) | resumes and summarises; the half line dropped through a temp file + rename | test_eval_command.py::test_answers_holding_unicode_line_separators_resume, ::test_a_tail_cut_inside_a_utf8_character_is_dropped_not_a_traceback, ::test_the_half_line_repair_writes_a_new_file_and_renames_it |
 | **load** | | |
 | 200 turns in one conversation | RSS after turn 200 within 32 MB of turn 20 while the engine leaves old turns out every answer (measured, SmolLM2, n_ctx 256: 172.5 -> 172.8 MiB in 106 s with a 24-message client window; 172.4 -> 172.9 MiB in 301 s sending all 400 messages) | (here) test_200_turns_do_not_grow_memory |
 | trimming a 400-message conversation | the fewest oldest exchanges are left out, found by bisection (a handful of renders per answer) | (here) test_trimming_a_long_conversation_renders_few_prompts |
@@ -164,6 +173,23 @@ def test_one_model_only_answers_alone_and_says_so(home, smollm2_path):
                             timeout=CLI_TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert "note: only smollm2-135m is loaded: it answers alone" in result.stderr.splitlines()
+    assert result.stdout.strip()
+    assert_clean_stderr(result.stderr)
+
+
+@pytest.mark.models
+def test_a_stamp_that_cannot_be_written_still_loads_the_model(home):
+    """A read-only or full cache: the good model is hashed, used, and the user told why it will be hashed again."""
+    stamps = home.cache / "coolfusion-local" / "verified"
+    stamps.parent.mkdir(parents=True)
+    stamps.write_text("a file where the stamps folder should be")
+    config = write_config(home.root, {"smollm2-135m": {"pypi": "smollm2-135m-instruct"}})
+    result = run_coolfusion(home, "generate", "Say hello.", "--config", str(config), "--max-tokens", "6",
+                            timeout=CLI_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "cannot record verified models" in line]
+    assert len(notes) == 1 and notes[0].startswith(f"note: cannot record verified models in {stamps} (")
+    assert notes[0].endswith("): they are used, but hashed again on every start")
     assert result.stdout.strip()
     assert_clean_stderr(result.stderr)
 

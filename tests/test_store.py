@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
+
+import pytest
 
 from coolfusion_local import store as store_module
 from coolfusion_local.locations import data_dir
-from coolfusion_local.store import DB_FILENAME, Store, StoredMessage, StoredSegment
+from coolfusion_local.store import DB_FILENAME, ConversationMissing, Store, StoredMessage, StoredSegment
 
 
 def answer(text="Paris is the capital.", **extra) -> StoredMessage:
@@ -75,7 +80,7 @@ def test_a_new_migration_upgrades_an_old_file_and_keeps_its_data(tmp_path, monke
     upgraded = Store(path)
     assert upgraded.persistent
     assert [m.content for m in upgraded.messages(cid)] == ["kept"]
-    assert upgraded._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert upgraded._conn.execute("PRAGMA user_version").fetchone()[0] == len(store_module.MIGRATIONS)
     assert upgraded._conn.execute("SELECT pinned FROM conversations").fetchone()[0] == 0
     upgraded.close()
 
@@ -105,6 +110,7 @@ def test_a_corrupt_file_is_moved_aside_not_deleted(tmp_path):
     assert store.list_conversations() == []
     store.create_conversation("fresh start")
     store.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the fresh file is private too
 
 
 def test_an_unwritable_data_dir_keeps_history_in_memory(tmp_path):
@@ -198,3 +204,117 @@ def test_a_killed_process_loses_no_finished_message(tmp_path):
     store = Store(path)
     [summary] = store.list_conversations()
     assert [m.content for m in store.messages(summary.id)] == ["finished before the crash"]
+
+
+# --------------------------------------------------------------------------- ids, deletion, locks, privacy
+
+
+def test_a_deleted_conversation_s_id_is_never_given_again(tmp_path):
+    store = Store(tmp_path / DB_FILENAME)
+    first = store.create_conversation("first")
+    newest = store.create_conversation("newest")
+    store.add_message(newest, StoredMessage("user", "m"))
+    store.delete_conversation(newest)
+    assert store.create_conversation("after") > newest
+    store.close()
+    assert Store(tmp_path / DB_FILENAME).create_conversation("after a restart") > newest > first
+
+
+def test_two_windows_never_mix_conversations(tmp_path):
+    """Window A shows a chat that window B deletes; B starts a new chat; A's next message is refused."""
+    path = tmp_path / DB_FILENAME
+    window_a, window_b = Store(path), Store(path)
+    shown_in_a = window_a.create_conversation("shown in A")
+    window_a.add_message(shown_in_a, StoredMessage("user", "from A"))
+    window_b.delete_conversation(shown_in_a)
+    new_in_b = window_b.create_conversation("new in B")
+    window_b.add_message(new_in_b, StoredMessage("user", "from B"))
+    with pytest.raises(ConversationMissing, match="deleted"):
+        window_a.add_message(shown_in_a, StoredMessage("assistant", "A's answer"))
+    assert [m.content for m in window_b.messages(new_in_b)] == ["from B"]
+    assert [c.title for c in window_b.list_conversations()] == ["new in B"]  # not re-created
+    assert window_a.persistent
+
+
+def _version_1_file(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    store_module.MIGRATIONS[0](conn)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO conversations VALUES (1, 'kept', 1.0, 1.0), (2, 'newest', 2.0, 2.0)")
+    conn.execute("INSERT INTO messages(id, conversation_id, role, content, created_at)"
+                 " VALUES (1, 1, 'user', 'q', 1.0), (2, 1, 'assistant', 'a', 1.0), (3, 2, 'user', 'n', 2.0)")
+    conn.execute("INSERT INTO segments VALUES (2, 0, 'a', 'qwen', 'agreed', NULL)")
+    conn.execute("DELETE FROM conversations WHERE id = 2")  # no cascade here: foreign keys are off
+    conn.execute("DELETE FROM messages WHERE id = 3")
+    conn.close()
+
+
+def test_a_version_1_history_is_migrated_with_every_row_and_ids_stop_being_reused(tmp_path):
+    path = tmp_path / DB_FILENAME
+    _version_1_file(path)
+    store = Store(path)
+    assert store.persistent and store.take_notices() == []
+    [message_q, message_a] = store.messages(1)
+    assert (message_q.content, message_a.content, message_a.segments[0].winner) == ("q", "a", "qwen")
+    assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    newer = store.create_conversation("newer")
+    store.delete_conversation(newer)
+    assert store.create_conversation("newest now") > newer
+    store.delete_conversation(1)  # the cascade still works after the rebuild
+    assert store._conn.execute("SELECT COUNT(*) FROM segments").fetchone()[0] == 0
+
+
+def test_a_transient_lock_is_waited_out_not_a_reason_to_stop_saving(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
+    path = tmp_path / DB_FILENAME
+    store = Store(path)
+    cid = store.create_conversation("busy")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # another window's long write
+    threading.Timer(0.3, other.execute, ("COMMIT",)).start()
+    store.add_message(cid, StoredMessage("user", "saved once the lock passed"))
+    assert store.persistent and store.take_notices() == []
+    other.close()
+    assert [m.content for m in Store(path).messages(cid)] == ["saved once the lock passed"]
+
+
+def test_a_lock_that_does_not_pass_fails_one_write_and_keeps_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 20)
+    monkeypatch.setattr(store_module, "BUSY_RETRY_PAUSES", (0.01,))
+    path = tmp_path / DB_FILENAME
+    store = Store(path)
+    cid = store.create_conversation("busy")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store.add_message(cid, StoredMessage("user", "not this one"))
+    other.execute("COMMIT")
+    store.add_message(cid, StoredMessage("user", "but this one"))
+    assert store.persistent
+    assert [m.content for m in Store(path).messages(cid)] == ["but this one"]
+
+
+def test_the_history_is_private_to_its_owner(tmp_path, monkeypatch):
+    monkeypatch.setenv("COOLFUSION_DATA_DIR", str(tmp_path / "data"))
+    old = os.umask(0o022)  # the usual default: files world-readable
+    try:
+        store = Store.open_default()
+        cid = store.create_conversation("secret")
+        store.add_message(cid, StoredMessage("user", "my medical question"))
+    finally:
+        os.umask(old)
+    folder = tmp_path / "data"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in (DB_FILENAME, DB_FILENAME + "-wal", DB_FILENAME + "-shm"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    store.close()
+
+
+def test_an_older_world_readable_history_is_made_private(tmp_path):
+    path = tmp_path / DB_FILENAME
+    Store(path).close()
+    os.chmod(path, 0o644)
+    Store(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -251,3 +251,18 @@ async def test_enter_while_an_answer_is_written_keeps_the_new_question_in_the_bo
         engine.resume.set()
         await wait_until(pilot, lambda: idle(app))
         assert len(app.chat.query(AnswerBox)) == 1
+
+
+def test_a_file_system_error_in_an_engine_job_is_one_line_not_an_internal_error():
+    from coolfusion_local.tui.runner import EngineRunner
+
+    posted = []
+    runner = EngineRunner(lambda: object(), posted.append)
+    runner.start()
+
+    def job(engine):
+        raise OSError(28, "No space left on device", "/cache/models/x.gguf")
+
+    runner.submit(job)
+    runner.close(timeout=10)
+    assert [message.text for message in posted] == ["No space left on device: /cache/models/x.gguf"]

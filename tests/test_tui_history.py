@@ -6,7 +6,9 @@ UI behaviour with the scripted engine (it fuses nothing; see scripted_engine.py)
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 
 from scripted_engine import ScriptedEngine
 from tui_helpers import data_dir, idle, make_app, send, visible_text, wait_until  # noqa: F401
@@ -123,6 +125,47 @@ async def test_export_to_markdown(tmp_path):
         await wait_until(pilot, lambda: any("Could not export" in n.message for n in app._notifications))
 
 
+async def test_an_export_never_overwrites_without_asking_and_is_private(tmp_path):
+    app = make_app(ScriptedEngine())
+    target = tmp_path / "notes.md"
+    target.write_text("my own notes\n")
+    old_umask = os.umask(0o022)  # the usual default: new files world-readable
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            await ask(pilot, "Capital of France?")
+            for answer in ("n", "y"):
+                app.chat.action_export_chat()
+                await dialog(pilot, TextPrompt)
+                app.screen.query_one("Input").value = str(target)
+                await pilot.press("enter")
+                confirm = await dialog(pilot, Confirm)
+                assert str(target) in visible_text(confirm.query_one("Label"))
+                await pilot.press(answer)
+                await wait_until(pilot, lambda: not isinstance(app.screen, Confirm))
+                if answer == "n":
+                    assert target.read_text() == "my own notes\n"
+            await wait_until(pilot, lambda: ANSWER in target.read_text(), what="the export to replace the file")
+            assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+            fresh = tmp_path / "fresh.md"
+            app.chat.action_export_chat()
+            await dialog(pilot, TextPrompt)
+            app.screen.query_one("Input").value = str(fresh)
+            await pilot.press("enter")
+            await wait_until(pilot, fresh.exists, what="the new export")
+            assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
+            assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".md", ".tmp"))) == [
+                "fresh.md", "notes.md"]  # no temporary file left behind
+
+            app.chat.action_export_chat()  # a folder: one line, nothing written
+            await dialog(pilot, TextPrompt)
+            app.screen.query_one("Input").value = str(tmp_path)
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: any("it is a folder" in n.message for n in app._notifications))
+    finally:
+        os.umask(old_umask)
+
+
 async def test_ctrl_l_clears_the_chat_after_asking():
     app = make_app(ScriptedEngine())
     async with app.run_test(size=(140, 40)) as pilot:
@@ -165,6 +208,28 @@ async def test_a_disk_that_fills_up_mid_chat_loses_nothing_on_screen():
     # What was finished before the disk filled is on disk.
     [summary] = Store.open_default().list_conversations()
     assert summary.message_count == 2
+
+
+async def test_a_chat_deleted_in_another_window_is_said_and_never_mixed_into_another():
+    app = make_app(ScriptedEngine())
+    async with app.run_test(size=(140, 40)) as pilot:
+        await ask(pilot, "Capital of France?")
+        shown = app.session.conversation_id
+        other_window = Store.open_default()
+        other_window.delete_conversation(shown)
+        newer = other_window.create_conversation("the other window's new chat")
+        await ask(pilot, "And of Italy?")
+        await wait_until(pilot, lambda: any("no longer saved" in n.message for n in app._notifications))
+        assert "history not saved" in visible_text(app.chat.query_one("#status"))
+        assert len(app.chat.query(AnswerBox)) == 2  # the chat goes on, on screen
+        await ask(pilot, "And of Spain?")
+        assert sum("no longer saved" in n.message for n in app._notifications) == 1  # said once
+        await pilot.press("ctrl+n")
+        await ask(pilot, "A new chat")
+        assert "history not saved" not in visible_text(app.chat.query_one("#status"))
+    store = Store.open_default()
+    assert store.messages(newer) == [] and store.messages(shown) == []
+    assert [c.title for c in store.list_conversations()] == ["A new chat", "the other window's new chat"]
 
 
 async def test_a_corrupt_database_is_moved_aside_with_a_notice(data_dir):

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from ..config import Config, ModelSpec, load_config
-from ..errors import CoolfusionError
+from ..errors import CoolfusionError, one_line
 from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
+from ..models import integrity
 from ..models.hub import ModelState, model_status, resolve_model_path
 from .progress_line import ProgressLine
 
@@ -110,13 +111,15 @@ def pull_models(args: argparse.Namespace) -> int:
         line = ProgressLine(sys.stderr)
         try:
             path = resolve_model_path(spec, download=True, progress=line.update)
-        except CoolfusionError as error:
+        except (CoolfusionError, OSError) as error:  # OSError: a full disk, a read-only cache...
             line.finish()
-            print(f"coolfusion: {error}", file=sys.stderr)
+            print(f"coolfusion: {one_line(error)}", file=sys.stderr)
             failures += 1
             continue
         line.finish()
         print(f"{spec.name}: ready  {path}")
+        for warning in integrity.take_warnings():
+            print(f"warning: {warning}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -129,8 +132,8 @@ def check_models(args: argparse.Namespace) -> int:
     for spec in _selected(config, args.names):
         try:
             print(f"{spec.name}: {_smoke_test(spec)}", flush=True)
-        except CoolfusionError as error:
-            print(f"{spec.name}: FAILED: {error}", flush=True)
+        except (CoolfusionError, OSError) as error:
+            print(f"{spec.name}: FAILED: {one_line(error)}", flush=True)
             failures += 1
     return 1 if failures else 0
 
@@ -146,6 +149,7 @@ def _smoke_test(spec: ModelSpec) -> str:
 
     path = resolve_model_path(spec, download=False)
     notes = preflight(spec, path)  # a broken file or a model too big for memory: one line, before llama.cpp
+    notes += integrity.take_warnings()
     started = time.perf_counter()
     try:
         model = _load(spec, path)

@@ -73,5 +73,7 @@ def load_models(engine, names: list[str], say: Callable[[str], None]) -> None:
     for event in engine.load(names):
         if isinstance(event, ModelLoaded):
             say(f"loaded {event.model} in {event.seconds:.1f}s")
+            for notice in event.notices:
+                say(f"note: {notice}")
         elif isinstance(event, ModelLoadFailed):
             raise CoolfusionError(event.reason)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
 from ..config import Config, ModelSpec
-from ..errors import CoolfusionError
+from ..errors import CoolfusionError, describe_os_error
 from .events import (
     AnswerDone,
     AnswerReranked,
@@ -143,11 +143,13 @@ class FusionEngine:
         yield ModelLoadStarted(name)
         started = time.perf_counter()
         try:
+            from ..models import integrity
             from ..models.hub import resolve_model_path
             from ..models.preflight import preflight
 
             path = resolve_model_path(spec)
             notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
+            notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
 
             def on_progress(fraction: float) -> None:
                 status.progress = fraction
@@ -157,6 +159,10 @@ class FusionEngine:
         except CoolfusionError as error:
             status.state, status.reason = "failed", str(error)
             yield ModelLoadFailed(name, str(error))
+            return
+        except OSError as error:  # assembling or reading it: a full disk, a read-only cache...
+            status.state, status.reason = "failed", f"model {name!r}: {describe_os_error(error)}"
+            yield ModelLoadFailed(name, status.reason)
             return
         except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader
             status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"

@@ -27,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import CoolfusionError
 from .events import Message
+from .turns import alternating
 
 
 class TemplateError(CoolfusionError):
@@ -100,6 +101,7 @@ class ChatFormat:
 
     def render(self, messages: list[Message]) -> list[PromptPart]:
         """The prompt up to the start of the assistant's answer."""
+        messages = alternating(messages)  # strict templates refuse two user turns in a row
         if self.is_plain:
             return self._render_plain(messages)
         stand_ins = [{"role": m.role, "content": _placeholder(i)} for i, m in enumerate(messages)]

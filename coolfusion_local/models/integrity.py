@@ -4,6 +4,10 @@ Hashing a 500 MB model takes seconds; doing it on every start would make the
 chat slow to open. After a file has been hashed and found intact we write a
 small stamp (its size and modification time); while both are unchanged the
 file is taken as verified without reading it again.
+
+A stamp is a shortcut, never a condition: when it cannot be written (a
+read-only or full cache) the model is used all the same, hashed again next
+time, and the user is told once per run (`take_warnings`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ from .. import locations
 Progress = Callable[[str, int, int | None], None]
 
 _BLOCK = 4 * 1024 * 1024
+_warnings: list[str] = []
+_warned: set[str] = set()
+
+
+def take_warnings() -> list[str]:
+    """One-line warnings not shown yet (stamps that could not be written), each given once per run."""
+    taken = list(_warnings)
+    _warnings.clear()
+    return taken
 
 
 def sha256_of(path: Path, progress: Progress | None = None, label: str = "") -> str:
@@ -55,18 +68,36 @@ def is_verified(path: Path, sha256: str) -> bool:
         return False
 
 
-def record_verified(path: Path, sha256: str) -> None:
+def record_verified(path: Path, sha256: str) -> bool:
+    """Stamp `path` as hashed to `sha256`; False (and a warning, once) if the stamp cannot be written."""
     stamp_file = _stamp_file(path)
-    stamp_file.parent.mkdir(parents=True, exist_ok=True)
-    # Written atomically: a half-written stamp must never vouch for a file.
-    handle, temp_name = tempfile.mkstemp(dir=stamp_file.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump({**_fingerprint(path), "sha256": sha256}, stream)
-    os.replace(temp_name, stamp_file)
+    temp_name = None
+    try:
+        stamp_file.parent.mkdir(parents=True, exist_ok=True)
+        # Written atomically: a half-written stamp must never vouch for a file.
+        handle, temp_name = tempfile.mkstemp(dir=stamp_file.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump({**_fingerprint(path), "sha256": sha256}, stream)
+        os.replace(temp_name, stamp_file)
+        return True
+    except OSError as error:
+        if temp_name is not None:
+            Path(temp_name).unlink(missing_ok=True)
+        where = str(stamp_file.parent)
+        if where not in _warned:
+            _warned.add(where)
+            _warnings.append(
+                f"cannot record verified models in {where} ({error.strerror or error}): "
+                "they are used, but hashed again on every start"
+            )
+        return False
 
 
 def forget(path: Path) -> None:
-    _stamp_file(path).unlink(missing_ok=True)
+    try:
+        _stamp_file(path).unlink()
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # no stamp (or no stamps folder): nothing vouches for the file
 
 
 def verify_file(path: Path, *, sha256: str, size: int | None, progress: Progress | None = None,

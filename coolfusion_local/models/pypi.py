@@ -6,6 +6,11 @@ name used in models.toml as `pypi = "..."`), finds their files without
 importing them (one of them imports a tool we do not install), and joins the
 parts once into the user cache, verified, next to a note of the model's
 licence.
+
+Joining writes a hidden `.NAME.XXXX.partial` file first. A kill, an OOM or
+quitting the chat mid-way leaves it behind (0.5-1.1 GB); every start, and
+every assembly before its free-space check, removes those no running
+assembly holds the lock of.
 """
 
 from __future__ import annotations
@@ -209,6 +214,7 @@ def offline_state(model: OfflineModel) -> tuple[OfflineState, Path | None]:
 def resolve_offline_model(model: OfflineModel, progress: Progress | None = None) -> Path:
     """The verified GGUF file of `model`, assembled first if needed (no network)."""
     target = assembled_path(model)
+    remove_stale_partials(target.parent)
     if not model.used_in_place and target.is_file():
         # The common start: an assembled file, already stamped, needs neither its packages nor hashing.
         if integrity.verify_file(target, sha256=model.sha256, size=model.size, progress=progress) is None:
@@ -224,16 +230,62 @@ def resolve_offline_model(model: OfflineModel, progress: Progress | None = None)
     return _assemble(model, parts, target, progress)
 
 
+def _lock_file(target: Path) -> Path:
+    """Held while `target` is being assembled: two processes starting at once must not both write 500 MB."""
+    return target.parent / ".locks" / f"{target.name}.lock"
+
+
+def _partial_target(partial: Path) -> Path:
+    """The file a `.NAME.XXXX.partial` was becoming (see `_join_parts`)."""
+    return partial.with_name(partial.name[1:].removesuffix(".partial").rsplit(".", 1)[0])
+
+
+def remove_stale_partials(folder: Path, holding: Path | None = None) -> int:
+    """Delete leftover `.partial` files of assemblies that are no longer running; the bytes freed.
+
+    A partial is live while its target's lock is held (by us: `holding`, or by
+    another process, which a lock we cannot take at once tells).
+    """
+    from filelock import FileLock, Timeout
+
+    freed = 0
+    if not Path(folder).is_dir():
+        return 0
+    for partial in sorted(Path(folder).glob(".*.partial")):
+        target = _partial_target(partial)
+        try:
+            if target != holding:
+                _lock_file(target).parent.mkdir(exist_ok=True)
+                with FileLock(str(_lock_file(target)), timeout=0):
+                    freed += _unlink_size(partial)
+            else:
+                freed += _unlink_size(partial)
+        except Timeout:
+            continue  # being written right now by another process
+        except OSError:
+            continue  # not ours to remove (permissions): the free-space check will say what is short
+    return freed
+
+
+def _unlink_size(path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
+
+
 def _assemble(model: OfflineModel, parts: list[Path], target: Path, progress: Progress | None) -> Path:
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Two processes starting at once (chat + check) must not both write 500 MB.
-    lock_file = target.parent / ".locks" / f"{target.name}.lock"
+    lock_file = _lock_file(target)
     lock_file.parent.mkdir(exist_ok=True)
     with FileLock(str(lock_file)):
         if target.is_file() and integrity.verify_file(target, sha256=model.sha256, size=model.size) is None:
             return target
+        remove_stale_partials(target.parent, holding=target)  # before counting free space
         parts_size = sum(p.stat().st_size for p in parts)
         if parts_size != model.size:
             raise CoolfusionError(

@@ -104,6 +104,10 @@ class CoolfusionApp(App):
         self.set_mode(following)
         self.notify(f"Fusion mode: {following}")
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None, markup=False) -> None:
+        """Every notice here may carry user, model or file text: it is never read as markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # ------------------------------------------------------------ news from the engine thread
 
     def on_models_snapshot(self, message: ModelsSnapshot) -> None:

@@ -6,6 +6,8 @@ from typing import Iterable
 
 from textual.app import SystemCommand
 
+from .plain_text import escaped
+
 
 def chat_commands(app, chat) -> Iterable[SystemCommand]:
     """`chat` is the ChatScreen; each entry names its key so the palette teaches the keys."""
@@ -24,8 +26,9 @@ def chat_commands(app, chat) -> Iterable[SystemCommand]:
     yield SystemCommand("Models", "Model details, which ones take part, fusion mode (Ctrl+O)", chat.action_models)
     yield SystemCommand("Next fusion mode", "cool → cool+r → adaptive → solo (F3)", chat.action_cycle_mode)
     for mode in app.modes():
-        yield SystemCommand(
-            f"Mode: {mode}", f"Answer with fusion mode {mode}", lambda mode=mode: app.set_mode(mode), discover=False
+        yield SystemCommand(  # the palette reads its entries as markup; a mode names a model
+            escaped(f"Mode: {mode}"), escaped(f"Answer with fusion mode {mode}"),
+            lambda mode=mode: app.set_mode(mode), discover=False,
         )
     yield SystemCommand("Copy last answer", "Copy the last answer to the clipboard (Ctrl+Y)", chat.action_copy_answer)
     yield SystemCommand("Copy last code block", "Copy the last code block of the last answer", chat.action_copy_code)

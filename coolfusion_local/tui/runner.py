@@ -16,7 +16,7 @@ from typing import Callable
 from textual.message import Message as TextualMessage
 
 from ..engine.events import AnswerDone, GenerationStats, Message, ModelLoadStarted, SegmentChosen
-from ..errors import CoolfusionError
+from ..errors import CoolfusionError, describe_os_error
 from .messages import EngineEvent, EngineProblem, LoadFraction, LoadProgress, ModelsSnapshot, ModelView
 
 log = logging.getLogger("coolfusion.tui")
@@ -79,6 +79,9 @@ class EngineRunner:
                 job(engine)
             except CoolfusionError as error:
                 safe_post(self._on_problem, EngineProblem(str(error)))
+            except OSError as error:  # the machine's doing (disk full, permissions): one line, no "bug"
+                log.exception("engine job failed")
+                safe_post(self._on_problem, EngineProblem(describe_os_error(error)))
             except Exception as error:  # a bug: keep the UI alive, keep the traceback
                 log.exception("engine job failed")
                 safe_post(self._on_problem, EngineProblem(f"internal error: {error} (see the log)"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..engine.events import Message
-from ..store import Store, StoredMessage
+from ..store import ConversationMissing, Store, StoredMessage
 
 NEW_TITLE = "New chat"
 
@@ -21,6 +21,7 @@ class ChatSession:
         self.title = NEW_TITLE
         self.messages: list[StoredMessage] = []
         self._problems: list[str] = []
+        self.detached = False  # the conversation on screen was deleted elsewhere: no longer saved
 
     # ------------------------------------------------------------ switching
 
@@ -29,6 +30,7 @@ class ChatSession:
         self.conversation_id = None
         self.title = NEW_TITLE
         self.messages = []
+        self.detached = False
 
     def open(self, conversation_id: int) -> None:
         messages = self._guard(lambda: self.store.messages(conversation_id), "read that conversation")
@@ -37,6 +39,7 @@ class ChatSession:
         self.conversation_id = conversation_id
         self.title = self._guard(lambda: self.store.conversation_title(conversation_id), "read its title") or NEW_TITLE
         self.messages = messages
+        self.detached = False
 
     # ------------------------------------------------------------ changing
 
@@ -49,7 +52,16 @@ class ChatSession:
             self.conversation_id = self._guard(lambda: self.store.create_conversation(self.title), "start a conversation")
             if self.conversation_id is None:
                 return
-        self._guard(lambda: self.store.add_message(self.conversation_id, message, self.title), "save the message")
+        if self.detached:
+            return
+        try:
+            self._guard(lambda: self.store.add_message(self.conversation_id, message, self.title), "save the message")
+        except ConversationMissing as error:
+            self.detached = True
+            self._problems.append(
+                f"Not saved: {error}. This chat stays on screen but is no longer saved; "
+                "Ctrl+N starts a new chat that is."
+            )
 
     def rename(self, conversation_id: int, title: str) -> None:
         self._guard(lambda: self.store.rename_conversation(conversation_id, title), "rename")
@@ -86,6 +98,11 @@ class ChatSession:
             if message.role == "assistant" and message.content.strip():
                 return message
         return None
+
+    @property
+    def saving(self) -> bool:
+        """Whether new messages reach the history file."""
+        return self.store.persistent and not self.detached
 
     def conversations(self):
         """The saved conversations for the sidebar (empty if the history cannot be read)."""

@@ -29,6 +29,7 @@ from ...engine.events import (
 )
 from ...store import StoredMessage, StoredSegment
 from ..messages import EngineEvent, ModelsChanged
+from ..plain_text import plain
 from ..runner import answer_job
 from ..session import ChatSession
 from ..widgets.conversation_list import ConversationList
@@ -225,15 +226,15 @@ class ChatScreen(ConversationActions, Screen):
                 widgets.append(AnswerBox(message, self.colours, title="Fused answer", coloured=self.coloured))
         if widgets:
             await self.chat_log.mount_all(widgets)
-        self.chat_log.border_title = self.session.title
+        self.chat_log.border_title = plain(self.session.title)
         self.chat_log.anchor()
 
     async def refresh_sidebar(self) -> None:
         if self.quitting or not self.is_attached:
             return
         await self.query_one(ConversationList).show(self.session.conversations(), self.session.conversation_id)
-        self.chat_log.border_title = self.session.title
-        self.status_bar.set_saving(self.session.store.persistent)
+        self.chat_log.border_title = plain(self.session.title)
+        self.status_bar.set_saving(self.session.saving)
 
     # ------------------------------------------------------------ colours and segments
 

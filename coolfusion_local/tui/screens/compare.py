@@ -20,6 +20,7 @@ from ...engine.events import AnswerDone, Message, SegmentChosen, SoloTextDelta
 from ...store import StoredMessage
 from ..messages import EngineEvent
 from ..runner import answer_job
+from ..plain_text import plain
 from ..widgets.message_box import AnswerBox
 from .chat import segment_record
 
@@ -52,7 +53,7 @@ class CompareScreen(Screen):
 
     def compose(self):
         question = self.history[-1].content if self.history else ""
-        yield Static(f"Compare: {question}", id="compare-question")
+        yield Static(plain(f"Compare: {question}"), id="compare-question")
         with Horizontal(id="compare-columns"):
             if self.fused is not None:
                 fused = replace(self.fused, segments=list(self.fused.segments))

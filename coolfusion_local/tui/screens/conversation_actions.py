@@ -1,5 +1,8 @@
 """What the chat screen does with whole conversations: open, start, clear, rename,
 delete, export. A mixin of ChatScreen, kept apart so chat.py stays about answers.
+
+Exports hold a person's conversation: they are written 0600, atomically, and an
+existing file is only replaced once the user says so.
 """
 
 from __future__ import annotations
@@ -7,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ...errors import describe_os_error
+from ...files import replace_text
 from ..widgets.conversation_list import ConversationList
 from .dialogs import Confirm, TextPrompt
 
@@ -101,14 +106,25 @@ class ConversationActions:
             if not path:
                 return
             target = Path(path).expanduser()
-            try:
-                target.write_text(self.session.store.export_markdown(conversation_id), encoding="utf-8")
-            except OSError as error:
-                self.notify(f"Could not export to {target}: {error.strerror or error}", severity="error")
-                return
-            self.notify(f"Exported to {target}")
+            if target.is_dir():
+                self.notify(f"Could not export to {target}: it is a folder; name a file in it", severity="error")
+            elif target.exists():
+                # Never overwrite without asking: it may be another chat's export, or anything else.
+                self.app.push_screen(Confirm(f"{target} exists. Replace it?"),
+                                     lambda yes: yes and self._write_export(conversation_id, target))
+            else:
+                self._write_export(conversation_id, target)
 
         self.app.push_screen(TextPrompt("Export the chat to this Markdown file:", default), answered)
+
+    def _write_export(self, conversation_id: int, target: Path) -> None:
+        """Write the export readable by its owner only (it is a conversation), whole or not at all."""
+        try:
+            replace_text(target, self.session.store.export_markdown(conversation_id), private=True)
+        except OSError as error:
+            self.notify(f"Could not export to {target}: {describe_os_error(error)}", severity="error")
+            return
+        self.notify(f"Exported to {target}")
 
     def action_export_chat(self) -> None:
         self.export(self.session.conversation_id)

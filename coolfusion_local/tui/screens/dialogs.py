@@ -7,6 +7,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from ..plain_text import plain
+
 
 class TextPrompt(ModalScreen[str | None]):
     """Ask for one line; Enter accepts, Esc cancels (dismisses None)."""
@@ -20,7 +22,7 @@ class TextPrompt(ModalScreen[str | None]):
 
     def compose(self):
         with Vertical(classes="dialog-box"):
-            yield Label(self.question)
+            yield Label(plain(self.question))
             yield Input(self.value, id="dialog-input")
             yield Label("Enter to accept, Esc to cancel", classes="dialog-hint")
 
@@ -46,7 +48,7 @@ class Confirm(ModalScreen[bool]):
 
     def compose(self):
         with Vertical(classes="dialog-box"):
-            yield Label(self.question)
+            yield Label(plain(self.question))
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no")

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Label, Select, Static
 
 from ..messages import ModelsChanged, ModelView
 from ..model_facts import ModelFacts, model_facts
+from ..plain_text import plain, plain_cell
 
 COLUMNS = ("on", "model", "state", "family", "quant", "size", "tokenizer", "GPU layers", "note")
 
@@ -63,7 +64,7 @@ class ModelsScreen(ModalScreen[None]):
         return [view.name for view in self.app.model_views]
 
     def _mode_options(self) -> list[tuple[str, str]]:
-        return [(mode, mode) for mode in self.app.modes()]
+        return [(plain(mode), mode) for mode in self.app.modes()]
 
     @work(thread=True, exclusive=True, group="model-facts")
     def _read_facts(self) -> None:
@@ -87,7 +88,7 @@ class ModelsScreen(ModalScreen[None]):
         for view in self.app.model_views:
             facts = self.app.facts.get(view.name, ModelFacts())
             note = view.reason or facts.note
-            table.add_row(
+            cells = (
                 "●" if view.state != "disabled" else "○",
                 view.name,
                 state_text(view, self.app.load_fractions.get(view.name)),
@@ -97,8 +98,8 @@ class ModelsScreen(ModalScreen[None]):
                 facts.tokenizer,
                 gpu_text(view),
                 (note[:60] + "…") if len(note) > 61 else note,
-                key=view.name,
             )
+            table.add_row(*map(plain_cell, cells), key=view.name)
         if table.row_count:
             table.move_cursor(row=min(max(row, 0), table.row_count - 1))
         self._show_detail()
@@ -124,7 +125,7 @@ class ModelsScreen(ModalScreen[None]):
                 f"context {getattr(info, 'n_ctx', '?')} tokens · vocabulary {getattr(info, 'vocab_size', '?')}"
                 f" · chat template {getattr(info, 'chat_template', '?')}"
             )
-        detail.update("\n".join(lines))
+        detail.update(plain("\n".join(lines)))
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -134,7 +135,7 @@ class ModelsScreen(ModalScreen[None]):
         select = self.query_one("#mode", Select)
         options = self._mode_options()
         select.set_options(options)
-        if self.app.mode in dict(options):
+        if self.app.mode in {value for _, value in options}:
             with select.prevent(Select.Changed):
                 select.value = self.app.mode
 

@@ -7,6 +7,7 @@ scores): the same record is shown, inspected, coloured and saved.
 from __future__ import annotations
 
 import math
+from urllib.parse import urlsplit
 
 from textual.color import Color
 from textual.containers import Vertical
@@ -17,6 +18,9 @@ from textual.widgets import Markdown, Static
 
 from ...store import StoredMessage, StoredSegment
 from ..colours import UNKNOWN
+from ..plain_text import plain
+
+WEB_SCHEMES = ("http", "https")
 
 STOP_LABELS = {
     "stopped": "⏹ stopped",
@@ -99,12 +103,12 @@ class AnswerBox(Vertical):
         self.streaming = streaming
         self.selected: int | None = None
         self.status = "waiting for the models…" if streaming else ""
-        self.border_title = title
+        self.border_title = plain(title)
         self._stream = None
         self._streamed = ""  # what the Markdown stream has been given so far
 
     def compose(self):
-        yield Markdown(self.message.content, classes="answer-text")
+        yield Markdown(self.message.content, classes="answer-text", open_links=False)
         yield ColouredText(classes="answer-coloured")
         yield Static(classes="answer-meta")
 
@@ -113,6 +117,15 @@ class AnswerBox(Vertical):
             self._stream = Markdown.get_stream(self.query_one(Markdown))
         self._apply_view()
         self._show_meta()
+
+    def on_markdown_link_clicked(self, event: Markdown.LinkClicked) -> None:
+        """Only web links open: a model's answer must not launch file: or app-specific handlers."""
+        event.stop()
+        if urlsplit(event.href).scheme.lower() in WEB_SCHEMES:
+            self.app.open_url(event.href)
+        else:
+            self.notify(f"Not opened: {event.href} (only http and https links open from an answer)",
+                        severity="warning")
 
     # ------------------------------------------------------------ streaming
 

@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from ...store import StoredSegment
 from ..colours import UNKNOWN
+from ..plain_text import plain_cell
 from .message_box import mean_nll, perplexity
 
 DECISIONS = {
@@ -24,6 +25,13 @@ DECISIONS = {
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def model_label(model: str, colours: dict[str, str], *, bold: bool) -> Text:
+    """'■ name' in the model's colour."""
+    label = Text("■ ", style=colours.get(model, UNKNOWN))
+    label.append(model, style="bold" if bold else "")
+    return label
 
 
 def render_segment(segment: StoredSegment, total: int, colours: dict[str, str]) -> Group:
@@ -47,9 +55,8 @@ def render_segment(segment: StoredSegment, total: int, colours: dict[str, str]) 
     proposals = segment.candidates or {segment.winner: segment.text}
     for model, text in proposals.items():
         nll = mean_nll(segment, model)
-        name = Text("■ ", style=colours.get(model, UNKNOWN))
-        name.append(model, style="bold" if model == segment.winner else "")
-        candidates.add_row(name, repr(text), _fmt(nll), _fmt(perplexity(nll)))
+        candidates.add_row(model_label(model, colours, bold=model == segment.winner), plain_cell(repr(text)),
+                           _fmt(nll), _fmt(perplexity(nll)))
 
     parts = [head, chosen, Text(""), candidates]
     if segment.scores:
@@ -62,9 +69,9 @@ def render_segment(segment: StoredSegment, total: int, colours: dict[str, str]) 
         )
         matrix.add_column("scorer", no_wrap=True)
         for proposer in proposers:
-            matrix.add_column(proposer, justify="right")
+            matrix.add_column(plain_cell(proposer), justify="right")
         for scorer, row in segment.scores.items():
-            matrix.add_row(scorer, *[_fmt(row.get(p)) for p in proposers])
+            matrix.add_row(plain_cell(scorer), *[_fmt(row.get(p)) for p in proposers])
         parts += [Text(""), matrix]
     return Group(*parts)
 
