@@ -9,8 +9,9 @@ generated text is a *common boundary* when
    whitespace, and either the character at `p` is whitespace (the next word
    keeps its leading space, as GPT-2 BPE and SentencePiece both do) or one of
    the two characters is a wide character (CJK, kana, emoji), which are words
-   of their own in scripts without spaces; never inside a UTF-8 sequence,
-   before a combining mark, or around an emoji joiner;
+   of their own in scripts without spaces; never inside a UTF-8 sequence
+   nor inside one visible character (a letter and its marks, an emoji
+   sequence, a flag's pair of regional indicators, a Hangul syllable);
 2. for every tokenizer T, ``T(text[:p])`` is a prefix of ``T(text)``: the
    tokenizer's own split is stable at `p` (no token crosses it).
 
@@ -54,40 +55,93 @@ def _is_emoji_modifier(cp: int) -> bool:
     return 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F
 
 
-def _decode_chars(data: bytes) -> list[tuple[int, str]]:
-    """(byte offset, character) for every complete UTF-8 character in `data`.
+def _is_regional_indicator(cp: int) -> bool:
+    return 0x1F1E6 <= cp <= 0x1F1FF  # two of them make one flag: 🇺🇸
 
-    Invalid bytes become U+FFFD at their offset so a model that emits broken
-    UTF-8 still gets boundaries; an incomplete sequence at the very end is left
-    out: more bytes may still complete it.
+
+# Hangul conjoining jamo: leading consonants, vowels, trailing consonants (UAX #29 rules GB6-GB8).
+def _hangul_kind(cp: int) -> str:
+    if 0x1100 <= cp <= 0x115F or 0xA960 <= cp <= 0xA97F:
+        return "L"
+    if 0x1160 <= cp <= 0x11A7 or 0xD7B0 <= cp <= 0xD7CF:
+        return "V"
+    if 0x11A8 <= cp <= 0x11FF or 0xD7CB <= cp <= 0xD7FF:
+        return "T"
+    if 0xAC00 <= cp <= 0xD7A3:
+        return "LV" if (cp - 0xAC00) % 28 == 0 else "LVT"
+    return ""
+
+
+_HANGUL_JOINS = {("L", "L"), ("L", "V"), ("L", "LV"), ("L", "LVT"), ("LV", "V"), ("LV", "T"), ("V", "V"),
+                 ("V", "T"), ("LVT", "T"), ("T", "T")}
+
+
+def _same_cluster(before: str, after: str, flag_half_open: bool) -> bool:
+    """Whether `after` continues the user-perceived character that `before` ends.
+
+    A cut there would split one visible character in two: a letter from its
+    accents (any mark, spacing or not: Devanagari vowel signs are marks with
+    combining class 0), an emoji from its joiner, modifier or tag sequence, a
+    flag's two regional indicators, Hangul jamo of one syllable, CR from LF.
+    `flag_half_open`: `before` is the first regional indicator of a pair.
     """
-    chars: list[tuple[int, str]] = []
+    b, a = ord(before), ord(after)
+    if a in _JOINERS or b == 0x200D or _is_emoji_modifier(a) or unicodedata.category(after).startswith("M"):
+        return True
+    if flag_half_open and _is_regional_indicator(a):
+        return True
+    if (_hangul_kind(b), _hangul_kind(a)) in _HANGUL_JOINS:
+        return True
+    return before == "\r" and after == "\n"
+
+
+def _decode_chars(data: bytes) -> list[tuple[int, str, int]]:
+    """(byte offset, character, byte width) for every complete UTF-8 character in `data`.
+
+    Invalid bytes become U+FFFD of width 1 at their offset so a model that
+    emits broken UTF-8 still gets boundaries (a real U+FFFD in the text is a
+    character like any other, 3 bytes wide); an incomplete sequence at the
+    very end is left out: more bytes may still complete it.
+    """
+    chars: list[tuple[int, str, int]] = []
     offset = 0
     end = len(data)
     while offset < end:
         lead = data[offset]
         if lead < 0x80:
-            chars.append((offset, chr(lead)))
+            chars.append((offset, chr(lead), 1))
             offset += 1
             continue
         width = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
         if width == 0:
-            chars.append((offset, "\ufffd"))
+            chars.append((offset, "\ufffd", 1))
             offset += 1
             continue
         if offset + width > end:
-            if all(0x80 <= b <= 0xBF for b in data[offset + 1 : end]):
-                break  # incomplete tail: wait for more bytes
-            chars.append((offset, "\ufffd"))
+            try:
+                data[offset:end].decode("utf-8")
+            except UnicodeDecodeError as error:
+                if error.reason == "unexpected end of data":
+                    break  # incomplete tail: wait for more bytes
+            chars.append((offset, "\ufffd", 1))
             offset += 1
             continue
         try:
-            chars.append((offset, data[offset : offset + width].decode("utf-8")))
+            chars.append((offset, data[offset : offset + width].decode("utf-8"), width))
             offset += width
         except UnicodeDecodeError:
-            chars.append((offset, "\ufffd"))
+            chars.append((offset, "\ufffd", 1))
             offset += 1
     return chars
+
+
+def _cluster_starts(chars: list[tuple[int, str, int]]) -> Iterable[tuple[int, str, str]]:
+    """(offset, character before, character at offset) wherever a new visible character starts."""
+    flag_half_open = False
+    for (_, before, _), (offset, after, _) in zip(chars, chars[1:]):
+        flag_half_open = _is_regional_indicator(ord(before)) and not flag_half_open
+        if not _same_cluster(before, after, flag_half_open):
+            yield offset, before, after
 
 
 def word_boundaries(data: bytes) -> Iterable[int]:
@@ -96,14 +150,10 @@ def word_boundaries(data: bytes) -> Iterable[int]:
     Only offsets with a complete character after them are returned: whether
     a word ended can only be told once the next character is known.
     """
-    chars = _decode_chars(data)
-    for (_, before), (offset, after) in zip(chars, chars[1:]):
+    for offset, before, after in _cluster_starts(_decode_chars(data)):
         if before.isspace():
             continue
-        b, a = ord(before), ord(after)
-        if a in _JOINERS or b == 0x200D or _is_emoji_modifier(a) or unicodedata.combining(after):
-            continue
-        if after.isspace() or _is_wide(b) or _is_wide(a):
+        if after.isspace() or _is_wide(ord(before)) or _is_wide(ord(after)):
             yield offset
 
 
@@ -112,8 +162,13 @@ def last_char_boundary(data: bytes) -> int:
     chars = _decode_chars(data)
     if not chars:
         return 0
-    offset, char = chars[-1]
-    return offset + (len(char.encode("utf-8")) if char != "\ufffd" else 1)
+    offset, _, width = chars[-1]
+    return offset + width
+
+
+def last_cluster_boundary(data: bytes) -> int:
+    """The last offset in `data` where a visible character starts (0 when none but the first does)."""
+    return max((offset for offset, _, _ in _cluster_starts(_decode_chars(data))), default=0)
 
 
 class BoundaryDetector:

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from ..errors import CoolfusionError
-from .boundary import BoundaryDetector, last_char_boundary
+from .boundary import BoundaryDetector, last_char_boundary, last_cluster_boundary
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .prompts import ChatFormat
 from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
+from .shown_text import ShownText
 from .source_model import ContextFull, Scored, SourceModel
 
 MAX_SEGMENT_TOKENS = 16  # force a cut when tokenizers never agree (long URLs, '=====')
@@ -151,8 +152,9 @@ def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int,
         if cut is not None:
             return proposal(token_ends.index(cut) + 1)
         if len(steps) >= limit:
-            # No common boundary within the bound: cut after the last whole character.
-            whole = last_char_boundary(text)
+            # No common boundary within the bound: cut before the last visible
+            # character (it may still take marks or joiners), else after the last whole one.
+            whole = last_cluster_boundary(text) or last_char_boundary(text)
             return proposal(max((i + 1 for i, end in enumerate(token_ends) if end <= whole), default=1), forced=True)
         started = time.perf_counter()
         step = model.step()
@@ -162,11 +164,6 @@ def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int,
         steps.append(step)
         text += model.piece(step.token)
         token_ends.append(len(text))
-
-
-def _stop_position(text: str, stops: Sequence[str]) -> int | None:
-    positions = [text.find(stop) for stop in stops if stop and stop in text]
-    return min(positions) if positions else None
 
 
 def lead_member(members: Sequence[Member]) -> Member:
@@ -348,16 +345,16 @@ def generate(
     started = time.perf_counter()
     stats = GenerationStats(mode=settings.mode)
     run = _FusionRun(members, settings, stats)
-    shown = ""  # answer text already emitted to the consumer
     stop_strings = list(settings.stop)
     for member in members:
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
+    shown = ShownText(stop_strings)  # answer text already emitted to the consumer
 
     def done(reason: str, error: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
-        return AnswerDone(shown, reason, stats, error)
+        return AnswerDone(shown.text, reason, stats, error)
 
     try:
         prompts, dropped = fit_prompts(members, messages, ANSWER_RESERVE)
@@ -388,10 +385,12 @@ def generate(
             ends = current.winner_key[1]
             winners = current.by_key[current.winner_key]
 
-            full = run.answer.decode("utf-8", errors="replace")
-            stop_at = _stop_position(full, stop_strings)
-            segment_text = (full[:stop_at] if stop_at is not None else full)[len(shown) :]
-            shown += segment_text
+            final = (
+                ends
+                or len(run.lead.model.answer_tokens) >= settings.max_tokens
+                or min(m.model.room() for m in members) - 2 <= 1
+            )
+            segment_text, stopped = shown.advance(bytes(run.answer), final)
             stats.segments += 1
             winner_name = winners[0].member.name
             stats.wins[winner_name] = stats.wins.get(winner_name, 0) + 1
@@ -411,10 +410,10 @@ def generate(
                 },
                 scores=current.scores,
                 decision=current.decision,
-                ends_answer=ends or stop_at is not None,
+                ends_answer=ends or stopped,
                 seconds=time.perf_counter() - round_started,
             )
-            if stop_at is not None:
+            if stopped:
                 yield done("stop_string")
                 return
             if ends:

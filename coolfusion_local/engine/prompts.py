@@ -8,7 +8,9 @@ Two safety properties matter here:
 
 * Templates come from downloaded files, so they are rendered in Jinja2's
   immutable sandbox (the class of CVE-2024-34359: a template that reaches
-  Python internals must fail, not run code).
+  Python internals must fail, not run code), with every value it makes
+  bounded and in a worker process that is killed past a time or memory limit
+  (a template must not hang the app or exhaust memory): see template_render.py.
 * User text must never become special tokens. The template is rendered with
   placeholders in place of message contents; the result is split back into
   template text (tokenised with special tokens parsed) and message text
@@ -18,15 +20,11 @@ Two safety properties matter here:
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from datetime import datetime
-
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import CoolfusionError
 from .events import Message
+from .template_render import MAX_RENDER_SECONDS, RenderRefused, check_template, render_template
 from .turns import alternating
 
 
@@ -50,32 +48,22 @@ def _placeholder(index: int) -> str:
     return f"\ue000{index}\ue001"
 
 
-MAX_PROMPT_CHARS = 2_000_000  # far beyond any context; a template past it is hostile or broken
-MAX_RENDER_SECONDS = 5.0
+# How each way a template can fail reads, after "the chat template ".
+_REFUSALS = {
+    "parse": "does not parse: {}",
+    "refused": "refused the conversation: {}",
+    "unsafe": "tried something unsafe and was stopped: {}",
+    "too_long": "produced an absurdly long prompt and was stopped",
+    "too_slow": "took too long to render and was stopped",
+    "memory": "used too much memory and was stopped",
+    "crashed": "stopped its renderer: {}",
+    "failed": "failed: {}",
+}
 
 
-class _BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus limits on what a template may make.
-
-    The sandbox stops templates reaching Python internals, but not from
-    exhausting memory: `{{ 'A' * 10**9 }}` or `{{ 9**9**9 }}` would happily run.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context, operator, left, right):
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
-            raise SecurityError("exponent too large in a chat template")
-        if operator == "*":
-            for sequence, count in ((left, right), (right, left)):
-                if isinstance(sequence, (str, list, tuple)) and isinstance(count, int):
-                    if len(sequence) * count > MAX_PROMPT_CHARS:
-                        raise SecurityError("a chat template tried to build a huge string")
-        return super().call_binop(context, operator, left, right)
-
-
-def _raise_exception(message: str) -> None:
-    raise TemplateError(f"the chat template refused the conversation: {message}")
+def _template_error(refusal: RenderRefused) -> "TemplateError":
+    wording = _REFUSALS.get(refusal.kind, _REFUSALS["failed"])
+    return TemplateError("the chat template " + wording.format(refusal))
 
 
 class ChatFormat:
@@ -85,15 +73,13 @@ class ChatFormat:
         self.is_plain = template is None or template.strip() == PLAIN_TEMPLATE
         self._bos_token = bos_token
         self._eos_token = eos_token
-        self._template = None
-        if not self.is_plain:
-            environment = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True)
-            environment.globals["raise_exception"] = _raise_exception
-            environment.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        self._template = None if self.is_plain else template
+        self.render_seconds = MAX_RENDER_SECONDS
+        if self._template is not None:
             try:
-                self._template = environment.from_string(template)
-            except jinja2.TemplateError as error:
-                raise TemplateError(f"the chat template does not parse: {error}") from None
+                check_template(self._template)
+            except RenderRefused as refusal:
+                raise _template_error(refusal) from None
 
     def stop_strings(self) -> tuple[str, ...]:
         """Text that means 'the next turn began' for models without an end token."""
@@ -105,19 +91,16 @@ class ChatFormat:
         if self.is_plain:
             return self._render_plain(messages)
         stand_ins = [{"role": m.role, "content": _placeholder(i)} for i, m in enumerate(messages)]
+        variables = {
+            "messages": stand_ins,
+            "add_generation_prompt": True,
+            "bos_token": self._bos_token,
+            "eos_token": self._eos_token,
+        }
         try:
-            rendered = self._render_bounded(
-                messages=stand_ins,
-                add_generation_prompt=True,
-                bos_token=self._bos_token,
-                eos_token=self._eos_token,
-            )
-        except SecurityError as error:
-            raise TemplateError(f"the chat template tried something unsafe and was stopped: {error}") from None
-        except TemplateError:
-            raise
-        except Exception as error:  # a template bug: undefined variable, bad filter...
-            raise TemplateError(f"the chat template failed: {type(error).__name__}: {error}") from None
+            rendered = render_template(self._template, variables, self.render_seconds)
+        except RenderRefused as refusal:
+            raise _template_error(refusal) from None
         parts: list[PromptPart] = []
         position = 0
         for match in _PLACEHOLDER.finditer(rendered):
@@ -131,19 +114,6 @@ class ChatFormat:
         if position < len(rendered):
             parts.append(PromptPart(rendered[position:], False))
         return parts
-
-    def _render_bounded(self, **variables) -> str:
-        """Render chunk by chunk, refusing output past the size or time budget."""
-        started = time.monotonic()
-        chunks, size = [], 0
-        for chunk in self._template.generate(**variables):
-            size += len(chunk)
-            chunks.append(chunk)
-            if size > MAX_PROMPT_CHARS:
-                raise TemplateError("the chat template produced an absurdly long prompt and was stopped")
-            if time.monotonic() - started > MAX_RENDER_SECONDS:
-                raise TemplateError("the chat template took too long to render and was stopped")
-        return "".join(chunks)
 
     def _render_plain(self, messages: list[Message]) -> list[PromptPart]:
         parts: list[PromptPart] = []
