@@ -46,14 +46,17 @@ async def test_real_fused_answer_compare_and_a_broken_model(tmp_path):
     app, sources = real_app(tmp_path)
     assert len(sources) >= 2, "the repository config should fuse at least two models"
     async with app.run_test(size=(140, 40)) as pilot:
+        status_bar = app.chat.query_one("#status")
+        # Wait for what the user sees: the status bar hears of a load one message after the app does.
         await wait_until(
-            pilot, lambda: all(state(app, n) == "loaded" for n in sources) and state(app, "broken") == "failed",
+            pilot,
+            lambda: "broken ✗ failed" in visible_text(status_bar)
+            and all(f"{n} ✓" in visible_text(status_bar) for n in sources),
             timeout=180, what="the real models to load",
         )
+        assert all(state(app, n) == "loaded" for n in sources) and state(app, "broken") == "failed"
         reason = next(v.reason for v in app.model_views if v.name == "broken")
         assert reason and "\n" not in reason
-        status = visible_text(app.chat.query_one("#status"))
-        assert "broken ✗ failed" in status and all(f"{n} ✓" in status for n in sources)
 
         await send(pilot, "What is the capital of France? Answer in one sentence.")
         await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox), timeout=180, what="the fused answer")
