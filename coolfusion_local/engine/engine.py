@@ -28,6 +28,7 @@ from .events import (
     Notice,
 )
 from .fusion import AnswerSettings, Member, generate
+from .lead import Standing
 from .prompts import ChatFormat, TemplateError
 from .rerank import generate_reranked, rank_answers
 from .sampling import GREEDY, Sampling
@@ -143,11 +144,13 @@ class FusionEngine:
         yield ModelLoadStarted(name)
         started = time.perf_counter()
         try:
+            from ..models.gguf_info import read_gguf_info
             from ..models.hub import resolve_model_path
             from ..models.preflight import preflight
 
             path = resolve_model_path(spec)
             notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
+            header = read_gguf_info(path)
 
             def on_progress(fraction: float) -> None:
                 status.progress = fraction
@@ -162,7 +165,8 @@ class FusionEngine:
             status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"
             yield ModelLoadFailed(name, status.reason)
             return
-        self._members[name] = Member(name, model, chat, spec.weight)
+        standing = Standing(name, spec.lead, spec.weight, header.parameter_count, header.file_size)
+        self._members[name] = Member(name, model, chat, spec.weight, standing)
         info = ModelLoaded(
             model=name,
             seconds=time.perf_counter() - started,

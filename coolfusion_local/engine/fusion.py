@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, last_char_boundary
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
+from .lead import Standing
 from .prompts import ChatFormat
 from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
@@ -36,6 +37,11 @@ class Member:
     model: SourceModel
     chat: ChatFormat
     weight: float = 1.0
+    standing: Standing | None = None  # what makes it lead (engine/lead.py); None: its weight alone
+
+    def __post_init__(self) -> None:
+        if self.standing is None:
+            self.standing = Standing(self.name, weight=self.weight)
 
 
 @dataclass
@@ -170,8 +176,8 @@ def _stop_position(text: str, stops: Sequence[str]) -> int | None:
 
 
 def lead_member(members: Sequence[Member]) -> Member:
-    """The model trusted most: the highest weight, the first listed on ties."""
-    return max(members, key=lambda m: m.weight)  # max() keeps the first of equals
+    """The model trusted most: the strongest by engine/lead.py's rule, the first listed on ties."""
+    return max(members, key=lambda m: m.standing.rank())  # max() keeps the first of equals
 
 
 class _Round:
@@ -348,6 +354,7 @@ def generate(
     started = time.perf_counter()
     stats = GenerationStats(mode=settings.mode)
     run = _FusionRun(members, settings, stats)
+    stats.lead = run.lead.name
     shown = ""  # answer text already emitted to the consumer
     stop_strings = list(settings.stop)
     for member in members:
