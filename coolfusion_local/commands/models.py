@@ -69,7 +69,7 @@ def _table(rows: list[list[str]]) -> str:
 def list_models(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"config: {config.source}")
-    rows = [["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED"]]
+    rows = [["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED", "ROLE"]]
     problems = []
     statuses = [model_status(spec) for spec in config.models]
     infos: list[GgufInfo | None] = []
@@ -90,7 +90,7 @@ def list_models(args: argparse.Namespace) -> int:
     for spec, status, info in zip(config.models, statuses, infos):
         damaged = status.path is not None and info is None
         rows.append([
-            spec.name + (" (lead)" if lead is not None and spec.name == lead.name else ""),
+            spec.name,
             spec.describe_source(),
             "damaged" if damaged else status.state.value,
             _megabytes(info.file_size if info else status.expected_size),
@@ -100,6 +100,7 @@ def list_models(args: argparse.Namespace) -> int:
             f"{info.vocab_size:,}" if info and info.vocab_size else "-",
             (info.tokenizer_family if info else None) or "-",
             "yes" if spec.enabled else "no",
+            _role(spec, lead),
         ])
     print(_table(rows))
     if lead is not None:
@@ -111,6 +112,12 @@ def list_models(args: argparse.Namespace) -> int:
     if missing:
         print(f"to fetch: coolfusion models pull {' '.join(missing)}")
     return 1 if problems else 0
+
+
+def _role(spec: ModelSpec, lead: Standing | None) -> str:
+    if not spec.enabled:
+        return "-"
+    return "lead" if lead is not None and spec.name == lead.name else "partner"
 
 
 _FETCHABLE = {ModelState.NOT_ASSEMBLED, ModelState.NOT_DOWNLOADED}
@@ -191,6 +198,7 @@ def show_info(args: argparse.Namespace) -> int:
     info = read_gguf_info(path)
     header += [
         ("size", f"{info.file_size:,} B ({_megabytes(info.file_size)})"),
+        ("parameters", f"{info.parameter_count:,} ({human_count(info.parameter_count)})" if info.parameter_count else "-"),
         ("quant", info.quant or "-"),
         ("vocab", f"{info.vocab_size:,}" if info.vocab_size else "-"),
         ("tokenizer", info.tokenizer_family or "-"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..config import Config, ModelSpec
@@ -144,13 +145,11 @@ class FusionEngine:
         yield ModelLoadStarted(name)
         started = time.perf_counter()
         try:
-            from ..models.gguf_info import read_gguf_info
             from ..models.hub import resolve_model_path
             from ..models.preflight import preflight
 
             path = resolve_model_path(spec)
             notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
-            header = read_gguf_info(path)
 
             def on_progress(fraction: float) -> None:
                 status.progress = fraction
@@ -165,7 +164,7 @@ class FusionEngine:
             status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"
             yield ModelLoadFailed(name, status.reason)
             return
-        standing = Standing(name, spec.lead, spec.weight, header.parameter_count, header.file_size)
+        standing = Standing(name, spec.lead, spec.weight, model.n_params, Path(path).stat().st_size)
         self._members[name] = Member(name, model, chat, spec.weight, standing)
         info = ModelLoaded(
             model=name,

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, last_char_boundary
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
-from .lead import Standing
+from .lead import Standing, choose_lead
 from .prompts import ChatFormat
 from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
@@ -177,7 +177,8 @@ def _stop_position(text: str, stops: Sequence[str]) -> int | None:
 
 def lead_member(members: Sequence[Member]) -> Member:
     """The model trusted most: the strongest by engine/lead.py's rule, the first listed on ties."""
-    return max(members, key=lambda m: m.standing.rank())  # max() keeps the first of equals
+    lead = choose_lead([m.standing for m in members])
+    return next(m for m in members if m.standing is lead)
 
 
 class _Round:

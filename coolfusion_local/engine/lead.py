@@ -31,13 +31,20 @@ class Standing:
     parameters: int | None = None
     file_size: int | None = None
 
-    def rank(self) -> tuple:
-        return (self.lead, self.weight, self.parameters or 0, self.file_size or 0)
+    def rank(self, by_parameters: bool) -> tuple:
+        return (self.lead, self.weight, (self.parameters or 0) if by_parameters else 0, self.file_size or 0)
+
+
+def _by_parameters(standings: Sequence[Standing]) -> bool:
+    # A count is known only for a file on disk: a model not downloaded yet is
+    # compared by its expected size, and so are the others then.
+    return all(s.parameters for s in standings)
 
 
 def choose_lead(standings: Sequence[Standing]) -> Standing:
     """The strongest; the first listed among equals (max() keeps the first)."""
-    return max(standings, key=Standing.rank)
+    by_parameters = _by_parameters(standings)
+    return max(standings, key=lambda s: s.rank(by_parameters))
 
 
 def lead_reason(lead: Standing, standings: Sequence[Standing]) -> str:
@@ -49,7 +56,7 @@ def lead_reason(lead: Standing, standings: Sequence[Standing]) -> str:
         return "lead = true in models.toml"
     if any(s.weight != lead.weight for s in others):
         return f"the highest weight ({lead.weight:g})"
-    if lead.parameters and any((s.parameters or 0) != lead.parameters for s in others):
+    if _by_parameters(standings) and any(s.parameters != lead.parameters for s in others):
         return f"the most parameters ({human_count(lead.parameters)})"
     if lead.file_size and any((s.file_size or 0) != lead.file_size for s in others):
         return "the largest file"
