@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, idle, make_app, send, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
+from tui_helpers import data_dir, idle, make_app, markdown_lines, send, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
 from coolfusion_local.store import Store
 from coolfusion_local.tui.widgets.message_box import AnswerBox
@@ -16,12 +16,6 @@ from coolfusion_local.tui.widgets.prompt import PromptArea
 
 HAIKU = ["Autumn ", "rain falls soft\n", "On the roof ", "of the old house\n", "The kettle ", "answers"]
 LINES = ["Autumn rain falls soft", "On the roof of the old house", "The kettle answers"]
-
-
-def markdown_lines(markdown) -> list[str]:
-    """The lines a Markdown widget shows: its blocks' text, top to bottom (the widget itself draws none)."""
-    leaves = [w for w in markdown.query("*") if not w.children and w.display]
-    return [line.strip() for leaf in leaves for line in visible_text(leaf).splitlines() if line.strip()]
 
 
 def shown_lines(box: AnswerBox) -> list[str]:

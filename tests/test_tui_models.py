@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tui_helpers import data_dir, idle, send, visible_text, wait_until  # noqa: F401
+from tui_helpers import data_dir, idle, markdown_lines, send, visible_text, wait_until  # noqa: F401
 
 from coolfusion_local.store import Store
 from coolfusion_local.tui.app import CoolfusionApp
@@ -84,3 +84,23 @@ async def test_real_fused_answer_compare_and_a_broken_model(tmp_path):
 
     [conversation] = Store.open_default().list_conversations()
     assert conversation.message_count == 2
+
+
+async def test_real_haiku_keeps_its_lines_on_screen(tmp_path):
+    """The issue's prompt on the real models: every line the fused answer wrote starts a line on screen."""
+    import re
+
+    app, sources = real_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: all(state(app, n) == "loaded" for n in sources), timeout=180,
+                         what="the real models to load")
+        await send(pilot, "Write a haiku about autumn rain, then explain it in one sentence.")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox), timeout=180, what="the fused answer")
+        box = app.chat.query_one(AnswerBox)
+        written = [line.strip() for line in box.message.content.splitlines() if line.strip()]
+        print("\nfused answer:", repr(box.message.content))
+        assert len(written) >= 2, "the models wrote the haiku on one line: nothing to check"
+        shown = markdown_lines(box.query_one("Markdown"))
+        plain = [line for line in written if not re.search(r"[*_#`|>\[\]\\]|^(\d+[.)]|[-+])\s", line)]
+        for line in plain:
+            assert any(row.startswith(line[:12]) for row in shown), (line, shown)
