@@ -206,8 +206,8 @@ def _check_names_unique(source: Path, models: tuple[ModelSpec, ...]) -> None:
 def _check_one_lead(source: Path, models: tuple[ModelSpec, ...]) -> None:
     leads = [spec.name for spec in models if spec.lead]
     if len(leads) > 1:
-        raise ConfigError(f"{source}: {' and '.join(repr(n) for n in leads)} all say lead = true; "
-                          "only one model can lead, remove lead = true from the others")
+        raise ConfigError(f"{source}: lead = true on {', '.join(repr(n) for n in leads)}; "
+                          "only one model can lead, keep lead = true on one of them")
 
 
 _FUSION_KEYS = {"mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll"}

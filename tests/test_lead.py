@@ -89,7 +89,7 @@ def test_lead_in_models_toml_at_most_one(tmp_path):
     assert [m.lead for m in config.models] == [False, True]
     two = models_toml('[[models]]\nname = "a"\npath = "a.gguf"\nlead = true\n',
                       '[[models]]\nname = "b"\npath = "b.gguf"\nlead = true\n')
-    with pytest.raises(ConfigError, match="'a' and 'b' all say lead = true; only one model can lead"):
+    with pytest.raises(ConfigError, match="lead = true on 'a', 'b'; only one model can lead"):
         parse_config(two, tmp_path / "m.toml")
     with pytest.raises(ConfigError, match="lead"):
         parse_config(models_toml('[[models]]\nname = "a"\npath = "a.gguf"\nlead = "yes"\n'), tmp_path / "m.toml")
