@@ -60,14 +60,14 @@ def hard_line_breaks(text: str, *, streaming: bool = False) -> str:
             not ends_line
             or blank
             or in_indented_code
-            or line.endswith(HARD_BREAK)
-            or line.endswith("\\")
+            or line.rstrip("\r").endswith((HARD_BREAK, "\\"))
             or _HEADING.match(line)
             or _TABLE_ROW.match(line)
         )
-        out.append(line if keep else line + HARD_BREAK)
-        if not blank:
-            previous_blank = False
-        elif not in_indented_code:
-            previous_blank = True
+        if keep:
+            out.append(line)
+        else:  # before a "\r" of a "\r\n" ending, which Markdown reads as one line break
+            body, cr = (line[:-1], "\r") if line.endswith("\r") else (line, "")
+            out.append(body + HARD_BREAK + cr)
+        previous_blank = blank
     return "\n".join(out)

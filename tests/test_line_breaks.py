@@ -65,6 +65,10 @@ def test_markdown_structure_renders_as_before(text):
         assert before.count(tag) == after.count(tag)
 
 
+def test_windows_line_endings_keep_their_lines_too():
+    assert html(hard_line_breaks(HAIKU.replace("\n", "\r\n"))) == html(hard_line_breaks(HAIKU))
+
+
 def test_lines_already_ending_in_a_hard_break_are_kept_as_they_are():
     assert hard_line_breaks("one  \ntwo\\\nthree") == "one  \ntwo\\\nthree"
 
