@@ -35,6 +35,7 @@ class ModelSpec:
     n_threads: int | None = None  # None: llama.cpp's default for this machine
     chat_template: str | None = None  # None: the GGUF's own; "plain"; or a Jinja template
     weight: float = 1.0
+    lead: bool = False  # this model leads the fusion (engine/lead.py: otherwise the strongest does)
     enabled: bool = True
 
     @property
@@ -144,6 +145,7 @@ def parse_config(document: dict, source: Path) -> Config:
         raise ConfigError(f"{source}: 'models' must be written as [[models]] tables, one per model")
     models = tuple(_parse_model(check, raw, index) for index, raw in enumerate(raw_models, 1))
     _check_names_unique(source, models)
+    _check_one_lead(source, models)
     if not any(m.enabled for m in models):
         raise ConfigError(f"{source}: no model is enabled; set enabled = true on at least one [[models]] entry")
     fusion = _parse_fusion(check, document.get("fusion", {}), models)
@@ -152,7 +154,7 @@ def parse_config(document: dict, source: Path) -> Config:
 
 _MODEL_KEYS = {
     "name", "path", "repo", "file", "quant", "revision", "pypi", "n_gpu_layers",
-    "n_ctx", "n_threads", "chat_template", "weight", "enabled",
+    "n_ctx", "n_threads", "chat_template", "weight", "lead", "enabled",
 }
 _SOURCE_KEYS = ("path", "repo", "pypi")
 
@@ -185,6 +187,7 @@ def _parse_model(check: Checker, raw: dict, index: int) -> ModelSpec:
         n_threads=check.optional_int(raw, "n_threads", where, minimum=1),
         chat_template=check.chat_template(raw, where),
         weight=check.weight(raw, where),
+        lead=check.optional_bool(raw, "lead", where, default=False),
         enabled=check.optional_bool(raw, "enabled", where, default=True),
     )
     if source == "repo" and (spec.file is None) == (spec.quant is None):
@@ -198,6 +201,13 @@ def _check_names_unique(source: Path, models: tuple[ModelSpec, ...]) -> None:
         if spec.name in seen:
             raise ConfigError(f"{source}: two models are named {spec.name!r}; give each [[models]] entry its own name")
         seen.add(spec.name)
+
+
+def _check_one_lead(source: Path, models: tuple[ModelSpec, ...]) -> None:
+    leads = [spec.name for spec in models if spec.lead]
+    if len(leads) > 1:
+        raise ConfigError(f"{source}: lead = true on {', '.join(repr(n) for n in leads)}; "
+                          "only one model can lead, keep lead = true on one of them")
 
 
 _FUSION_KEYS = {"mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll"}

@@ -14,6 +14,7 @@ from .gsm8k import Problem
 from .text_table import format_table
 
 RESULTS_FILE = "results.json"
+CUT_WARNING_SHARE = 5.0  # % of a mode's answers cut at the limit worth a warning
 SHARED_DECISIONS = ("agreed", "vetoed", "scored", "confident")  # the ways a fused segment is decided
 
 
@@ -40,6 +41,15 @@ class ModeSummary:
     def fused(self) -> bool:
         return not self.mode.startswith("solo:")
 
+    @property
+    def cut(self) -> int:
+        """Answers that stopped at the token limit: graded as they stand, usually wrong."""
+        return self.stop_reasons.get("max_tokens", 0)
+
+    @property
+    def cut_share(self) -> float:
+        return 100.0 * self.cut / self.n if self.n else 0.0
+
     def decision_share(self, decision: str) -> float:
         return 100.0 * self.decisions.get(decision, 0) / self.segments if self.segments else 0.0
 
@@ -49,6 +59,8 @@ class ModeSummary:
     def as_dict(self) -> dict:
         data = asdict(self)
         data["accuracy"] = round(self.accuracy, 2)
+        data["cut_at_limit"] = self.cut
+        data["cut_share"] = round(self.cut_share, 1)
         data["mean_answer_tokens"] = round(self.mean_answer_tokens, 1)
         data["seconds_per_problem"] = round(self.seconds_per_problem, 3)
         data["decoded_per_problem"] = {k: round(v, 1) for k, v in self.decoded_per_problem.items()}
@@ -110,7 +122,7 @@ def summarize(records: Iterable[AnswerRecord], modes: Sequence[str], problems: S
 
 def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
     """The table `coolfusion eval` prints: one row per mode."""
-    headers = ["mode", "accuracy", "n", "tokens", "s/problem", *SHARED_DECISIONS, "wins"]
+    headers = ["mode", "accuracy", "n", "cut", "tokens", "s/problem", *SHARED_DECISIONS, "wins"]
     rows = []
     picks = any(s.chosen for s in summaries)
     if picks:
@@ -121,13 +133,23 @@ def format_summary_table(summaries: Sequence[ModeSummary]) -> str:
             wins = _shares_text(s.wins)
         else:
             shares, wins = ["-"] * len(SHARED_DECISIONS), "-"
-        row = [s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.mean_answer_tokens:.0f}",
+        row = [s.mode, f"{s.accuracy:.1f}%", str(s.n), f"{s.cut_share:.0f}%", f"{s.mean_answer_tokens:.0f}",
                f"{s.seconds_per_problem:.1f}", *shares, wins]
         if picks:
             row.append(_shares_text(s.chosen))
         rows.append(row)
-    numbers = 4 + len(SHARED_DECISIONS)  # accuracy .. the last decision share
+    numbers = 5 + len(SHARED_DECISIONS)  # accuracy .. the last decision share
     return format_table(headers, rows, right=tuple(range(1, numbers + 1)))
+
+
+def cut_warning(summaries: Sequence[ModeSummary], max_tokens: int) -> str | None:
+    """One line when a mode lost answers to the token limit, which the accuracy alone hides."""
+    cut = [s for s in summaries if s.cut_share >= CUT_WARNING_SHARE]
+    if not cut:
+        return None
+    shares = ", ".join(f"{s.mode} {s.cut_share:.0f}%" for s in cut)
+    return (f"answers cut at --max-tokens {max_tokens} ({shares}) are graded as they stand, most of them "
+            "wrong; raise --max-tokens to measure accuracy rather than length")
 
 
 def code_version() -> dict:

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from .engine import AnswerDone
 
 ANSWERS_FILE = "answers.jsonl"
+# Long enough that the offline models finish their GSM8K working: an answer cut
+# at the limit is graded wrong whatever it was heading for (docs/eval-and-bench.md
+# has the answer lengths this was chosen from).
+DEFAULT_MAX_TOKENS = 768
 RERANK_MODE = "cool+r"
 
 
@@ -44,7 +48,7 @@ class Engine(Protocol):
 class EvalSettings:
     modes: tuple[str, ...]  # expanded: "solo:NAME", "cool", ...
     models: tuple[str, ...]  # the loaded source models, for cost accounting
-    max_tokens: int = 256
+    max_tokens: int = DEFAULT_MAX_TOKENS
     prompt: str = DEFAULT_PROMPT
     policy: str | None = None  # ScorePolicy.label: fused answers from another rule are not mixed in
     # Every answer starts from an empty KV cache, so it is the same whatever ran

@@ -31,6 +31,7 @@ from typing import Callable
 
 from . import locations
 from .files import PRIVATE_FILE, make_private_folder
+from .line_breaks import hard_line_breaks
 
 DB_FILENAME = "history.sqlite3"
 BUSY_TIMEOUT_MS = 5000
@@ -525,7 +526,7 @@ class Store:
                 label = "Answer" if message.role == "assistant" else message.role.capitalize()
                 note = f", mode {message.mode}" if message.mode else ""
                 lines.append(f"## {label} ({when}{note})")
-            lines += ["", message.content.rstrip(), ""]
+            lines += ["", hard_line_breaks(message.content.rstrip()), ""]
             if message.stop_reason == "stopped":
                 lines += ["*(stopped before the end)*", ""]
             elif message.error:

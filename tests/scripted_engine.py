@@ -59,9 +59,8 @@ class ScriptedEngine:
         fail: dict[str, str] | None = None,  # model -> load failure reason
         disabled=(),
         segment_delay: float = 0.0,
-        load_delay: float = 0.0,
+        hold_loads: bool = False,  # every model load waits until `release_loads` is set
         pause_after: int | None = None,  # hold the answer after this many segments...
-        hold_loading: bool = False,  # every load waits until `finish_loading` is set
     ) -> None:
         self._names = list(names)
         self._status = {
@@ -71,12 +70,11 @@ class ScriptedEngine:
         self._answer = answer or DEFAULT_ANSWER
         self._fail = dict(fail or {})
         self.segment_delay = segment_delay
-        self.load_delay = load_delay
+        self.release_loads = threading.Event()  # a test decides when loading ends, not a clock
+        if not hold_loads:
+            self.release_loads.set()
         self.pause_after = pause_after
         self.resume = threading.Event()  # ...until this is set (or the answer is cancelled)
-        self.finish_loading = threading.Event()
-        if not hold_loading:
-            self.finish_loading.set()
         self.mode = "cool"
         self.calls: list[tuple[str, list]] = []  # (mode, messages) per generate()
         self.threads: set[int] = set()  # every thread that loaded, generated or closed
@@ -107,8 +105,7 @@ class ScriptedEngine:
                 continue
             status.state = "loading"
             yield ModelLoadStarted(name)
-            time.sleep(self.load_delay)
-            self.finish_loading.wait(30)
+            self.release_loads.wait(30)
             if name in self._fail:
                 status.state, status.reason = "failed", self._fail[name]
                 yield ModelLoadFailed(name, self._fail[name])

@@ -17,8 +17,8 @@ import coolfusion_local.engine as engine_package
 from coolfusion_local.cli import main
 from coolfusion_local.engine import AnswerDone, AnswerReranked, GenerationStats
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.eval_report import format_summary_table, summarize
-from coolfusion_local.evaluate import AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
+from coolfusion_local.eval_report import cut_warning, format_summary_table, summarize
+from coolfusion_local.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from coolfusion_local.gsm8k import load_problems
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,7 +128,8 @@ def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, caps
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[:3] for row in rows] == [
         ["solo:qwen-coder-0.5b", "100.0%", "3"], ["solo:smollm2-135m", "0.0%", "3"], ["cool", "100.0%", "3"]]
-    assert rows[2][5:] == ["50%", "0%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
+    assert rows[2][6:] == ["50%", "0%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
+    assert rows[2][3] == "0%"  # none cut at the limit
 
     answers = read_answers(out)
     assert [(a["problem"], a["mode"]) for a in answers] == [
@@ -173,7 +174,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, fake_engine
 def record(problem=0, mode="cool", question="What is 0?", **extra) -> AnswerRecord:
     fields = dict(problem=problem, mode=mode, question=question, gold="0", extracted="0", correct=True,
                   text="#### 0", stop_reason="eos", seconds=1.0, answer_tokens=5, segments=2,
-                  decisions={}, wins={}, decoded_tokens={}, max_tokens=256, prompt="reason-first")
+                  decisions={}, wins={}, decoded_tokens={}, max_tokens=DEFAULT_MAX_TOKENS, prompt="reason-first")
     fields.update(extra)
     return AnswerRecord(**fields)
 
@@ -334,12 +335,34 @@ def test_summary_table(tmp_path):
     summaries = summarize(records, ["solo:a", "adaptive"], problems)
     assert [(s.mode, s.n, s.correct) for s in summaries] == [("solo:a", 2, 1), ("adaptive", 1, 1)]
     table = format_summary_table(summaries).splitlines()
-    assert table[0].split() == ["mode", "accuracy", "n", "tokens", "s/problem", "agreed", "vetoed", "scored",
+    assert table[0].split() == ["mode", "accuracy", "n", "cut", "tokens", "s/problem", "agreed", "vetoed", "scored",
                                 "confident", "wins"]
-    assert table[2].split() == ["solo:a", "50.0%", "2", "15", "3.0", "-", "-", "-", "-", "-"]
-    assert table[3].split() == ["adaptive", "100.0%", "1", "5", "1.0", "25%", "0%", "25%", "50%", "a", "75%,", "b", "25%"]
+    assert table[2].split() == ["solo:a", "50.0%", "2", "0%", "15", "3.0", "-", "-", "-", "-", "-"]
+    assert table[3].split() == ["adaptive", "100.0%", "1", "0%", "5", "1.0", "25%", "0%", "25%", "50%",
+                                "a", "75%,", "b", "25%"]
     # Every number column is right-aligned, the last decision share included.
     assert table[3].index("50%") + len("50%") == table[0].index("confident") + len("confident")
+
+
+def test_answers_cut_at_the_limit_are_counted_per_mode_and_warned_about(tmp_path):
+    problems = load_problems(write_data(tmp_path / "d.jsonl", 4))
+    records = [record(i, "solo:a", f"What is {i}?", stop_reason="max_tokens" if i == 0 else "eos") for i in range(4)]
+    records += [record(i, "cool", f"What is {i}?") for i in range(4)]
+    summaries = summarize(records, ["solo:a", "cool"], problems)
+    assert [(s.cut, s.cut_share) for s in summaries] == [(1, 25.0), (0, 0.0)]
+    assert [row.split()[3] for row in format_summary_table(summaries).splitlines()[2:]] == ["25%", "0%"]
+    assert summaries[0].as_dict()["cut_share"] == 25.0 and summaries[0].as_dict()["cut_at_limit"] == 1
+    warning = cut_warning(summaries, 256)
+    assert "--max-tokens 256" in warning and "solo:a 25%" in warning and "cool" not in warning
+    assert cut_warning(summaries[1:], 256) is None
+
+
+def test_the_default_limit_is_recorded_and_a_cut_run_says_so(tmp_path, fake_engine, capsys):
+    made, _ = fake_engine
+    out = tmp_path / "run"
+    assert run_cli("--data", str(write_data(tmp_path / "d.jsonl", 1)), "--modes", "cool", "--out", str(out)) == 0
+    assert json.loads((out / "results.json").read_text())["max_tokens"] == DEFAULT_MAX_TOKENS
+    assert "cut at --max-tokens" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

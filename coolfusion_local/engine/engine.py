@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from ..config import Config, ModelSpec
@@ -28,6 +29,7 @@ from .events import (
     Notice,
 )
 from .fusion import AnswerSettings, Member, generate
+from .lead import Standing
 from .prompts import ChatFormat, TemplateError
 from .rerank import generate_reranked, rank_answers
 from .sampling import GREEDY, Sampling
@@ -168,7 +170,8 @@ class FusionEngine:
             status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"
             yield ModelLoadFailed(name, status.reason)
             return
-        self._members[name] = Member(name, model, chat, spec.weight)
+        standing = Standing(name, spec.lead, spec.weight, model.n_params, Path(path).stat().st_size)
+        self._members[name] = Member(name, model, chat, spec.weight, standing)
         info = ModelLoaded(
             model=name,
             seconds=time.perf_counter() - started,

@@ -120,7 +120,8 @@ class AnswerReranked:
 class GenerationStats:
     mode: str = "cool"
     segments: int = 0
-    answer_tokens: int = 0  # in the tokens of the lead model (highest weight, else first)
+    answer_tokens: int = 0  # in the tokens of the lead model
+    lead: str = ""  # the model that led (engine/lead.py)
     seconds: float = 0.0
     prompt_seconds: float = 0.0  # evaluating the prompt before the first segment
     tokens_per_model: dict[str, int] = field(default_factory=dict)
@@ -157,6 +158,7 @@ class GenerationStats:
     def as_dict(self) -> dict:
         return {
             "mode": self.mode,
+            "lead": self.lead,
             "segments": self.segments,
             "answer_tokens": self.answer_tokens,
             "seconds": round(self.seconds, 4),

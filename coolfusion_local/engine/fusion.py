@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, last_char_boundary, last_cluster_boundary
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
+from .lead import Standing, choose_lead
 from .prompts import ChatFormat
 from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
@@ -37,6 +38,11 @@ class Member:
     model: SourceModel
     chat: ChatFormat
     weight: float = 1.0
+    standing: Standing | None = None  # what makes it lead (engine/lead.py); None: its weight alone
+
+    def __post_init__(self) -> None:
+        if self.standing is None:
+            self.standing = Standing(self.name, weight=self.weight)
 
 
 @dataclass
@@ -167,8 +173,9 @@ def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int,
 
 
 def lead_member(members: Sequence[Member]) -> Member:
-    """The model trusted most: the highest weight, the first listed on ties."""
-    return max(members, key=lambda m: m.weight)  # max() keeps the first of equals
+    """The model trusted most: the strongest by engine/lead.py's rule, the first listed on ties."""
+    lead = choose_lead([m.standing for m in members])
+    return next(m for m in members if m.standing is lead)
 
 
 class _Round:
@@ -345,6 +352,7 @@ def generate(
     started = time.perf_counter()
     stats = GenerationStats(mode=settings.mode)
     run = _FusionRun(members, settings, stats)
+    stats.lead = run.lead.name
     stop_strings = list(settings.stop)
     for member in members:
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]

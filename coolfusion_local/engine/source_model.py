@@ -132,6 +132,7 @@ class SourceModel(Vocabulary):
             raise CoolfusionError(f"model {name!r}: cannot load {self.path}: {reason}")
         Vocabulary.__init__(self, llama_cpp.llama_model_get_vocab(self._model))
         self.n_layers = llama_cpp.llama_model_n_layer(self._model)
+        self.n_params = llama_cpp.llama_model_n_params(self._model)  # as gguf_info counts them
         self.n_gpu_layers = (
             min(n_gpu_layers if n_gpu_layers >= 0 else self.n_layers + 1, self.n_layers + 1)
             if llama_cpp.llama_supports_gpu_offload() and not vocab_only

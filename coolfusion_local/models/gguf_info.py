@@ -65,6 +65,7 @@ class GgufInfo:
     context_length: int | None  # trained context
     block_count: int | None  # transformer layers
     has_chat_template: bool
+    parameter_count: int | None = None  # elements of all tensors, as llama.cpp counts n_params
 
     @property
     def tokenizer_family(self) -> str | None:
@@ -178,24 +179,33 @@ def _read_metadata(header: _Header, kv_count: int, array_head: int) -> dict[str,
     return metadata
 
 
-def _check_tensor_data(header: _Header, tensor_count: int, metadata: dict[str, object]) -> None:
-    """A file cut short after its header (an interrupted copy) fails here rather than inside llama.cpp."""
+def _check_tensor_data(header: _Header, tensor_count: int, metadata: dict[str, object]) -> int | None:
+    """A file cut short after its header (an interrupted copy) fails here rather than inside llama.cpp.
+
+    Returns the parameter count: the elements of every tensor (None without tensors).
+    """
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     data_end = 0
+    parameters = 0
+    sizes_known = True
     for _ in range(tensor_count):
         header.string()  # tensor name
         dims = [header.unpack("Q") for _ in range(header.unpack("I"))]
         ggml_type = header.unpack("I")
         offset = header.unpack("Q")
-        try:
-            block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
-        except (ValueError, KeyError):
-            return  # a tensor type newer than our gguf package: size unknown, skip the check
         elements = 1
         for dim in dims:
             elements *= dim
+        parameters += elements
+        try:
+            block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+        except (ValueError, KeyError):
+            sizes_known = False  # a tensor type newer than our gguf package: size unknown, skip the check
+            continue
         data_end = max(data_end, offset + elements // block_size * type_size)
+    if not sizes_known:
+        return parameters or None
     alignment = metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
     alignment = alignment if isinstance(alignment, int) and alignment > 0 else _DEFAULT_ALIGNMENT
     data_start = -(-header.offset // alignment) * alignment
@@ -204,6 +214,7 @@ def _check_tensor_data(header: _Header, tensor_count: int, metadata: dict[str, o
             f"{header.path} is truncated: its tensors end at byte {data_start + data_end:,} but the file has "
             f"{len(header.data):,}; download or assemble it again"
         )
+    return parameters or None
 
 
 def _mapped(path: Path):
@@ -238,7 +249,7 @@ def read_gguf_info(path: Path) -> GgufInfo:
     with data:
         header, version, tensor_count, kv_count = _open_header(path, data)
         meta = _read_metadata(header, kv_count, array_head=0)
-        _check_tensor_data(header, tensor_count, meta)
+        parameter_count = _check_tensor_data(header, tensor_count, meta)
         file_size = len(data)
     architecture = _text(meta.get("general.architecture"))
     tokens = meta.get("tokenizer.ggml.tokens")
@@ -259,6 +270,7 @@ def read_gguf_info(path: Path) -> GgufInfo:
         context_length=_int(meta.get(f"{architecture}.context_length")),
         block_count=_int(meta.get(f"{architecture}.block_count")),
         has_chat_template="tokenizer.chat_template" in meta,
+        parameter_count=parameter_count,
     )
 
 

@@ -18,6 +18,8 @@ class ModelFacts:
     tokenizer: str = "?"
     source: str = ""
     note: str = ""  # e.g. "not assembled" when the file is not on disk yet
+    parameters: int | None = None  # what the lead is chosen by (engine/lead.py)
+    file_size: int | None = None
 
 
 def human_size(n: int | None) -> str:
@@ -47,7 +49,8 @@ def model_facts(spec) -> ModelFacts:
         return ModelFacts(source=source, note=_one_line(error))
     if status.path is None:
         state = getattr(status.state, "value", str(status.state))
-        return ModelFacts(size=human_size(status.expected_size), source=source, note=state)
+        return ModelFacts(size=human_size(status.expected_size), source=source, note=state,
+                          file_size=status.expected_size)
     try:
         info = read_gguf_info(status.path)
     except Exception as error:
@@ -61,6 +64,8 @@ def model_facts(spec) -> ModelFacts:
         size=human_size(info.file_size),
         tokenizer=tokenizer,
         source=source,
+        parameters=info.parameter_count,
+        file_size=info.file_size,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from ...engine.events import (
@@ -62,6 +63,7 @@ class PendingAnswer:
     cancel: threading.Event
     done: asyncio.Event
     chosen: str | None = None  # Cool+R: "fused" or the model whose own answer won
+    finishing: bool = False  # its AnswerDone is being shown and saved
 
 
 class ChatScreen(ConversationActions, Screen):
@@ -126,20 +128,23 @@ class ChatScreen(ConversationActions, Screen):
     async def ask(self, text: str) -> None:
         question = StoredMessage("user", text)
         self.session.add(question)
-        await self.chat_log.mount(UserMessage(question))
-        await self.start_answer()
+        await self.start_answer(UserMessage(question))
         self.show_notices()
         await self.refresh_sidebar()
 
-    async def start_answer(self) -> None:
+    async def start_answer(self, *before: Widget) -> None:
+        """Mount `before` (the question) and a streaming answer box, and queue its job."""
         history = self.session.history()
         tag = f"answer-{next(_tags)}"
         message = StoredMessage("assistant", "", mode=self.app.mode)
         box = AnswerBox(message, self.colours, title="Fused answer", coloured=self.coloured, streaming=True)
-        await self.chat_log.mount(box)
-        self.chat_log.anchor()
         cancel = threading.Event()
+        # Busy from here, before anything is awaited: while the widgets mount,
+        # a second Enter or anyone waiting for this answer must not find the
+        # screen idle beside a box that has no answer yet.
         self.pending = PendingAnswer(tag, box, cancel, asyncio.Event())
+        await self.chat_log.mount_all([*before, box])
+        self.chat_log.anchor()
         self.app.submit(answer_job(self.post_message, tag, history, cancel, max_tokens=self.app.max_tokens))
 
     async def on_engine_event(self, message: EngineEvent) -> None:
@@ -162,18 +167,24 @@ class ChatScreen(ConversationActions, Screen):
             await self.finish_answer(event)
 
     async def finish_answer(self, done: AnswerDone) -> None:
-        pending, self.pending = self.pending, None
-        if pending is None:
+        pending = self.pending
+        if pending is None or pending.finishing:
             return
+        pending.finishing = True
         box = pending.box
-        box.message.mode = done.stats.mode or box.message.mode
-        stats = done.stats.as_dict()
-        if pending.chosen is not None:
-            stats["rerank_chosen"] = pending.chosen  # saved with the answer, shown under it
-        await box.finish(done.text, done.stop_reason, stats, done.error)
-        self.session.add(box.message)
-        pending.done.set()
-        self.status_bar.set_speed(box.message.stats)
+        try:
+            box.message.mode = done.stats.mode or box.message.mode
+            stats = done.stats.as_dict()
+            if pending.chosen is not None:
+                stats["rerank_chosen"] = pending.chosen  # saved with the answer, shown under it
+            await box.finish(done.text, done.stop_reason, stats, done.error)
+            self.session.add(box.message)
+            self.status_bar.set_speed(box.message.stats)
+        finally:
+            # Idle only once the answer is shown, saved and timed: whoever
+            # waits for idle (a new question, compare, a test) finds all of it.
+            self.pending = None
+            pending.done.set()
         if done.error:
             self.notify(done.error, severity="error", timeout=10)
         self.show_notices()

@@ -12,11 +12,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Select, Static
 
+from ...engine.lead import Standing, choose_lead, human_count, lead_reason
 from ..messages import ModelsChanged, ModelView
 from ..model_facts import ModelFacts, model_facts
 from ..plain_text import plain, plain_cell
 
-COLUMNS = ("on", "model", "state", "family", "quant", "size", "tokenizer", "GPU layers", "note")
+COLUMNS = ("on", "model", "state", "family", "quant", "size", "params", "tokenizer", "GPU layers", "note")
 
 
 def state_text(view: ModelView, progress: float | None) -> str:
@@ -34,6 +35,21 @@ def gpu_text(view: ModelView) -> str:
         return f"{info.n_gpu_layers}/{info.n_layers}"
     configured = getattr(view.spec, "n_gpu_layers", None)
     return "auto" if configured is None else ("all" if configured == -1 else str(configured))
+
+
+def lead_of(views: list[ModelView], facts: dict[str, ModelFacts]) -> tuple[str, str] | None:
+    """The model that leads the next answer and why: the strongest of those taking part."""
+    standings = []
+    for view in views:
+        if view.state in ("disabled", "failed") or view.spec is None:
+            continue
+        fact, spec = facts.get(view.name, ModelFacts()), view.spec
+        lead, weight = getattr(spec, "lead", False), getattr(spec, "weight", 1.0)
+        standings.append(Standing(view.name, lead, weight, fact.parameters, fact.file_size))
+    if not standings:
+        return None
+    lead = choose_lead(standings)
+    return lead.name, lead_reason(lead, standings)
 
 
 class ModelsScreen(ModalScreen[None]):
@@ -85,16 +101,18 @@ class ModelsScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         row = table.cursor_row
         table.clear()
+        lead = lead_of(self.app.model_views, self.app.facts)
         for view in self.app.model_views:
             facts = self.app.facts.get(view.name, ModelFacts())
             note = view.reason or facts.note
             cells = (
                 "●" if view.state != "disabled" else "○",
-                view.name,
+                view.name + (" (lead)" if lead and lead[0] == view.name else ""),
                 state_text(view, self.app.load_fractions.get(view.name)),
                 facts.family,
                 facts.quant,
                 facts.size,
+                human_count(facts.parameters),
                 facts.tokenizer,
                 gpu_text(view),
                 (note[:60] + "…") if len(note) > 61 else note,
@@ -117,6 +135,9 @@ class ModelsScreen(ModalScreen[None]):
             return
         facts = self.app.facts.get(view.name, ModelFacts())
         lines = [f"{view.name}: {facts.source}" if facts.source else view.name]
+        lead = lead_of(self.app.model_views, self.app.facts)
+        if lead and lead[0] == view.name:
+            lines.append(f"Leads the fusion: {lead[1]} (lead = true in models.toml picks another)")
         if view.reason:
             lines.append(f"Why it failed: {view.reason}")
         info = view.info

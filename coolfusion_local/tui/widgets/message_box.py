@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.style import Style
 from textual.widgets import Markdown, Static
 
+from ...line_breaks import hard_line_breaks
 from ...store import StoredMessage, StoredSegment
 from ..colours import UNKNOWN
 from ..plain_text import plain
@@ -105,10 +106,10 @@ class AnswerBox(Vertical):
         self.status = "waiting for the models…" if streaming else ""
         self.border_title = plain(title)
         self._stream = None
-        self._streamed = ""  # what the Markdown stream has been given so far
+        self._streamed = ""  # the Markdown the stream has been given so far (line breaks made hard)
 
     def compose(self):
-        yield Markdown(self.message.content, classes="answer-text", open_links=False)
+        yield Markdown(hard_line_breaks(self.message.content), classes="answer-text", open_links=False)
         yield ColouredText(classes="answer-coloured")
         yield Static(classes="answer-meta")
 
@@ -133,9 +134,7 @@ class AnswerBox(Vertical):
         self.message.segments.append(segment)
         self.message.content += segment.text
         self.status = "thinking…" if self.status != "stopping…" else self.status
-        if self._stream is not None:
-            self._streamed += segment.text
-            await self._stream.write(segment.text)
+        await self._write_stream()
         if self.coloured:
             self._show_coloured()
         self._show_meta()
@@ -143,14 +142,26 @@ class AnswerBox(Vertical):
     async def add_text(self, text: str) -> None:
         """Plain streamed text without segment data (solo answers in Cool+R)."""
         self.message.content += text
-        if self._stream is not None:
-            self._streamed += text
-            await self._stream.write(text)
+        await self._write_stream()
         self._show_meta()
+
+    async def _write_stream(self) -> None:
+        """Give the Markdown stream what the answer gained, line breaks as written.
+
+        hard_line_breaks is prefix-stable, so the new Markdown extends what the
+        stream already has.
+        """
+        if self._stream is None:
+            return
+        markdown = hard_line_breaks(self.message.content, streaming=True)
+        if markdown.startswith(self._streamed) and len(markdown) > len(self._streamed):
+            await self._stream.write(markdown[len(self._streamed):])
+            self._streamed = markdown
 
     def set_status(self, status: str) -> None:
         self.status = status
-        self._show_meta()
+        if self.is_mounted:  # else on_mount shows it
+            self._show_meta()
 
     async def finish(self, text: str, stop_reason: str, stats: dict | None, error: str | None) -> None:
         """The last word: the final text (Cool+R may replace the draft), why it ended, speed."""
@@ -164,7 +175,7 @@ class AnswerBox(Vertical):
             await self._stream.stop()
             self._stream = None
         # One full render of the final text: the stream may have split Markdown oddly.
-        await self.query_one(Markdown).update(text)
+        await self.query_one(Markdown).update(hard_line_breaks(text))
         self._apply_view()
         self._show_meta()
 
