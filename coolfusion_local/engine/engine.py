@@ -162,7 +162,7 @@ class FusionEngine:
             status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"
             yield ModelLoadFailed(name, status.reason)
             return
-        self._members[name] = Member(name, model, chat, spec.weight)
+        self._members[name] = Member(name, model, chat, spec.weight, spec.temperature)
         info = ModelLoaded(
             model=name,
             seconds=time.perf_counter() - started,
@@ -201,9 +201,16 @@ class FusionEngine:
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
         sampling: Sampling | None = None,
+        loop_guard: bool | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[GenerationEvent]:
-        """Answer the conversation; yields events and always ends with AnswerDone."""
+        """Answer the conversation; yields events and always ends with AnswerDone.
+
+        `sampling` None is greedy (eval and bench stay comparable); the chat app
+        and `generate` pass the config's `[fusion]` sampling. A sampled answer
+        without a seed gets a fresh one, reported in its stats. `loop_guard`
+        None is the config's.
+        """
         mode = check_mode(mode or self._mode, self._names)
         settings = AnswerSettings(
             mode="solo" if mode.startswith("solo:") else mode,
@@ -211,7 +218,8 @@ class FusionEngine:
             stop=tuple(stop if stop is not None else self.config.fusion.stop),
             context_words=self.config.fusion.context_words,
             policy=self.policy,
-            sampling=sampling or GREEDY,
+            sampling=(sampling or GREEDY).with_seed(),
+            loop_guard=self.config.fusion.loop_guard if loop_guard is None else loop_guard,
         )
         with self._lock:
             try:
