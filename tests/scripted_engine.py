@@ -118,6 +118,7 @@ class ScriptedEngine:
         self._seen()
         mode = mode or self.mode
         self.calls.append((mode, list(messages)))
+        self.last_sampling = sampling
         loaded = [n for n in self._names if self._status[n].state == "loaded"]
         stats = GenerationStats(mode=mode)
         if mode.startswith("solo:"):
