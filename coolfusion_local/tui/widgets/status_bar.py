@@ -60,10 +60,10 @@ class StatusBar(Static):
             pieces.append("  ")
         if self.mode:
             pieces.append(Content.from_markup("│ mode [b]$mode[/b]  ", mode=self.mode))
-        if self.sampling:
-            pieces.append(f"│ {self.sampling}  ")
         if self.speed:
             pieces.append(f"│ {self.speed}  ")
+        if self.sampling:  # after the speed: a narrow terminal cuts the line from the right
+            pieces.append(f"│ {self.sampling}  ")
         if not self.saving:
             pieces.append(Content.styled("│ history not saved  ", "$warning"))
         if self.activity:
