@@ -439,7 +439,7 @@ def generate(
             if settings.loop_guard:
                 current = run.avoid_loop(current, room)
                 if current is None:
-                    yield Notice("every candidate would repeat the answer verbatim: it was ended there")
+                    yield Notice("the answer began to repeat itself verbatim (every candidate would loop): it was ended there")
                     yield done("loop")
                     return
             run.commit(current)
