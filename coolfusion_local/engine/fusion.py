@@ -219,7 +219,8 @@ class _FusionRun:
         # Greedy without a repetition penalty needs no sampler: argmax, as always.
         plain = settings.sampling.greedy and settings.sampling.repeat_penalty == 1.0
         self.samplers = {
-            m.name: None if plain else TokenSampler(settings.sampling.for_model(m.name, m.temperature), m.model.vocab_size)
+            m.name: None if plain else TokenSampler(settings.sampling.for_model(m.name, m.temperature),
+                                                   m.model.vocab_size)
             for m in members
         }
 
@@ -439,7 +440,8 @@ def generate(
             if settings.loop_guard:
                 current = run.avoid_loop(current, room)
                 if current is None:
-                    yield Notice("the answer began to repeat itself verbatim (every candidate would loop): it was ended there")
+                    yield Notice("the answer began to repeat itself verbatim (every candidate would loop): "
+                                 "it was ended there")
                     yield done("loop")
                     return
             run.commit(current)

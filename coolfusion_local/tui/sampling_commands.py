@@ -27,7 +27,10 @@ def sampling_commands(app, chat) -> Iterable[SystemCommand]:
             "Lower is more focused, higher more varied",
             lambda t=temperature: app.set_sampling(replace(current, temperature=t), f"temperature {t:g}"),
         )
-    penalty = 1.0 if current.repeat_penalty != 1.0 else (configured.repeat_penalty if configured.repeat_penalty != 1.0 else 1.1)
+    # The entry switches the penalty off, or back on (to the configured one, else Ollama's 1.1).
+    penalty = 1.0 if current.repeat_penalty != 1.0 else (
+        configured.repeat_penalty if configured.repeat_penalty != 1.0 else 1.1
+    )
     yield SystemCommand(
         "Sampling: repeat penalty " + ("off" if penalty == 1.0 else f"{penalty:g}"),
         f"Penalise tokens of the last {current.repeat_last_n} (now {current.repeat_penalty:g})",
