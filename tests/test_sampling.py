@@ -78,3 +78,14 @@ def test_the_loop_guard_ends_a_looping_answer_with_stop_reason_loop(offline_memb
     guarded, _ = answer([member], HAIKU, max_tokens=160, mode="solo", loop_guard=True)
     assert guarded.stop_reason == "loop"
     assert looping.text.startswith(guarded.text) and repeated_run(guarded.text) is None
+
+
+def test_the_loop_guard_keeps_a_fused_answer_from_repeating_itself(offline_members):
+    members = offline_members(*PAIR)
+    # Asked for verbatim repetition, both models comply: the fused text loops.
+    asked = [Message("user", "Repeat the sentence 'I will not talk in class.' ten times.")]
+    looping, _ = answer(members, asked, max_tokens=120)
+    assert repeated_run(looping.text) is not None, looping.text
+    guarded, segments = answer(members, asked, max_tokens=120, loop_guard=True)
+    assert repeated_run(guarded.text) is None, guarded.text
+    assert guarded.stop_reason == "loop" or any(s.decision == "unlooped" for s in segments)
