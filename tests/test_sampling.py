@@ -51,6 +51,9 @@ def test_top_k_1_through_the_sampler_chain_is_todays_greedy_answer_token_for_tok
     greedy, _ = answer(members, POEM, max_tokens=48, mode=mode)
     chained, _ = answer(members, POEM, Sampling(temperature=0.8, top_k=1, seed=9), max_tokens=48, mode=mode)
     assert chained.text == greedy.text and chained.stop_reason == greedy.stop_reason
+    # Temperature 0 over the chat defaults: plain greedy, their repeat penalty ignored too.
+    zero, _ = answer(members, POEM, replace(CHAT, temperature=0.0), max_tokens=48, mode=mode)
+    assert zero.text == greedy.text
     assert chained.stats.sampling["seed"] == 9 and greedy.stats.sampling["temperature"] == 0.0
 
 
@@ -68,7 +71,8 @@ def test_the_repeat_penalty_breaks_a_models_own_loop(offline_members):
     [member] = offline_members("smollm2-135m")
     looping, _ = answer([member], HAIKU, max_tokens=160, mode="solo")
     assert repeated_run(looping.text) is not None, looping.text
-    penalised, _ = answer([member], HAIKU, replace(GREEDY, repeat_penalty=1.5), max_tokens=160, mode="solo")
+    penalised, _ = answer([member], HAIKU, Sampling(temperature=0.8, top_k=1, repeat_penalty=1.5), max_tokens=160,
+                          mode="solo")
     assert repeated_run(penalised.text) is None, penalised.text
 
 

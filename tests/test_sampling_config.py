@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from coolfusion_local.config import load_config
@@ -45,7 +47,7 @@ def test_each_model_gets_its_own_seed_and_greedy_stays_greedy_for_all():
 
 
 def test_the_status_summary_names_what_matters():
-    assert GREEDY.summary() == "greedy"
+    assert GREEDY.summary() == "greedy" == replace(CHAT, temperature=0.0, seed=4).summary()
     assert Sampling(temperature=0.8, seed=3, repeat_penalty=1.1).summary() == (
         "temp 0.8 top-k 40 top-p 0.95 min-p 0.05 rep 1.1/64 seed 3"
     )

@@ -216,10 +216,9 @@ class _FusionRun:
         # lag behind the lead while it is confident and catch up in one batch.
         self.held = {m.name: 0 for m in members}
         self.detector = BoundaryDetector([m.model for m in members])
-        # Greedy without a repetition penalty needs no sampler: argmax, as always.
-        plain = settings.sampling.greedy and settings.sampling.repeat_penalty == 1.0
+        # Temperature 0 is plain greedy decoding, the penalty included: argmax, as always.
         self.samplers = {
-            m.name: None if plain else TokenSampler(settings.sampling.for_model(m.name, m.temperature),
+            m.name: None if settings.sampling.greedy else TokenSampler(settings.sampling.for_model(m.name, m.temperature),
                                                    m.model.vocab_size)
             for m in members
         }

@@ -1,7 +1,8 @@
 """How each source model picks its own next token while it proposes a segment.
 
-`temperature == 0` is greedy decoding (the engine's behaviour before sampling
-existed, token for token). Cross-scoring never samples: every model scores
+`temperature == 0` is plain greedy decoding, the engine's behaviour before
+sampling existed, token for token: the other settings, the repeat penalty
+included, are then ignored. Cross-scoring never samples: every model scores
 every candidate by its plain log-probabilities, whatever these settings are.
 
 `CHAT` holds the defaults of the chat app and `generate`: the values a
@@ -69,12 +70,11 @@ class Sampling:
     def summary(self) -> str:
         """One short line for a status bar or a log: "greedy" or the knobs that matter."""
         if self.greedy:
-            text = "greedy"
-        else:
-            text = f"temp {self.temperature:g} top-k {self.top_k} top-p {self.top_p:g} min-p {self.min_p:g}"
+            return "greedy"
+        text = f"temp {self.temperature:g} top-k {self.top_k} top-p {self.top_p:g} min-p {self.min_p:g}"
         if self.repeat_penalty != 1.0:
             text += f" rep {self.repeat_penalty:g}/{self.repeat_last_n}"
-        if self.seed is not None and not self.greedy:
+        if self.seed is not None:
             text += f" seed {self.seed}"
         return text
 
