@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # Lazy: `import coolfusion_local` must not load llama.cpp (config checks, --help).
-    if name in ("FusionEngine", "Message"):
+    if name in ("FusionEngine", "Message", "Sampling"):
         from . import engine
 
         return getattr(engine, name)

@@ -12,10 +12,14 @@ import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import locations
 from .config_checks import Checker
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .engine.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class ModelSpec:
     weight: float = 1.0
     lead: bool = False  # this model leads the fusion (engine/lead.py: otherwise the strongest does)
     enabled: bool = True
+    temperature: float | None = None  # replaces [fusion]'s for this model when sampling (not when greedy)
 
     @property
     def source_kind(self) -> str:
@@ -69,6 +74,9 @@ class FusionSettings:
     rule: str = "lead-veto"
     lead_margin: float = 0.0
     confident_nll: float = 0.4  # adaptive mode: the lead's mean NLL below which others are not asked
+    # How the chat app and `generate` sample (docs/sampling.md); eval and bench stay greedy unless asked.
+    sampling: Sampling = field(default_factory=lambda: _chat_defaults())
+    loop_guard: bool = True  # the chat app and `generate`: keep verbatim loops from winning
 
     @property
     def solo_name(self) -> str | None:
@@ -154,7 +162,7 @@ def parse_config(document: dict, source: Path) -> Config:
 
 _MODEL_KEYS = {
     "name", "path", "repo", "file", "quant", "revision", "pypi", "n_gpu_layers",
-    "n_ctx", "n_threads", "chat_template", "weight", "lead", "enabled",
+    "n_ctx", "n_threads", "chat_template", "weight", "lead", "enabled", "temperature",
 }
 _SOURCE_KEYS = ("path", "repo", "pypi")
 
@@ -189,6 +197,7 @@ def _parse_model(check: Checker, raw: dict, index: int) -> ModelSpec:
         weight=check.weight(raw, where),
         lead=check.optional_bool(raw, "lead", where, default=False),
         enabled=check.optional_bool(raw, "enabled", where, default=True),
+        temperature=check.non_negative_float(raw, "temperature", where, None) if "temperature" in raw else None,
     )
     if source == "repo" and (spec.file is None) == (spec.quant is None):
         check.fail(where, "needs exactly one of file = \"name.gguf\" (exact) or quant = \"Q4_K_M\" (pattern) with its repo")
@@ -210,7 +219,11 @@ def _check_one_lead(source: Path, models: tuple[ModelSpec, ...]) -> None:
                           "only one model can lead, keep lead = true on one of them")
 
 
-_FUSION_KEYS = {"mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll"}
+_SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}
+_FUSION_KEYS = {
+    "mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll", "loop_guard",
+    *_SAMPLING_KEYS,
+}
 RULES = ("lead-veto", "mean-ppl")
 
 
@@ -241,7 +254,35 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
         max_tokens=check.optional_int(raw, "max_tokens", where, minimum=1, default=FusionSettings.max_tokens),
         stop=check.string_list(raw, "stop", where),
         context_words=check.optional_int(raw, "context_words", where, minimum=1, default=FusionSettings.context_words),
+        sampling=_parse_sampling(check, raw, where),
+        loop_guard=check.optional_bool(raw, "loop_guard", where, default=FusionSettings.loop_guard),
     )
+
+
+def _chat_defaults() -> Sampling:
+    # Imported here: the engine package imports this module.
+    from .engine.sampling import CHAT
+
+    return CHAT
+
+
+def _parse_sampling(check: Checker, raw: dict, where: str) -> Sampling:
+    """[fusion]'s sampling keys over the chat defaults (engine/sampling.py's CHAT)."""
+    from .engine.sampling import CHAT, Sampling
+
+    sampling = Sampling(
+        temperature=check.non_negative_float(raw, "temperature", where, CHAT.temperature),
+        top_k=check.optional_int(raw, "top_k", where, minimum=0, default=CHAT.top_k),
+        top_p=check.non_negative_float(raw, "top_p", where, CHAT.top_p),
+        min_p=check.non_negative_float(raw, "min_p", where, CHAT.min_p),
+        repeat_penalty=check.non_negative_float(raw, "repeat_penalty", where, CHAT.repeat_penalty),
+        repeat_last_n=check.optional_int(raw, "repeat_last_n", where, minimum=0, default=CHAT.repeat_last_n),
+        seed=check.optional_int(raw, "seed", where, minimum=0),
+    )
+    problem = sampling.problem()
+    if problem is not None:
+        check.fail(where, problem)
+    return sampling
 
 
 def _read_text(source: Path) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
+from .engine.sampling import GREEDY, Sampling
 from .errors import CoolfusionError
 from .files import replace_file
 from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
@@ -35,7 +36,8 @@ RERANK_MODE = "cool+r"
 
 
 class Engine(Protocol):
-    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None) -> Iterator: ...
+    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, sampling=None, loop_guard=None,
+                 cancel=None) -> Iterator: ...
 
     def member(self, name: str): ...
 
@@ -54,6 +56,21 @@ class EvalSettings:
     # Every answer starts from an empty KV cache, so it is the same whatever ran
     # before it (in this run, a resumed one, or alone).
     fresh_cache: bool = True
+    # Greedy unless asked (`eval --temperature`): tables stay comparable. A
+    # sampled run uses the chat's loop guard too, and problem i the seed `seed + i`.
+    sampling: Sampling = GREEDY
+
+    @property
+    def sampling_record(self) -> dict | None:
+        """What answers.jsonl and results.json say about sampling: None when greedy."""
+        if self.sampling.greedy:
+            return None
+        return {**self.sampling.as_dict(), "loop_guard": True}
+
+    def sampling_for(self, problem: Problem) -> Sampling:
+        if self.sampling.greedy:
+            return self.sampling
+        return replace(self.sampling, seed=((self.sampling.seed or 0) + problem.index) % 2**31)
 
     def rerank_parts(self) -> tuple[str, ...]:
         """The answers Cool+R reranks: the fused one and each model's own."""
@@ -85,6 +102,7 @@ class AnswerRecord:
     chosen: str | None = None  # cool+r: the answer it picked ("fused" or a model name)
     # cool+r made from this run's own cool and solo answers instead of writing them again
     composed_from: list[str] | None = None
+    sampling: dict | None = None  # EvalSettings.sampling_record; None: greedy
 
     @property
     def key(self) -> tuple[int, str]:
@@ -175,7 +193,8 @@ def plan_jobs(
                 "(another data file?); pick a new --out folder", exit_code=2)
         if record.mode in settings.modes and problem is not None:
             checks = [("--max-tokens", settings.max_tokens, record.max_tokens),
-                      ("--prompt", settings.prompt, record.prompt)]
+                      ("--prompt", settings.prompt, record.prompt),
+                      ("sampling", _sampling_text(settings.sampling_record), _sampling_text(record.sampling))]
             if not record.mode.startswith("solo:") and None not in (record.policy, settings.policy):
                 checks.append(("the fusion rule", settings.policy, record.policy))
             for name, ours, theirs in checks:
@@ -187,6 +206,12 @@ def plan_jobs(
     # Cool+R goes last within a problem, so it can use that problem's cool and solo answers.
     modes = sorted(settings.modes, key=lambda mode: mode == RERANK_MODE)
     return [(p, mode) for p in problems for mode in modes if (p.index, mode) not in finished]
+
+
+def _sampling_text(record: dict | None) -> str:
+    if record is None:
+        return "greedy"
+    return "(" + ", ".join(f"{key} {value}" for key, value in record.items()) + ")"
 
 
 # --------------------------------------------------------------------------- answering
@@ -219,12 +244,16 @@ class _CostMeter:
 
 
 def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, models: Sequence[str],
-                     cancel=None) -> Answered:
-    """Run one answer to its AnswerDone, measuring wall time and each model's decode work."""
+                     cancel=None, sampling: Sampling = GREEDY) -> Answered:
+    """Run one answer to its AnswerDone, measuring wall time and each model's decode work.
+
+    Greedy answers run without the loop guard (as every earlier table did);
+    sampled ones with it, as the chat app runs."""
     from .engine import AnswerDone, AnswerReranked
 
     meter = _CostMeter(engine, models)
-    events = engine.generate(messages, mode=mode, max_tokens=max_tokens, cancel=cancel)
+    events = engine.generate(messages, mode=mode, max_tokens=max_tokens, sampling=sampling,
+                             loop_guard=not sampling.greedy, cancel=cancel)
     done = chosen = None
     try:
         for event in events:
@@ -288,7 +317,8 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
 def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettings, cancel=None) -> AnswerRecord:
     """Ask `engine` one problem in one mode and grade the answer."""
     messages = _messages(problem, settings)
-    answered = answer_with_cost(engine, messages, mode, settings.max_tokens, settings.models, cancel)
+    answered = answer_with_cost(engine, messages, mode, settings.max_tokens, settings.models, cancel,
+                                settings.sampling_for(problem))
     done, stats = answered.done, answered.done.stats
     extracted = extract_answer(done.text)
     return AnswerRecord(
@@ -311,6 +341,7 @@ def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettin
         error=done.error,
         policy=None if mode.startswith("solo:") else settings.policy,
         chosen=answered.chosen,
+        sampling=settings.sampling_record,
     )
 
 

@@ -116,10 +116,11 @@ class ScriptedEngine:
                     status.state = "disabled"  # as FusionEngine does for a model models.toml has off
                 yield status.info
 
-    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None):
+    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, sampling=None, loop_guard=None, cancel=None):
         self._seen()
         mode = mode or self.mode
         self.calls.append((mode, list(messages)))
+        self.last_sampling = sampling
         loaded = [n for n in self._names if self._status[n].state == "loaded"]
         stats = GenerationStats(mode=mode)
         if mode.startswith("solo:"):

@@ -73,7 +73,7 @@ class FakeEngine:
             member.model.decoded_tokens += 3
         return AnswerReranked("qwen-coder-0.5b", answers["qwen-coder-0.5b"][0], {}, {})
 
-    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, cancel=None):
+    def generate(self, messages, *, mode=None, max_tokens=None, stop=None, sampling=None, loop_guard=None, cancel=None):
         question = messages[-1].content.split("Question: ", 1)[1]
         self.calls.append((question, mode))
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:

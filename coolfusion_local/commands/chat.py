@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .common import add_config_argument, configure_logging
+from .sampling_options import add_sampling_arguments, sampling_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_config_argument(parser)
     parser.add_argument("--mode", metavar="MODE", help="cool, cool+r, adaptive or solo:NAME (default: the config's)")
+    add_sampling_arguments(parser, "models.toml's [fusion] values (the chat defaults); Ctrl+P 'Sampling' changes them")
     parser.set_defaults(func=run)
 
 
@@ -31,12 +33,14 @@ def run(args: argparse.Namespace) -> int:
     names = [spec.name for spec in config.models]
     # Refuse a wrong --mode here, in one line, before the screen is taken over.
     mode = check_mode(args.mode or config.fusion.mode, names)
+    sampling = sampling_from_args(args, config.fusion.sampling)
     store = Store.open_default()
     app = CoolfusionApp(
         lambda: FusionEngine(config, mode=mode),  # created on the engine thread
         store,
         model_names=names,
         mode=mode,
+        sampling=sampling,
     )
     try:
         app.run()

@@ -23,6 +23,7 @@ from ..evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings
 from ..gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
+from .sampling_options import add_sampling_arguments, sampling_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gsm8k.add_argument("--reuse-cache", action="store_true",
                        help="let an answer reuse the prompt prefix the previous one left in the KV cache "
                             "(slightly faster; answers then depend on the order they ran in)")
+    add_sampling_arguments(gsm8k, "greedy; a --temperature above 0 samples with models.toml's other [fusion] "
+                                  "sampling values, the loop guard on, and seed (default 0) + problem index",
+                           only=("temperature", "seed"))
     gsm8k.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder; an existing one is resumed (default: ./eval-runs/<timestamp>)")
     gsm8k.set_defaults(func=run_gsm8k)
@@ -114,10 +118,26 @@ def _resume_command(args: argparse.Namespace, out: Path) -> str:
     words += ["--modes", args.modes, "--max-tokens", str(args.max_tokens), "--prompt", args.prompt]
     if args.reuse_cache:
         words.append("--reuse-cache")
+    for option, value in (("--temperature", args.temperature), ("--seed", args.seed)):
+        if value is not None:
+            words += [option, str(value)]
     for option, value in (("--config", args.config), ("--models", args.models)):
         if value is not None:
             words += [option, str(value)]
     return shlex.join([*words, "--out", str(out)])
+
+
+def _eval_sampling(args: argparse.Namespace, configured):
+    """Greedy unless --temperature is above 0; then the config's other values, seed 0 unless given."""
+    from dataclasses import replace
+
+    from ..engine.sampling import GREEDY
+
+    if not args.temperature:
+        if args.seed is not None:
+            raise CoolfusionError("--seed only matters with a --temperature above 0", exit_code=2)
+        return sampling_from_args(args, GREEDY)
+    return sampling_from_args(args, replace(configured, seed=0))
 
 
 def run_gsm8k(args: argparse.Namespace) -> int:
@@ -136,8 +156,10 @@ def run_gsm8k(args: argparse.Namespace) -> int:
     from ..engine.scoring import ScorePolicy
 
     policy = ScorePolicy.from_config(config.fusion)
+    sampling = _eval_sampling(args, config.fusion.sampling)
     settings = EvalSettings(modes=tuple(modes), models=tuple(names), max_tokens=args.max_tokens,
-                            prompt=args.prompt, policy=policy.label, fresh_cache=not args.reuse_cache)
+                            prompt=args.prompt, policy=policy.label, fresh_cache=not args.reuse_cache,
+                            sampling=sampling)
     log = AnswerLog(out)
     earlier = log.read()
     jobs = plan_jobs(problems, settings, earlier)
@@ -177,6 +199,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
         "models": names,
         "fusion_rule": policy.label,
         "fresh_cache": not args.reuse_cache,
+        "sampling": settings.sampling_record or "greedy",
         "finished": datetime.now().isoformat(timespec="seconds"),
         **code_version(),
     }

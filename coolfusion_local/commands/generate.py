@@ -4,6 +4,10 @@ Plain output prints the answer as segments are chosen; `--json` prints one
 JSON object per event line (segments, notices, Cool+R steps) and a last
 `{"done": true, ...}` line, for scripts and for inspecting who won what.
 Loading messages go to stderr so stdout stays the answer.
+
+It samples like the chat app (models.toml's [fusion] sampling, by default the
+chat defaults of docs/sampling.md) and guards against verbatim loops; the
+sampling flags override single values, `--temperature 0` is greedy.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import argparse
 import json
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import load_config
 from ..errors import CoolfusionError
 from .common import add_config_argument, configure_logging
+from .sampling_options import add_sampling_arguments, sampling_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--system", help="a system message before the prompt")
     parser.add_argument("--json", action="store_true", help="print one JSON object per event line")
     parser.add_argument("--quiet", "-q", action="store_true", help="no loading messages on stderr")
+    parser.add_argument("--no-loop-guard", dest="loop_guard", action="store_false", default=None,
+                        help="let verbatim loops win (default: the config's loop_guard, on)")
+    add_sampling_arguments(parser, "models.toml's [fusion] values (the chat defaults)")
     parser.set_defaults(func=run)
 
 
@@ -65,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         raise CoolfusionError("--max-tokens must be at least 1", exit_code=2)
     config = load_config(Path(args.config) if args.config else None)
+    sampling = sampling_from_args(args, config.fusion.sampling)
     out = sys.stdout
 
     def say(message: str) -> None:
@@ -86,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
             elif isinstance(event, ModelLoadFailed):
                 say(f"warning: {event.reason}")
         messages = ([Message("system", args.system)] if args.system else []) + [Message("user", prompt)]
-        events = engine.generate(messages, max_tokens=args.max_tokens, stop=args.stop, cancel=cancel)
+        events = engine.generate(messages, max_tokens=args.max_tokens, stop=args.stop, sampling=sampling,
+                                 loop_guard=args.loop_guard, cancel=cancel)
         final = None
         try:
             for event in events:
@@ -136,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
             stats = final.stats
             say(
                 f"[{final.stop_reason}] {stats.answer_tokens} tokens in {stats.generate_seconds:.1f}s "
-                f"({stats.tokens_per_second:.1f} tok/s, {stats.segments} segments, wins {stats.wins})"
+                f"({stats.tokens_per_second:.1f} tok/s, {stats.segments} segments, wins {stats.wins}; "
+                f"{replace(sampling, seed=stats.sampling.get('seed')).summary()})"
             )
         if final.stop_reason == "error":
             raise CoolfusionError(final.error or "generation failed")

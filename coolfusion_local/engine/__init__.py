@@ -20,13 +20,16 @@ from .events import (
     SoloAnswerStarted,
     SoloTextDelta,
 )
+from .sampling import CHAT, GREEDY, Sampling
 
 __all__ = [
     "AnswerDone",
     "AnswerReranked",
+    "CHAT",
     "Candidate",
     "FusionEngine",
     "GenerationEvent",
+    "GREEDY",
     "GenerationStats",
     "LoadEvent",
     "Message",
@@ -35,6 +38,7 @@ __all__ = [
     "ModelLoaded",
     "ModelStatus",
     "Notice",
+    "Sampling",
     "SegmentChosen",
     "SoloAnswerStarted",
     "SoloTextDelta",

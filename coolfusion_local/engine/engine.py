@@ -171,7 +171,7 @@ class FusionEngine:
             yield ModelLoadFailed(name, status.reason)
             return
         standing = Standing(name, spec.lead, spec.weight, model.n_params, Path(path).stat().st_size)
-        self._members[name] = Member(name, model, chat, spec.weight, standing)
+        self._members[name] = Member(name, model, chat, spec.weight, standing, spec.temperature)
         info = ModelLoaded(
             model=name,
             seconds=time.perf_counter() - started,
@@ -210,9 +210,16 @@ class FusionEngine:
         max_tokens: int | None = None,
         stop: Sequence[str] | None = None,
         sampling: Sampling | None = None,
+        loop_guard: bool | None = None,
         cancel: threading.Event | None = None,
     ) -> Iterator[GenerationEvent]:
-        """Answer the conversation; yields events and always ends with AnswerDone."""
+        """Answer the conversation; yields events and always ends with AnswerDone.
+
+        `sampling` None is greedy (eval and bench stay comparable); the chat app
+        and `generate` pass the config's `[fusion]` sampling. A sampled answer
+        without a seed gets a fresh one, reported in its stats. `loop_guard`
+        None is the config's.
+        """
         mode = check_mode(mode or self._mode, self._names)
         settings = AnswerSettings(
             mode="solo" if mode.startswith("solo:") else mode,
@@ -220,7 +227,8 @@ class FusionEngine:
             stop=tuple(stop if stop is not None else self.config.fusion.stop),
             context_words=self.config.fusion.context_words,
             policy=self.policy,
-            sampling=sampling or GREEDY,
+            sampling=(sampling or GREEDY).with_seed(),
+            loop_guard=self.config.fusion.loop_guard if loop_guard is None else loop_guard,
         )
         with self._lock:
             try:

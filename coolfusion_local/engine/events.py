@@ -76,7 +76,8 @@ class SegmentChosen:
     # (adaptive mode accepted one model's confident proposal), "scored"
     # (cross-scored rerank), "vetoed" (the lead's veto settled it before any
     # scoring: the others' first tokens alone were too unlikely for it),
-    # "forced" (no common boundary within the bound),
+    # "forced" (no common boundary within the bound), "unlooped" (the loop
+    # guard passed over a candidate that would repeat the answer verbatim),
     # "solo" (a single model).
     decision: str
     ends_answer: bool
@@ -134,6 +135,7 @@ class GenerationStats:
     commit_seconds: float = 0.0  # appending the winner to every model (decoding it where not yet done)
     catch_up_seconds: float = 0.0  # adaptive: lagging models reading the text they skipped
     rerank_seconds: float = 0.0
+    sampling: dict = field(default_factory=dict)  # Sampling.as_dict() of the answer, its seed included
 
     @property
     def generate_seconds(self) -> float:
@@ -175,6 +177,7 @@ class GenerationStats:
             "catch_up_seconds": round(self.catch_up_seconds, 4),
             "rerank_seconds": round(self.rerank_seconds, 4),
             "bookkeeping_seconds": round(self.bookkeeping_seconds, 4),
+            "sampling": dict(self.sampling),
         }
 
 
@@ -183,7 +186,8 @@ class AnswerDone:
     """The last event of every answer."""
 
     text: str  # the final answer (after Cool+R, the reranked one)
-    # "eos" | "stop_string" | "max_tokens" | "stopped" | "context_full" | "error"
+    # "eos" | "stop_string" | "max_tokens" | "loop" (the loop guard ended it)
+    # | "stopped" | "context_full" | "error"
     stop_reason: str
     stats: GenerationStats
     error: str | None = None  # one line, when stop_reason == "error"

@@ -21,10 +21,12 @@ from .boundary import BoundaryDetector, last_char_boundary, last_cluster_boundar
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .lead import Standing, choose_lead
 from .prompts import ChatFormat
+from .repetition import completes_loop
 from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
 from .shown_text import ShownText
 from .source_model import ContextFull, Scored, SourceModel
+from .token_sampler import TokenSampler
 
 MAX_SEGMENT_TOKENS = 16  # force a cut when tokenizers never agree (long URLs, '=====')
 ANSWER_RESERVE = 64  # tokens kept free in every context for the answer's last segments
@@ -39,6 +41,7 @@ class Member:
     chat: ChatFormat
     weight: float = 1.0
     standing: Standing | None = None  # what makes it lead (engine/lead.py); None: its weight alone
+    temperature: float | None = None  # models.toml's own temperature for this model
 
     def __post_init__(self) -> None:
         if self.standing is None:
@@ -74,6 +77,9 @@ class AnswerSettings:
     context_words: int = 4
     policy: ScorePolicy = field(default_factory=ScorePolicy)
     sampling: Sampling = GREEDY
+    # Keep a verbatim loop (engine/repetition.py) from winning a round; end
+    # the answer with stop reason "loop" when every candidate would make one.
+    loop_guard: bool = False
 
 
 def prompt_tokens(member: Member, messages: list[Message]) -> list[int]:
@@ -135,8 +141,15 @@ def fit_prompts(members: list[Member], messages: list[Message], reserve: int) ->
     return best
 
 
-def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int, stats: GenerationStats) -> Proposal:
-    """Greedy tokens from the member until the shortest common word boundary."""
+def _propose(
+    member: Member,
+    detector: BoundaryDetector,
+    left: bytes,
+    room: int,
+    stats: GenerationStats,
+    sampler: TokenSampler | None = None,
+) -> Proposal:
+    """The member's own tokens (greedy, or from its sampler) until the shortest common word boundary."""
     model = member.model
     steps = model.pending  # look-ahead from the last round, if its proposal won
     text = b""
@@ -163,7 +176,7 @@ def _propose(member: Member, detector: BoundaryDetector, left: bytes, room: int,
             whole = last_cluster_boundary(text) or last_char_boundary(text)
             return proposal(max((i + 1 for i, end in enumerate(token_ends) if end <= whole), default=1), forced=True)
         started = time.perf_counter()
-        step = model.step()
+        step = model.step(sampler)
         stats.propose_seconds += time.perf_counter() - started
         if step.ends:
             return proposal(len(steps), ends=True, end_nll=model.end_nll())
@@ -207,6 +220,17 @@ class _FusionRun:
         # lag behind the lead while it is confident and catch up in one batch.
         self.held = {m.name: 0 for m in members}
         self.detector = BoundaryDetector([m.model for m in members])
+        # Temperature 0 is plain greedy decoding, the penalty included: argmax, as always.
+        self.samplers = {
+            m.name: None if settings.sampling.greedy else TokenSampler(settings.sampling.for_model(m.name, m.temperature),
+                                                   m.model.vocab_size)
+            for m in members
+        }
+
+    def close(self) -> None:
+        for sampler in self.samplers.values():
+            if sampler is not None:
+                sampler.close()
 
     def catch_up(self, member: Member) -> None:
         behind = bytes(self.answer[self.held[member.name] :])
@@ -219,7 +243,7 @@ class _FusionRun:
 
     def propose(self, member: Member, room: int) -> Proposal:
         self.catch_up(member)
-        return _propose(member, self.detector, bytes(self.answer[-64:]), room, self.stats)
+        return _propose(member, self.detector, bytes(self.answer[-64:]), room, self.stats, self.samplers[member.name])
 
     def play_round(self, room: int) -> _Round:
         members, settings = self.members, self.settings
@@ -243,11 +267,13 @@ class _FusionRun:
             self.cross_score(current)
         return current
 
-    def cross_score(self, current: _Round) -> None:
-        """Every model scores every distinct candidate; the policy picks the winner."""
+    def cross_score(self, current: _Round, keys: list[tuple[bytes, bool]] | None = None) -> None:
+        """Every model scores every distinct candidate (or just `keys`); the policy picks the winner."""
         stats, settings = self.stats, self.settings
         lead_proposal = next(p for p in current.proposals if p.member is self.lead)
-        if self.lead_vetoes_all(current, lead_proposal):
+        keys = current.keys if keys is None else keys
+        lead_key = lead_proposal.key if lead_proposal.key in keys else None
+        if keys is current.keys and self.lead_vetoes_all(current, lead_proposal):
             return
         mean_nll: dict[str, dict[tuple[bytes, bool], float]] = {}
         lead_totals: dict[tuple[bytes, bool], float] = {}
@@ -256,7 +282,7 @@ class _FusionRun:
             row: dict[tuple[bytes, bool], float] = {}
             totals: dict[tuple[bytes, bool], float] = {}
             requests, request_keys = [], []
-            for key in current.keys:
+            for key in keys:
                 start, tokens = self.continuation(current, member, key)
                 mine = next((p for p in current.by_key[key] if p.member is member), None)
                 if mine is not None and start == member.model.committed_tokens and tokens == mine.tokens:
@@ -276,14 +302,39 @@ class _FusionRun:
             if member is self.lead:
                 lead_totals = totals
         current.decision = "scored"
-        current.winner_key = settings.policy.choose(
-            self.members, current.keys, mean_nll, self.lead, lead_proposal.key, lead_totals
-        )
-        first_proposer = {key: current.by_key[key][0].member.name for key in current.keys}
+        current.winner_key = settings.policy.choose(self.members, keys, mean_nll, self.lead, lead_key, lead_totals)
+        first_proposer = {key: current.by_key[key][0].member.name for key in keys}
         current.scores = {
             scorer: {first_proposer[key]: round(value, 5) for key, value in row.items()}
             for scorer, row in mean_nll.items()
         }
+
+    def avoid_loop(self, current: _Round, room: int) -> _Round | None:
+        """The round with a winner that makes no verbatim loop; None when every candidate would.
+
+        The best candidate that does not loop wins instead, by the same rule
+        among those left. In adaptive mode a confident lead that loops lets the
+        others propose after all.
+        """
+        text = self.answer.decode("utf-8", errors="replace")
+
+        def loops(key: tuple[bytes, bool]) -> bool:
+            return completes_loop(text, key[0].decode("utf-8", errors="replace"))
+
+        if not loops(current.winner_key):
+            return current
+        if current.decision == "confident":
+            others = [self.propose(m, room) for m in self.members if m is not self.lead]
+            current = _Round([*current.proposals, *others])
+        fresh = [key for key in current.keys if not loops(key)]
+        if not fresh:
+            return None
+        if len(fresh) == 1:
+            current.winner_key = fresh[0]
+        else:
+            self.cross_score(current, fresh)
+        current.decision = "unlooped"
+        return current
 
     def continuation(self, current: _Round, member: Member, key: tuple[bytes, bool]) -> tuple[int, list[int]]:
         """`member`'s tokens for candidate `key`, worked out once per round."""
@@ -362,6 +413,7 @@ def generate(
         stats.seconds = time.perf_counter() - started
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
+        stats.sampling = settings.sampling.as_dict()
         return AnswerDone(shown.text, reason, stats, error)
 
     try:
@@ -389,6 +441,13 @@ def generate(
                 return
             round_started = time.perf_counter()
             current = run.play_round(room)
+            if settings.loop_guard:
+                current = run.avoid_loop(current, room)
+                if current is None:
+                    yield Notice("the answer began to repeat itself verbatim (every candidate would loop): "
+                                 "it was ended there")
+                    yield done("loop")
+                    return
             run.commit(current)
             ends = current.winner_key[1]
             winners = current.by_key[current.winner_key]
@@ -435,3 +494,5 @@ def generate(
         yield done("context_full")
     except CoolfusionError as error:
         yield done("error", str(error))
+    finally:
+        run.close()

@@ -1,13 +1,19 @@
 """How each source model picks its own next token while it proposes a segment.
 
-`temperature == 0` is greedy decoding (the engine's behaviour before sampling
-existed, token for token). Cross-scoring never samples: every model scores
+`temperature == 0` is plain greedy decoding, the engine's behaviour before
+sampling existed, token for token: the other settings, the repeat penalty
+included, are then ignored. Cross-scoring never samples: every model scores
 every candidate by its plain log-probabilities, whatever these settings are.
+
+`CHAT` holds the defaults of the chat app and `generate`: the values a
+llama.cpp or Ollama user gets without asking (docs/sampling.md says why).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import zlib
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -24,5 +30,65 @@ class Sampling:
     def greedy(self) -> bool:
         return self.temperature <= 0.0
 
+    def problem(self) -> str | None:
+        """What is out of range, in one phrase naming the setting; None when all is well."""
+        if not 0.0 <= self.temperature < float("inf"):
+            return f"temperature {self.temperature:g} must be 0 (greedy) or above"
+        if self.top_k < 0:
+            return f"top_k {self.top_k} must be 0 (off) or above"
+        if not 0.0 < self.top_p <= 1.0:
+            return f"top_p {self.top_p:g} must be above 0 and at most 1 (1 = off)"
+        if not 0.0 <= self.min_p <= 1.0:
+            return f"min_p {self.min_p:g} must be between 0 (off) and 1"
+        if not 0.0 < self.repeat_penalty < float("inf"):
+            return f"repeat_penalty {self.repeat_penalty:g} must be above 0 (1 = off)"
+        if self.repeat_last_n < 0:
+            return f"repeat_last_n {self.repeat_last_n} must be 0 (off) or above"
+        if self.seed is not None and not 0 <= self.seed < 2**32 - 1:
+            return f"seed {self.seed} must be between 0 and {2**32 - 2}"
+        return None
+
+    def with_seed(self) -> "Sampling":
+        """These settings with a concrete seed: the one given, else a fresh random one."""
+        if self.seed is not None or self.greedy:
+            return self
+        return replace(self, seed=random.SystemRandom().randrange(2**31))
+
+    def for_model(self, name: str, temperature: float | None = None) -> "Sampling":
+        """One model's settings within an answer.
+
+        Its seed is derived from the answer's seed and its name, so each model
+        draws its own numbers and the answer as a whole stays reproducible.
+        A model's own `temperature` (models.toml) replaces the answer's, unless
+        the answer is greedy: temperature 0 switches sampling off for all.
+        """
+        if self.greedy:
+            return self
+        seed = None if self.seed is None else zlib.crc32(f"{self.seed}:{name}".encode()) & 0x7FFFFFFF
+        return replace(self, seed=seed, temperature=self.temperature if temperature is None else temperature)
+
+    def summary(self) -> str:
+        """One short line for a status bar or a log: "greedy" or the knobs that matter."""
+        if self.greedy:
+            return "greedy"
+        text = f"temp {self.temperature:g} top-k {self.top_k} top-p {self.top_p:g} min-p {self.min_p:g}"
+        if self.repeat_penalty != 1.0:
+            text += f" rep {self.repeat_penalty:g}/{self.repeat_last_n}"
+        if self.seed is not None:
+            text += f" seed {self.seed}"
+        return text
+
+    def as_dict(self) -> dict:
+        return {
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "repeat_last_n": self.repeat_last_n,
+            "seed": self.seed,
+        }
+
 
 GREEDY = Sampling()
+CHAT = Sampling(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.1, repeat_last_n=64)

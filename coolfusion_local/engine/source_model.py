@@ -4,7 +4,7 @@ A thin wrapper over llama.cpp's C API (through llama-cpp-python's bindings),
 written for Cool-Fusion's access pattern rather than for plain completion:
 
 * Sequence 0 of the KV cache holds the shared text (prompt + the answer agreed
-  so far), followed by this model's own greedy look-ahead ("pending" tokens,
+  so far), followed by this model's own look-ahead ("pending" tokens,
   kept because if its proposal wins they are exactly what it would generate
   next).
 * Candidates are scored in one batched decode: each candidate gets its own
@@ -25,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import llama_cpp
 import numpy as np
@@ -33,6 +33,9 @@ import numpy as np
 from ..errors import CoolfusionError
 from . import llama_log
 from .vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from .token_sampler import TokenSampler
 
 SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
 MAX_OUTPUTS_PER_DECODE = 64  # bounds the logits buffer: 64 rows x vocab floats
@@ -74,7 +77,7 @@ class Scored:
 
 @dataclass(frozen=True)
 class Step:
-    """One greedy token: its id, its NLL under the model, whether it ends the turn."""
+    """One proposed token: its id, its NLL under the model, whether it ends the turn."""
 
     token: int
     nll: float
@@ -326,7 +329,7 @@ class SourceModel(Vocabulary):
 
     @property
     def pending(self) -> list[Step]:
-        """Greedy tokens already decoded past the shared text."""
+        """Proposed tokens already decoded past the shared text."""
         tokens = self._cache[self._committed :]
         return [Step(t, n, False) for t, n in zip(tokens, self._pending_nll)]
 
@@ -334,10 +337,17 @@ class SourceModel(Vocabulary):
         """Tokens that still fit in the context after the shared text."""
         return self.n_ctx - self._committed
 
-    def step(self) -> Step:
-        """Greedily extend the look-ahead by one token (an end token is not decoded)."""
+    def step(self, sampler: "TokenSampler | None" = None) -> Step:
+        """Extend the look-ahead by one token (an end token is not decoded).
+
+        Greedy without a sampler; with one, llama.cpp's sampler chain picks the
+        token. Its NLL is always the plain one, whatever picked it.
+        """
         row = self._row
-        token = int(row.argmax())
+        if sampler is None:
+            token = int(row.argmax())
+        else:
+            token = sampler.pick(row, self._cache[self._answer_start :])
         nll = _logsumexp(row) - float(row[token])
         if self.is_end(token):
             return Step(token, nll, True)

@@ -10,10 +10,12 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from ..engine.sampling import CHAT, Sampling
 from ..store import Store
 from .colours import model_colours
 from .messages import EngineProblem, LoadFraction, LoadProgress, ModelsChanged, ModelsSnapshot, ModelView
 from .palette import chat_commands
+from .sampling_commands import sampling_commands
 from .runner import EngineRunner, load_models, safe_post, snapshot
 from .screens.chat import ChatScreen
 from .screens.help import HelpScreen
@@ -40,12 +42,15 @@ class CoolfusionApp(App):
         model_names: Iterable[str] = (),
         mode: str = "",
         max_tokens: int | None = None,
+        sampling: Sampling = CHAT,
     ) -> None:
         super().__init__()
         self.runner = EngineRunner(engine_factory, self.post_message)
         self.session = ChatSession(store)
         self.max_tokens = max_tokens
         self.mode = mode
+        self.configured_sampling = sampling
+        self.sampling = sampling  # how the next answers sample; the palette changes it
         self.model_views: list[ModelView] = [ModelView(name, "unloaded") for name in model_names]
         self.colours = model_colours([v.name for v in self.model_views])
         self.activity = ""  # what the engine thread is busy with, for the status bar
@@ -94,6 +99,11 @@ class CoolfusionApp(App):
             # Say it again once loaded: a model that models.toml has off may come out of
             # load() marked "disabled" again, and the user just switched it on.
             self.submit(switch)
+
+    def set_sampling(self, sampling: Sampling, what: str) -> None:
+        self.sampling = sampling
+        self.notify(f"Sampling: {what} ({sampling.summary()})")
+        self._models_changed()
 
     def modes(self) -> list[str]:
         return [*FUSION_MODES, *(f"solo:{view.name}" for view in self.model_views)]
@@ -169,6 +179,7 @@ class CoolfusionApp(App):
         yield from super().get_system_commands(screen)
         if isinstance(screen, ChatScreen):
             yield from chat_commands(self, screen)
+            yield from sampling_commands(self, screen)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

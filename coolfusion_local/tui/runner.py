@@ -167,11 +167,12 @@ def answer_job(
     cancel: threading.Event,
     mode: str | None = None,
     max_tokens: int | None = None,
+    sampling=None,
 ) -> Job:
     """A job that streams one answer; its `fail` ends the answer if there is no engine."""
 
     def job(engine) -> None:
-        generate_answer(engine, post, tag, messages, cancel, mode=mode, max_tokens=max_tokens)
+        generate_answer(engine, post, tag, messages, cancel, mode=mode, max_tokens=max_tokens, sampling=sampling)
 
     def fail(reason: str) -> None:
         stats = GenerationStats(mode=mode or "")
@@ -189,6 +190,7 @@ def generate_answer(
     cancel: threading.Event,
     mode: str | None = None,
     max_tokens: int | None = None,
+    sampling=None,
 ) -> None:
     """Stream one answer; always ends with exactly one AnswerDone for `tag`."""
     stats = GenerationStats(mode=mode or engine.mode)
@@ -197,7 +199,7 @@ def generate_answer(
         return
     text = ""
     try:
-        for event in engine.generate(messages, mode=mode, max_tokens=max_tokens, cancel=cancel):
+        for event in engine.generate(messages, mode=mode, max_tokens=max_tokens, sampling=sampling, cancel=cancel):
             safe_post(post, EngineEvent(tag, event))
             if isinstance(event, AnswerDone):
                 return

@@ -145,7 +145,9 @@ class ChatScreen(ConversationActions, Screen):
         self.pending = PendingAnswer(tag, box, cancel, asyncio.Event())
         await self.chat_log.mount_all([*before, box])
         self.chat_log.anchor()
-        self.app.submit(answer_job(self.post_message, tag, history, cancel, max_tokens=self.app.max_tokens))
+        self.app.submit(
+            answer_job(self.post_message, tag, history, cancel, max_tokens=self.app.max_tokens, sampling=self.app.sampling)
+        )
 
     async def on_engine_event(self, message: EngineEvent) -> None:
         pending = self.pending
@@ -348,6 +350,7 @@ class ChatScreen(ConversationActions, Screen):
 
     def on_models_changed(self, _message: ModelsChanged | None) -> None:
         self.status_bar.set_models(self.app.model_views, self.app.mode)
+        self.status_bar.set_sampling(self.app.sampling.summary())
         self.status_bar.set_activity(self.app.activity)
         if self.coloured:
             self._show_legend()

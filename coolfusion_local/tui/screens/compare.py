@@ -79,7 +79,7 @@ class CompareScreen(Screen):
             self.app.submit(
                 answer_job(
                     self.post_message, tag, self.history, self.cancel,
-                    mode=f"solo:{name}", max_tokens=self.app.max_tokens,
+                    mode=f"solo:{name}", max_tokens=self.app.max_tokens, sampling=self.app.sampling,
                 )
             )
 

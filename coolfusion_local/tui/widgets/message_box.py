@@ -27,6 +27,7 @@ STOP_LABELS = {
     "stopped": "⏹ stopped",
     "max_tokens": "reached the length limit",
     "context_full": "context window full",
+    "loop": "⟳ ended: it began to repeat itself verbatim",
     "stop_string": "",
     "eos": "",
 }

@@ -1,4 +1,4 @@
-"""The line under the chat: each model's load state, the mode, the last answer's speed."""
+"""The line under the chat: each model's load state, the mode, sampling, the last answer's speed."""
 
 from __future__ import annotations
 
@@ -22,12 +22,17 @@ class StatusBar(Static):
         super().__init__(**kwargs)
         self.models: list[ModelView] = []
         self.mode = ""
+        self.sampling = ""
         self.speed = ""
         self.activity = ""
         self.saving = True
 
     def set_models(self, models: list[ModelView], mode: str) -> None:
         self.models, self.mode = list(models), mode
+        self._render_line()
+
+    def set_sampling(self, summary: str) -> None:
+        self.sampling = summary
         self._render_line()
 
     def set_speed(self, stats: dict | None) -> None:
@@ -57,6 +62,8 @@ class StatusBar(Static):
             pieces.append(Content.from_markup("│ mode [b]$mode[/b]  ", mode=self.mode))
         if self.speed:
             pieces.append(f"│ {self.speed}  ")
+        if self.sampling:  # after the speed: a narrow terminal cuts the line from the right
+            pieces.append(f"│ {self.sampling}  ")
         if not self.saving:
             pieces.append(Content.styled("│ history not saved  ", "$warning"))
         if self.activity:

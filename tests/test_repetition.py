@@ -1,0 +1,89 @@
+"""The verbatim-loop detector (engine/repetition.py): loops found, code/tables/lists left alone."""
+
+from __future__ import annotations
+
+from coolfusion_local.engine.repetition import completes_loop, prose_words, repeated_run
+
+# SmolLM2 alone on the haiku prompt of issue 10, until its token limit.
+SMOLLM_LOOP = (
+    "Autumn rain falls softly,\nA fleeting moment of pure sorrow,\n"
+    "A fleeting moment of pure sorrow, a fleeting moment of pure sorrow, a fleeting moment of pure sorrow,"
+)
+# The fused haiku of issue 10: repetitive wording, but no run of five words three times.
+FUSED_HAIKU = (
+    "Autumn rain, a silent symphony,\nWhispers of leaves, a silent song,\nA symphony of leaves, a silent song."
+)
+TABLE = """| Planet | Moons | Rings |
+|--------|-------|-------|
+| Mercury | 0 | no rings at all here |
+| Venus | 0 | no rings at all here |
+| Mars | 2 | no rings at all here |
+| Jupiter | 95 | yes |
+"""
+CODE = """Here is the loop:
+
+```python
+for i in range(10):
+    print("hello world from the loop", i)
+    print("hello world from the loop", i)
+    print("hello world from the loop", i)
+```
+
+It prints each line twice per step.
+"""
+LIST = """Packing list for the trip:
+
+1. A warm jacket for the evening
+2. Sturdy shoes for the rocky paths
+3. A water bottle for the long walks
+- [ ] check the weather forecast tonight
+- [ ] check the train times tonight
+"""
+
+
+def test_a_model_repeating_a_phrase_is_a_loop():
+    assert repeated_run(SMOLLM_LOOP) == "a fleeting moment of pure"
+
+
+def test_repetitive_but_not_verbatim_wording_is_not_a_loop():
+    assert repeated_run(FUSED_HAIKU) is None
+
+
+def test_table_rows_code_blocks_and_list_markers_repeat_legitimately():
+    for text in (TABLE, CODE, LIST):
+        assert repeated_run(text) is None, text
+    assert "print" not in prose_words(CODE) and "mercury" not in prose_words(TABLE)
+    assert prose_words(LIST)[:6] == ["packing", "list", "for", "the", "trip", "a"]
+
+
+def test_the_same_sentence_in_prose_three_times_is_a_loop_even_around_code():
+    text = CODE + "It prints each line twice per step. It prints each line twice per step."
+    assert repeated_run(text) == "it prints each line twice"
+
+
+def test_case_and_punctuation_are_folded():
+    assert repeated_run("Go on, then! go on then. Fine.") is None
+    assert repeated_run("Go on, then! go on then. GO ON THEN... go on, then") == "go on then go on"
+    assert repeated_run("the rain, it falls down. The rain it falls down! the rain: it falls down") is not None
+
+
+def test_completes_loop_judges_only_what_the_addition_brings():
+    text = "a fleeting moment of pure sorrow, a fleeting moment of pure sorrow, a fleeting moment of"
+    assert completes_loop(text, " pure")
+    assert not completes_loop(text, " joy")
+    assert not completes_loop("a fleeting moment of pure sorrow, a fleeting moment of", " pure")
+    # A word finished across the join counts as added.
+    assert completes_loop(text + " pu", "re")
+
+
+def test_completes_loop_leaves_an_old_loop_to_the_round_that_made_it():
+    looped = "one two three four five " * 3
+    assert repeated_run(looped) is not None
+    assert not completes_loop(looped, "and then something new")
+
+
+def test_short_texts_never_loop():
+    assert not completes_loop("", "hi")
+    assert not completes_loop("ha ha", " ha ha")
+    assert repeated_run("ha ha ha ha") is None
+    assert repeated_run("ha " * 7) is not None  # seven of the same word: three five-word runs
