@@ -14,7 +14,7 @@ import sys
 
 from .errors import CoolfusionError
 
-COMMAND_MODULES = ("chat", "generate", "models", "eval", "bench")
+COMMAND_MODULES = ("chat", "generate", "serve", "models", "eval", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
