@@ -57,7 +57,11 @@ def chat_body(**fields) -> dict:
 
 
 def generate_json(*args: str) -> list[dict]:
-    result = subprocess.run([sys.executable, "-m", "coolfusion_local", "generate", "--json", *args],
+    """`coolfusion generate --json`, greedy (where it samples by default, --temperature 0 says greedy)."""
+    usage = subprocess.run([sys.executable, "-m", "coolfusion_local", "generate", "--help"],
+                           capture_output=True, text=True, timeout=60, cwd=REPO).stdout
+    greedy = ["--temperature", "0"] if "--temperature" in usage else []
+    result = subprocess.run([sys.executable, "-m", "coolfusion_local", "generate", "--json", *greedy, *args],
                             capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
@@ -68,7 +72,7 @@ def generate_json(*args: str) -> list[dict]:
 
 def test_models_list_names_every_mode_and_source_model(client, server):
     ids = [model.id for model in client.models.list()]
-    assert ids == ["coolfusion", "coolfusion:cool", "coolfusion:adaptive", "coolfusion:cool+r",
+    assert ids == ["coolfusion", "coolfusion:cool", "coolfusion:cool+r", "coolfusion:adaptive",
                    "qwen-coder-0.5b", "smollm2-135m"]
     assert server.request("GET", "/v1/models").json()["missing"] == []
 
@@ -90,7 +94,8 @@ def test_chat_whole_answer_with_usage_and_winners(client):
 def test_streamed_text_equals_coolfusion_generate(client):
     stream = client.chat.completions.create(model="coolfusion:cool", messages=[{"role": "user", "content": PROMPT}],
                                             max_tokens=24, temperature=0, stream=True,
-                                            stream_options={"include_usage": True})
+                                            stream_options={"include_usage": True},
+                                            extra_body={"cache_prompt": False})  # as a fresh `generate` process
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
@@ -139,7 +144,8 @@ def test_a_source_model_alone_and_cool_plus_r(client):
 
 def test_sampling_fields_reach_the_engine(client):
     seeded = [client.chat.completions.create(model="coolfusion", messages=[{"role": "user", "content": "Say hi."}],
-                                             max_tokens=6, temperature=0.8, top_p=0.9, seed=7)
+                                             max_tokens=6, temperature=0.8, top_p=0.9, seed=7,
+                                             extra_body={"cache_prompt": False})
               .choices[0].message.content for _ in range(2)]
     assert seeded[0] == seeded[1]  # the same seed, the same answer
 

@@ -93,7 +93,7 @@ def create_app(engine: FusionEngine, settings: ServeSettings) -> FastAPI:
         default_sampling = getattr(engine.config.fusion, "sampling", None)  # models.toml's, where configured
         try:
             job = worker.submit(messages, mode=mode, max_tokens=body.answer_limit(), stop=body.stops(),
-                                sampling=body.sampling(default_sampling))
+                                sampling=body.sampling(default_sampling), fresh_cache=not body.cache_prompt)
         except Busy as busy:
             raise ApiError(429, f"the server is busy: {worker.max_waiting} requests are already waiting; "
                            f"retry after {busy.retry_after}s", type="rate_limit_error",

@@ -65,11 +65,14 @@ class _Generation(_Body):
     # Sampling: OpenAI's fields, then llama.cpp's extensions its server accepts too.
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 2)
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0)
     repeat_last_n: int | None = Field(default=None, ge=0)
+    # llama.cpp's server field: false evaluates the prompt afresh instead of reusing the
+    # cached prefix of earlier requests (slower, but the answer then does not depend on them).
+    cache_prompt: bool = True
 
     @field_validator("stop")
     @classmethod
@@ -90,15 +93,16 @@ class _Generation(_Body):
         return self.max_tokens
 
     def sampling(self, default: Sampling | None) -> Sampling | None:
-        """The request's sampling over the server's default; None when the request sets none.
+        """The server's default sampling with the request's fields over it, one by one.
 
-        None lets the engine use its own default (models.toml's, greedy unless
-        configured), so a request that says nothing samples like `coolfusion generate`.
+        `default` is models.toml's `[fusion]` sampling, what `coolfusion generate`
+        and the chat app use; None (a config without one) leaves the engine's own
+        default, greedy.
         """
         fields = ("temperature", "top_p", "seed", "top_k", "min_p", "repeat_penalty", "repeat_last_n")
         given = {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
         if not given:
-            return None
+            return default
         return replace(default or Sampling(), **given)
 
     @property

@@ -42,6 +42,9 @@ def answer_extra(done: AnswerDone, reranked: AnswerReranked | None) -> dict:
         "seconds": round(stats.seconds, 3),
         "tokens_per_second": round(stats.tokens_per_second, 2),
     }
+    sampling = getattr(stats, "sampling", None)  # the values used, with the seed drawn (when sampled)
+    if sampling:
+        extra["sampling"] = dict(sampling)
     if reranked is not None:
         extra["reranked"] = reranked.chosen
     return extra

@@ -50,6 +50,7 @@ class Job:
     max_tokens: int | None
     stop: Sequence[str] | None
     sampling: Sampling | None
+    fresh_cache: bool
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -80,8 +81,8 @@ class EngineWorker:
     # ----------------------------------------------------------- event-loop side
 
     def submit(self, messages: list[Message], *, mode: str | None, max_tokens: int | None,
-               stop: Sequence[str] | None, sampling: Sampling | None) -> Job:
-        job = Job(messages, mode, max_tokens, stop, sampling, asyncio.get_running_loop())
+               stop: Sequence[str] | None, sampling: Sampling | None, fresh_cache: bool = False) -> Job:
+        job = Job(messages, mode, max_tokens, stop, sampling, fresh_cache, asyncio.get_running_loop())
         with self._lock:
             if not self._accepting:
                 raise ShuttingDown()
@@ -131,6 +132,8 @@ class EngineWorker:
     def _answer(self, job: Job) -> None:
         job.prompt_tokens = self._count_prompt_tokens(job)
         try:
+            if job.fresh_cache:
+                self.engine.forget_cached_text()
             for event in self.engine.generate(job.messages, mode=job.mode, max_tokens=job.max_tokens,
                                               stop=job.stop, sampling=job.sampling, cancel=job.cancel):
                 job.deliver(event)
