@@ -103,18 +103,18 @@ def create_app(engine: FusionEngine, settings: ServeSettings) -> FastAPI:
         shape = ResponseShape(body.model, chat)
         streaming = False
         try:
-            first = await _next_event(job, request)
+            first = await _next_event(worker, job, request)
             _raise_if_failed_before_text(first, job)
             if body.stream:
                 streaming = True  # from here on the stream's own end cancels the job
-                return EventSourceResponse(_stream(job, first, shape, mode, body.include_usage), sep="\n",
+                return EventSourceResponse(_stream(worker, job, first, shape, mode, body.include_usage), sep="\n",
                                            ping=10, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-            return JSONResponse(await _whole(job, first, shape, request))
+            return JSONResponse(await _whole(worker, job, first, shape, request))
         except ClientGone:
             return Response(status_code=499)  # nobody reads it: the client left
         finally:
             if not streaming:
-                job.cancel.set()  # an answer nobody will read must not hold the engine
+                worker.withdraw(job)  # an answer nobody will read must not hold the engine
 
     return _guarded(app, settings)
 
@@ -157,10 +157,8 @@ def _shutting_down() -> ApiError:
     return ApiError(503, "the server is shutting down", type="server_error", code="shutting_down")
 
 
-async def _next_event(job: Job, request: Request | None) -> object:
-    """The job's next event; while waiting, a client that leaves cancels the job (ClientGone)."""
-    if request is None:
-        return await job.events.get()
+async def _next_event(worker: EngineWorker, job: Job, request: Request) -> object:
+    """The job's next event; while waiting, a client that leaves withdraws the job (ClientGone)."""
     getting = asyncio.ensure_future(job.events.get())
     while True:
         done, _ = await asyncio.wait({getting}, timeout=DISCONNECT_POLL_SECONDS)
@@ -168,7 +166,7 @@ async def _next_event(job: Job, request: Request | None) -> object:
             return getting.result()
         if await request.is_disconnected():
             getting.cancel()
-            job.cancel.set()
+            worker.withdraw(job)
             raise ClientGone()
 
 
@@ -187,7 +185,7 @@ def _raise_if_failed_before_text(first: object, job: Job) -> None:
         raise ApiError(400, error, code="generation_failed")
 
 
-async def _whole(job: Job, first: object, shape: ResponseShape, request: Request) -> dict:
+async def _whole(worker: EngineWorker, job: Job, first: object, shape: ResponseShape, request: Request) -> dict:
     segments, notices, reranked, done = [], [], None, None
     event = first
     while event is not END:
@@ -199,7 +197,7 @@ async def _whole(job: Job, first: object, shape: ResponseShape, request: Request
             reranked = event
         elif isinstance(event, AnswerDone):
             done = event
-        event = await _next_event(job, request)
+        event = await _next_event(worker, job, request)
     if done is None:
         raise _shutting_down()
     if done.stop_reason == "error":
@@ -212,7 +210,8 @@ def _usage(job: Job, done: AnswerDone) -> dict:
     return usage(job.prompt_tokens, done.stats.answer_tokens)
 
 
-async def _stream(job: Job, first: object, shape: ResponseShape, mode: str, include_usage: bool):
+async def _stream(worker: EngineWorker, job: Job, first: object, shape: ResponseShape, mode: str,
+                  include_usage: bool):
     """SSE data lines: a role chunk, one chunk per segment, a finish chunk, [DONE].
 
     Cool+R's answer is known only once every answer is written and reranked,
@@ -247,7 +246,7 @@ async def _stream(job: Job, first: object, shape: ResponseShape, mode: str, incl
                 yield json.dumps(shape.usage_chunk(_usage(job, done)))
         yield "[DONE]"
     finally:
-        job.cancel.set()  # the client left mid-stream (or the answer is over: then it changes nothing)
+        worker.withdraw(job)  # the client left mid-stream (or the answer is over: then it changes nothing)
 
 
 def _error_body(error: ApiError) -> dict:

@@ -102,6 +102,13 @@ class EngineWorker:
             admitted = len(self._admitted)
         return {"busy": admitted > 0, "waiting": max(admitted - 1, 0), "max_waiting": self.max_waiting}
 
+    def withdraw(self, job: Job) -> None:
+        """Its client left: stop the answer, or give up its place in the queue at once."""
+        job.cancel.set()
+        with self._lock:
+            if job in self._admitted[1:]:  # waiting: the worker skips it when it comes up
+                self._admitted.remove(job)
+
     def shutdown(self) -> None:
         """Stop taking requests; end the running answer within a segment; skip the waiting ones."""
         with self._lock:
@@ -124,7 +131,8 @@ class EngineWorker:
                     self._answer(job)
             finally:
                 with self._lock:
-                    self._admitted.remove(job)
+                    if job in self._admitted:  # a withdrawn job has left already
+                        self._admitted.remove(job)
                 if not job.cancel.is_set():
                     self._durations.append(time.perf_counter() - started)
                 job.deliver(END)
