@@ -30,3 +30,16 @@ def configure_logging() -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+
+
+def describe_load_event(event) -> list[str]:
+    """The stderr lines for one load event: 'loaded NAME in 0.5s (...)', its notes, or a warning."""
+    from ..engine import ModelLoaded, ModelLoadFailed
+
+    if isinstance(event, ModelLoaded):
+        gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
+        return [f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})",
+                *(f"note: {notice}" for notice in event.notices)]
+    if isinstance(event, ModelLoadFailed):
+        return [f"warning: {event.reason}"]
+    return []

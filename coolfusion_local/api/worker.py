@@ -1,0 +1,163 @@
+"""The engine's one worker thread and the bounded queue in front of it.
+
+The engine answers one request at a time (llama.cpp contexts are not
+thread-safe; `FusionEngine` holds one lock), so every answer runs on this
+thread, in arrival order, and its events cross to the event loop through an
+asyncio queue per request. At most `max_waiting` requests wait behind the one
+being answered; the next one is refused at once (`Busy`, a 429) instead of
+hanging. Setting a job's `cancel` event stops its answer within one segment
+(the engine checks it every round), or skips it if it has not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..engine import AnswerDone, FusionEngine, GenerationStats, Message
+from ..engine.fusion import lead_member, prompt_tokens
+from ..engine.sampling import Sampling
+
+log = logging.getLogger("coolfusion.serve")
+
+END = object()  # the last item of every job's event queue
+_STOP_WORKER = None
+
+
+class Busy(Exception):
+    """The queue is full; retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class ShuttingDown(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    messages: list[Message]
+    mode: str | None
+    max_tokens: int | None
+    stop: Sequence[str] | None
+    sampling: Sampling | None
+    fresh_cache: bool
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    prompt_tokens: int = 0  # in the lead model's tokens; set by the worker before the answer starts
+
+    def deliver(self, item: object) -> None:
+        """Called on the worker thread: hand one event to the request's coroutine."""
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:  # the event loop is gone (server shut down): nobody is listening
+            self.cancel.set()
+
+
+class EngineWorker:
+    def __init__(self, engine: FusionEngine, max_waiting: int):
+        self.engine = engine
+        self.max_waiting = max_waiting
+        self._queue: queue.Queue = queue.Queue()
+        self._admitted: list[Job] = []  # the running job (first) and the waiting ones
+        self._lock = threading.Lock()
+        self._accepting = True
+        self._durations: deque[float] = deque(maxlen=16)
+        self._thread = threading.Thread(target=self._run, name="coolfusion-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # ----------------------------------------------------------- event-loop side
+
+    def submit(self, messages: list[Message], *, mode: str | None, max_tokens: int | None,
+               stop: Sequence[str] | None, sampling: Sampling | None, fresh_cache: bool = False) -> Job:
+        job = Job(messages, mode, max_tokens, stop, sampling, fresh_cache, asyncio.get_running_loop())
+        with self._lock:
+            if not self._accepting:
+                raise ShuttingDown()
+            if len(self._admitted) > self.max_waiting:
+                raise Busy(self._retry_after(len(self._admitted)))
+            self._admitted.append(job)
+        self._queue.put(job)
+        return job
+
+    def _retry_after(self, ahead: int) -> int:
+        """Seconds until a place is likely free: the recent mean answer time, or 5 s before any."""
+        mean = sum(self._durations) / len(self._durations) if self._durations else 5.0
+        return max(1, min(600, math.ceil(mean * max(ahead - self.max_waiting, 1))))
+
+    def state(self) -> dict:
+        with self._lock:
+            admitted = len(self._admitted)
+        return {"busy": admitted > 0, "waiting": max(admitted - 1, 0), "max_waiting": self.max_waiting}
+
+    def withdraw(self, job: Job) -> None:
+        """Its client left: stop the answer, or give up its place in the queue at once."""
+        job.cancel.set()
+        with self._lock:
+            if job in self._admitted[1:]:  # waiting: the worker skips it when it comes up
+                self._admitted.remove(job)
+
+    def shutdown(self) -> None:
+        """Stop taking requests; end the running answer within a segment; skip the waiting ones."""
+        with self._lock:
+            self._accepting = False
+            for job in self._admitted:
+                job.cancel.set()
+        self._queue.put(_STOP_WORKER)
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # ----------------------------------------------------------- worker thread
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not _STOP_WORKER:
+            started = time.perf_counter()
+            try:
+                if not job.cancel.is_set():
+                    self._answer(job)
+            finally:
+                with self._lock:
+                    if job in self._admitted:  # a withdrawn job has left already
+                        self._admitted.remove(job)
+                if not job.cancel.is_set():
+                    self._durations.append(time.perf_counter() - started)
+                job.deliver(END)
+
+    def _answer(self, job: Job) -> None:
+        job.prompt_tokens = self._count_prompt_tokens(job)
+        try:
+            if job.fresh_cache:
+                self.engine.forget_cached_text()
+            for event in self.engine.generate(job.messages, mode=job.mode, max_tokens=job.max_tokens,
+                                              stop=job.stop, sampling=job.sampling, cancel=job.cancel):
+                job.deliver(event)
+        except Exception as error:  # a bug must cost one request, not the server
+            log.exception("generation failed")
+            job.deliver(AnswerDone("", "error", GenerationStats(), f"internal error: {type(error).__name__}"))
+
+    def _count_prompt_tokens(self, job: Job) -> int:
+        """The prompt's length in the lead model's tokens, for `usage` (0 where it cannot be rendered)."""
+        engine = self.engine
+        mode = job.mode or engine.mode
+        try:
+            if mode.startswith("solo:"):
+                members = [engine.member(mode[5:])]
+            else:
+                members = [engine.member(n) for n in engine.model_names if engine.status(n).state == "loaded"]
+            return len(prompt_tokens(lead_member(members), job.messages))
+        except Exception:  # the answer itself reports why it cannot start
+            return 0
