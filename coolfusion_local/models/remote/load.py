@@ -25,7 +25,8 @@ from .client import CompletionsClient, HttpStatusError, RemoteError
 from .member import RemoteModel
 from .protocol import choices, completion_body
 
-PROBE_TEXT = "Fusion probe: 12 apples cost $3.45, naïve café, 漢字 🙂\n  indented"
+PROBE_TEXT = "Fusion probe: 12 apples cost $3.45, naïve café, 漢字 🙂\n  indented"  # for the tokenizers
+SCORING_PROBE = b"The capital of France is"  # short: llama-cpp-python spends ~0.5 s per echoed token
 # Prompt log-probabilities computed in one batch differ from those computed
 # token by token in the last digits only; a shifted echo misses by whole nats.
 ALIGNMENT_TOLERANCE = 0.05
@@ -61,7 +62,13 @@ def load_remote(spec, tokenizer_path: Path, progress: Callable[[float], None] | 
 def _served_model(client: CompletionsClient, wanted: str | None) -> tuple[str, int | None]:
     """The served model's id (checked against /v1/models) and its context length when the server says."""
     where = f"model {client.name!r} ({client.url})"
-    listing = client.get(client.api_path("/models"), what="listing the served models")
+    try:
+        listing = client.get(client.api_path("/models"), what="listing the served models")
+    except HttpStatusError as error:
+        if error.status in (401, 403):
+            raise
+        raise RemoteError(f"{where}: no model list at {client.api_path('/models')} (HTTP {error.status}); "
+                          "is the url an OpenAI-compatible API (ending in /v1)?") from None
     data = listing.get("data")
     if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
         raise RemoteError(f"{where}: /models did not list models the OpenAI way; "
@@ -151,7 +158,7 @@ def _check_scoring(model: RemoteModel) -> list[str]:
 
 def _scoring_disagreement(model: RemoteModel) -> str | None:
     """Why the server's scores cannot be used, or None."""
-    probe = model.tokenize(PROBE_TEXT.encode("utf-8"))
+    probe = model.tokenize(SCORING_PROBE)
     model.start_answer(probe)
     try:
         first, second = model.step(), model.step()

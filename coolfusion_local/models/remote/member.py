@@ -42,7 +42,7 @@ from ...engine.vocabulary import Vocabulary
 from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
 
-LOOKAHEAD_TOKENS = 8  # greedy tokens asked for per proposal request: about a word or two
+LOOKAHEAD_TOKENS = 4  # greedy tokens asked for per proposal request: about a word
 
 
 class RemoteModel(Vocabulary):
@@ -166,8 +166,9 @@ class RemoteModel(Vocabulary):
         if not self.token_prompts and choice.prompt_tokens is not None:
             end = choice.prompt_tokens - dropped
         if len(choice.tokens) < end or end - tail < 1:
-            raise RemoteError(f"{self.where}: the server echoed {len(choice.tokens)} tokens with log-probabilities "
-                              f"for a prompt of {len(prompt)}; it cannot score candidates")
+            raise RemoteError(f"{self.where}: the server returns no log-probabilities for the prompt (echo) and "
+                              "cannot score candidates; llama.cpp's llama-server cannot yet, vLLM and "
+                              "llama-cpp-python's server can (docs/remote.md)")
         ours = prompt[len(prompt) - tail :]
         first = end - tail
         if not all(self._same_token(text, token) for text, token in zip(choice.tokens[first:end], ours)):
