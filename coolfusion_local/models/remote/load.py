@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...engine.source_model import SourceModel
-from .client import CompletionsClient, HttpStatusError, RemoteError
+from .client import CompletionsClient, HttpStatusError, RemoteError, ServerUnreachable
 from .member import RemoteModel
 from .protocol import choices, completion_body
 
@@ -57,6 +57,24 @@ def load_remote(spec, tokenizer_path: Path, progress: Callable[[float], None] | 
             tokenizer.close()
         raise
     return model, notices
+
+
+def server_state(spec, timeout_s: float = 3.0) -> str:
+    """A served model's state in a word or two, for `coolfusion models list`: one quick request."""
+    try:
+        client = CompletionsClient(spec.name, spec.url, timeout_s=min(spec.timeout_s, timeout_s),
+                                   api_key_env=spec.api_key_env)
+    except RemoteError:
+        return "no key"  # api_key_env names an unset variable
+    try:
+        _served_model(client, spec.served_model)
+    except HttpStatusError as error:
+        return "key refused" if error.status in (401, 403) else f"HTTP {error.status}"
+    except RemoteError as error:
+        return "down" if isinstance(error, ServerUnreachable) else "not served"
+    finally:
+        client.close()
+    return "up"
 
 
 def _served_model(client: CompletionsClient, wanted: str | None) -> tuple[str, int | None]:
