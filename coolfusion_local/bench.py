@@ -21,7 +21,7 @@ from __future__ import annotations
 import resource
 import statistics
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -65,6 +65,8 @@ class RunMeasure:
     decisions: dict[str, int]
     decoded_tokens: dict[str, int]
     repeat: int = 0  # which pass over all modes and prompts (--repeat)
+    # Per served (remote) model: requests made and seconds spent waiting on them.
+    remote: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def generate_seconds(self) -> float:
@@ -137,6 +139,18 @@ class ModeBench:
             split[_COLUMNS.get(name, "other")] += 1000.0 * seconds / max(self.segments, 1)
         return split
 
+    def remote_per_segment(self) -> dict[str, tuple[float, float, float]]:
+        """Per served model: (requests per segment, ms in HTTP per segment, share of generation time)."""
+        found: dict[str, list[float]] = {}
+        for run in self.runs:
+            for name, (requests, seconds) in run.remote.items():
+                totals = found.setdefault(name, [0, 0.0])
+                totals[0] += requests
+                totals[1] += seconds
+        segments = max(self.segments, 1)
+        return {name: (requests / segments, 1000 * seconds / segments, seconds / max(self._total("seconds"), 1e-9))
+                for name, (requests, seconds) in found.items()}
+
     def decision_shares(self) -> dict[str, float]:
         counts: dict[str, int] = {}
         for run in self.runs:
@@ -156,6 +170,8 @@ class ModeBench:
             "ms_per_segment": {k: round(v, 2) for k, v in self.segment_split_ms().items()},
             "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds().items()},
             "decision_shares": {k: round(v, 1) for k, v in self.decision_shares().items()} if self.fused else {},
+            "remote_per_segment": {name: {"requests": round(r, 2), "http_ms": round(ms, 1), "http_share": round(sh, 3)}
+                                   for name, (r, ms, sh) in self.remote_per_segment().items()},
             "runs": [asdict(run) for run in self.runs],
         }
 
@@ -221,7 +237,12 @@ class BenchReport:
 def _answer(engine, mode: str, prompt: BenchPrompt, max_tokens: int, models: Sequence[str]) -> RunMeasure:
     from .engine import Message
 
+    clients = {name: engine.member(name).model.client for name in models
+               if getattr(engine.member(name).model, "is_remote", False)}
+    before = {name: (client.requests, client.seconds) for name, client in clients.items()}
     answered = answer_with_cost(engine, [Message("user", prompt.text)], mode, max_tokens, models)
+    remote = {name: (client.requests - before[name][0], client.seconds - before[name][1])
+              for name, client in clients.items()}
     done = answered.done
     if done.stop_reason == "error":
         raise CoolfusionError(f"bench: mode {mode} failed on the {prompt.name} prompt: {done.error}")
@@ -237,6 +258,7 @@ def _answer(engine, mode: str, prompt: BenchPrompt, max_tokens: int, models: Seq
         timings={k: v for k, v in stats.as_dict().items() if k.endswith("_seconds") and k not in _NOT_PHASES},
         decisions=dict(stats.decisions),
         decoded_tokens=answered.decoded_tokens,
+        remote=remote,
     )
 
 
@@ -304,6 +326,9 @@ def memory_check(engine, models: Sequence[str]) -> MemoryCheck:
     files, caches = {}, {}
     for name in models:
         model = engine.member(name).model
+        if getattr(model, "is_remote", False):  # its weights and cache live on the server
+            files[name], caches[name] = 0, 0
+            continue
         files[name] = model.path.stat().st_size
         caches[name] = kv_cache_bytes(model.path, model.n_ctx)
     return MemoryCheck(peak_rss=peak_rss_bytes(), model_files=files, kv_caches=caches)
@@ -343,6 +368,12 @@ def format_bench_table(report: BenchReport) -> str:
               "with adaptive catch-up), score (cross-scoring), commit (appending the winner to every model), "
               "boundary (tokenizer calls), other (bookkeeping; cool+r: also its solo answers and rerank).  "
               "vetoed: settled by the lead's veto before any scoring")
+    remote = [f"{bench.mode}: {name} {requests:.1f} requests/segment, {ms:.0f} ms/segment in HTTP "
+              f"({100 * share:.0f}% of the time)"
+              for bench in (*report.solo, *report.fused)
+              for name, (requests, ms, share) in bench.remote_per_segment().items()]
+    if remote:
+        legend += "\nserved models (HTTP: request to answer, the server's compute included):\n  " + "\n  ".join(remote)
     return "\n".join([table, legend, "", format_memory_line(report.memory)])
 
 

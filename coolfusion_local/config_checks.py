@@ -122,6 +122,33 @@ class Checker:
                              'remove it to use the GGUF\'s own template')
         return value
 
+    def remote_settings(self, raw: dict, where: str) -> dict:
+        """The served-model keys (url, model, api_key_env, timeout_s) as ModelSpec fields; {} for a local model."""
+        remote_only = [key for key in ("model", "api_key_env", "timeout_s") if key in raw]
+        if "url" not in raw:
+            if remote_only:
+                self.fail(where, f"{remote_only[0]!r} only applies to a served model; add url = \"http://host:port/v1\"")
+            return {}
+        url = self.optional_str(raw, "url", where)
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            self.fail(where, f"url {url!r} must be an http:// or https:// address, e.g. \"http://127.0.0.1:8000/v1\"")
+        for key in ("n_gpu_layers", "n_threads"):
+            if key in raw:
+                self.fail(where, f"{key!r} applies to local models; a served model's server decides it")
+        api_key_env = self.optional_str(raw, "api_key_env", where)
+        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            self.fail(where, f"api_key_env {api_key_env!r} must be the NAME of an environment variable "
+                             "holding the key, never the key itself")
+        timeout = raw.get("timeout_s", 60.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            self.fail(where, f"timeout_s must be a number of seconds above 0, not {timeout!r}")
+        return {
+            "url": url,
+            "served_model": self.optional_str(raw, "model", where),
+            "api_key_env": api_key_env,
+            "timeout_s": float(timeout),
+        }
+
     def repo_id(self, raw: dict, where: str) -> str:
         value = self.optional_str(raw, "repo", where)
         assert value is not None

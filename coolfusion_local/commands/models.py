@@ -90,14 +90,19 @@ def list_models(args: argparse.Namespace) -> int:
     lead = choose_lead(standings) if standings else None
     for spec, status, info in zip(config.models, statuses, infos):
         damaged = status.path is not None and info is None
+        state = "damaged" if damaged else status.state.value
+        if spec.is_remote:  # the server's state; the file only lends the tokenizer
+            from ..models.remote.load import server_state
+
+            state = f"remote: {server_state(spec)}" + ("" if status.path else f", tokenizer {state}")
         rows.append([
             spec.name,
             spec.describe_source(),
-            "damaged" if damaged else status.state.value,
-            _megabytes(info.file_size if info else status.expected_size),
+            state,
+            "served" if spec.is_remote else _megabytes(info.file_size if info else status.expected_size),
             human_count(info.parameter_count) if info and info.parameter_count else "-",
             (info.architecture if info else None) or "-",
-            (info.quant if info else None) or "-",
+            (info.quant if info and not spec.is_remote else None) or "-",
             f"{info.vocab_size:,}" if info and info.vocab_size else "-",
             (info.tokenizer_family if info else None) or "-",
             "yes" if spec.enabled else "no",
@@ -166,13 +171,19 @@ def _load(spec: ModelSpec, path: Path):
 
 def _smoke_test(spec: ModelSpec) -> str:
     from ..models.preflight import preflight
+    from ..models.remote.load import load_remote
 
     path = resolve_model_path(spec, download=False)
-    notes = preflight(spec, path)  # a broken file or a model too big for memory: one line, before llama.cpp
+    # A broken file or a model too big for memory: one line, before llama.cpp. A served model is the server's.
+    notes = [] if spec.is_remote else preflight(spec, path)
     notes += integrity.take_warnings()
     started = time.perf_counter()
     try:
-        model = _load(spec, path)
+        if spec.is_remote:
+            model, remote_notes = load_remote(spec, path)
+            notes += remote_notes
+        else:
+            model = _load(spec, path)
     except CoolfusionError:
         raise
     except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader

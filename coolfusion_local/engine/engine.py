@@ -150,13 +150,18 @@ class FusionEngine:
             from ..models.preflight import preflight
 
             path = resolve_model_path(spec)
-            notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
-            notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
 
             def on_progress(fraction: float) -> None:
                 status.progress = fraction
 
-            model = SourceModel.from_spec(spec, path, progress=on_progress)
+            if spec.is_remote:  # served over HTTP; the file gives only its tokenizer
+                from ..models.remote.load import load_remote
+
+                model, notices = load_remote(spec, path, progress=on_progress)
+            else:
+                notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
+                model = SourceModel.from_spec(spec, path, progress=on_progress)
+            notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
             chat, template_kind = chat_format_for(spec, model)
         except CoolfusionError as error:
             status.state, status.reason = "failed", str(error)

@@ -7,7 +7,7 @@ in a plain worker thread while the engine thread loads models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,14 @@ def human_size(n: int | None) -> str:
 
 
 def model_facts(spec) -> ModelFacts:
+    facts = _file_facts(spec)
+    if getattr(spec, "url", None):
+        # A served model: the GGUF read here only lends its tokenizer; the weights are on the server.
+        return replace(facts, quant="remote", size="served", note=facts.note or spec.url)
+    return facts
+
+
+def _file_facts(spec) -> ModelFacts:
     source = ""
     try:
         source = spec.describe_source()

@@ -30,6 +30,8 @@ def state_text(view: ModelView, progress: float | None) -> str:
 
 
 def gpu_text(view: ModelView) -> str:
+    if getattr(view.spec, "url", None):
+        return "server"  # a served model: its server decides
     info = view.info
     if info is not None and getattr(info, "n_layers", None):
         return f"{info.n_gpu_layers}/{info.n_layers}"

@@ -1,0 +1,102 @@
+"""The /v1/completions requests a remote member makes, and reading their answers.
+
+Two kinds of request, both greedy (temperature 0, no penalties):
+
+* a *proposal*: the shared text as the prompt, `max_tokens` new tokens with
+  their log-probabilities (`logprobs`);
+* a *score*: `echo: true` with `logprobs` and `max_tokens: 1`, which returns
+  the log-probability of every prompt token (the way lm-evaluation-harness
+  scores text against vLLM). `max_tokens: 0` would be cheaper, but
+  llama-cpp-python reads 0 as "until the context is full".
+
+Answers are checked field by field: a server that leaves something out gets
+one line saying what, never a KeyError.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .client import RemoteError
+
+# Greedy means greedy on every server: llama-cpp-python's server applies a
+# repeat penalty of 1.1 unless told otherwise, vLLM names it repetition_penalty.
+GREEDY_FIELDS = {
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "repeat_penalty": 1.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+}
+
+
+def completion_body(model: str, prompt, *, max_tokens: int, echo: bool = False, token_ids: bool = False) -> dict:
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "logprobs": 1,
+        "echo": echo,
+        "stream": False,
+        **GREEDY_FIELDS,
+    }
+    if token_ids:
+        # vLLM: tokens come back as "token_id:123", no guessing ids from their text.
+        body["return_tokens_as_token_ids"] = True
+    return body
+
+
+@dataclass
+class Choice:
+    """One choice of a completion answer, as far as we use it."""
+
+    tokens: list[str]
+    logprobs: list[float | None]
+    finish_reason: str | None
+    prompt_tokens: int | None  # the prompt's length in the server's tokens, when it says (usage)
+
+
+def choices(answer: dict, where: str, expected: int) -> list[Choice]:
+    """The answer's choices in prompt order, each with its per-token log-probabilities."""
+    raw = answer.get("choices")
+    if not isinstance(raw, list) or len(raw) != expected:
+        got = f"{len(raw)} choices" if isinstance(raw, list) else "no 'choices' list"
+        raise RemoteError(f"{where}: malformed completion answer ({got}, expected {expected}); "
+                          "is this an OpenAI-compatible /v1/completions endpoint?")
+    usage = answer.get("usage")
+    # One usage block covers all choices: only a single prompt's length can be read from it.
+    prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) and expected == 1 else None
+    ordered: list[Choice | None] = [None] * expected
+    for position, choice in enumerate(raw):
+        if not isinstance(choice, dict):
+            raise RemoteError(f"{where}: malformed completion answer (a choice is not an object)")
+        index = choice.get("index", position)
+        if not isinstance(index, int) or not 0 <= index < expected or ordered[index] is not None:
+            raise RemoteError(f"{where}: malformed completion answer (choice index {index!r})")
+        logprobs = choice.get("logprobs")
+        if not isinstance(logprobs, dict):
+            raise RemoteError(f"{where}: the server returned no logprobs; it cannot take part in fusion")
+        tokens, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+        if not isinstance(tokens, list) or not isinstance(values, list) or len(tokens) != len(values):
+            raise RemoteError(f"{where}: malformed logprobs (tokens and token_logprobs missing or of unequal length)")
+        for value in values:
+            if value is not None and (not isinstance(value, (int, float)) or math.isnan(value)):
+                raise RemoteError(f"{where}: malformed logprobs (a token log-probability is {value!r})")
+        if not all(isinstance(t, str) for t in tokens):
+            raise RemoteError(f"{where}: malformed logprobs (a token is not a string)")
+        reason = choice.get("finish_reason")
+        ordered[index] = Choice(tokens, values, reason if isinstance(reason, str) else None,
+                                prompt_tokens if isinstance(prompt_tokens, int) else None)
+    return ordered  # type: ignore[return-value]
+
+
+def token_id(text: str) -> int | None:
+    """The id in vLLM's "token_id:123" form, else None."""
+    if text.startswith("token_id:"):
+        try:
+            return int(text[len("token_id:"):])
+        except ValueError:
+            return None
+    return None
