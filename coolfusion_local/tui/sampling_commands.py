@@ -7,6 +7,8 @@ from typing import Iterable
 
 from textual.app import SystemCommand
 
+from .plain_text import escaped
+
 TEMPERATURES = (0.3, 0.8, 1.2)
 
 
@@ -14,7 +16,7 @@ def sampling_commands(app, chat) -> Iterable[SystemCommand]:
     configured, current = app.configured_sampling, app.sampling
     yield SystemCommand(
         "Sampling: as configured",
-        f"models.toml's [fusion] values: {configured.summary()}",
+        escaped(f"models.toml's [fusion] values: {configured.summary()}"),
         lambda: app.set_sampling(configured, "as configured"),
     )
     yield SystemCommand(
@@ -23,7 +25,7 @@ def sampling_commands(app, chat) -> Iterable[SystemCommand]:
     )
     for temperature in TEMPERATURES:
         yield SystemCommand(
-            f"Sampling: temperature {temperature:g}",
+            escaped(f"Sampling: temperature {temperature:g}"),
             "Lower is more focused, higher more varied",
             lambda t=temperature: app.set_sampling(replace(current, temperature=t), f"temperature {t:g}"),
         )
@@ -32,8 +34,8 @@ def sampling_commands(app, chat) -> Iterable[SystemCommand]:
         configured.repeat_penalty if configured.repeat_penalty != 1.0 else 1.1
     )
     yield SystemCommand(
-        "Sampling: repeat penalty " + ("off" if penalty == 1.0 else f"{penalty:g}"),
-        f"Penalise tokens of the last {current.repeat_last_n} (now {current.repeat_penalty:g})",
+        escaped("Sampling: repeat penalty " + ("off" if penalty == 1.0 else f"{penalty:g}")),
+        escaped(f"Penalise tokens of the last {current.repeat_last_n} (now {current.repeat_penalty:g})"),
         lambda: app.set_sampling(replace(current, repeat_penalty=penalty), f"repeat penalty {penalty:g}"),
     )
     last = chat.session.last_answer()
@@ -41,11 +43,11 @@ def sampling_commands(app, chat) -> Iterable[SystemCommand]:
     if seed is not None and current.seed != seed:
         yield SystemCommand(
             "Sampling: keep the last answer's seed",
-            f"Seed {seed}: asking the same again gives the same answer",
+            escaped(f"Seed {seed}: asking the same again gives the same answer"),
             lambda: app.set_sampling(replace(current, seed=seed), f"seed {seed}"),
         )
     if current.seed is not None:
         yield SystemCommand(
-            "Sampling: a new seed for every answer", f"Forget seed {current.seed}",
+            "Sampling: a new seed for every answer", escaped(f"Forget seed {current.seed}"),
             lambda: app.set_sampling(replace(current, seed=None), "a new seed for every answer"),
         )

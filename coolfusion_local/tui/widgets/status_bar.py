@@ -60,14 +60,15 @@ class StatusBar(Static):
             pieces.append("  ")
         if self.mode:
             pieces.append(Content.from_markup("│ mode [b]$mode[/b]  ", mode=self.mode))
-        if self.speed:
-            pieces.append(f"│ {self.speed}  ")
-        if self.sampling:  # after the speed: a narrow terminal cuts the line from the right
-            pieces.append(f"│ {self.sampling}  ")
+        # Most important first: a narrow terminal cuts the line from the right.
         if not self.saving:
             pieces.append(Content.styled("│ history not saved  ", "$warning"))
         if self.activity:
-            pieces.append(Content.styled(f"│ {self.activity}", "italic"))
+            pieces.append(Content.styled(f"│ {self.activity}  ", "italic"))
+        if self.speed:
+            pieces.append(f"│ {self.speed}  ")
+        if self.sampling:
+            pieces.append(f"│ {self.sampling}  ")
         self.update(Content.assemble(*pieces))
 
 
