@@ -288,12 +288,16 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
     fused = parts["cool"]
     solos = {name: parts[f"solo:{name}"] for name in settings.models}
     composed = list(settings.rerank_parts())
+    keep_fused = replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
     if fused.stop_reason in ("stopped", "error", "context_full") or len(solos) == 1:
-        return replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
+        return keep_fused
     answers = {"fused": (fused.text, fused.stop_reason == "eos")}
     answers.update({name: (record.text, record.stop_reason == "eos") for name, record in solos.items()})
     meter = _CostMeter(engine, settings.models)
-    reranked = engine.rerank(_messages(problem, settings), answers)
+    try:
+        reranked = engine.rerank(_messages(problem, settings), answers)
+    except CoolfusionError:  # as Cool+R itself does: a rerank that cannot run keeps the fused answer
+        return keep_fused
     seconds, decoded = meter.read()
     for record in parts.values():
         add_counts(decoded, record.decoded_tokens)

@@ -13,13 +13,13 @@ import resource
 import time
 from datetime import datetime
 
-import gguf
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from coolfusion_local.engine import template_render
 from coolfusion_local.engine.events import Message
 from coolfusion_local.engine.prompts import ChatFormat, TemplateError
+from coolfusion_local.models.gguf_info import read_gguf_metadata
 from conftest import OFFLINE_MODELS, VOCAB_FAMILIES
 
 RENDER_SECONDS = 1.5  # the tests' own limit, to keep the corpus quick; the product uses 5 s
@@ -111,8 +111,8 @@ def test_a_template_that_does_not_parse_is_refused_at_once():
 
 
 def _gguf_template(path) -> str | None:
-    field = gguf.GGUFReader(path).fields.get("tokenizer.chat_template")
-    return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
+    template = read_gguf_metadata(path).get("tokenizer.chat_template")
+    return template if isinstance(template, str) else None
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,25 @@ clutters `--json` output; `verbose=False` in llama-cpp-python redirects file
 descriptors instead, which blanks other threads' output. A log callback is the
 clean way: messages go to the `coolfusion.llama` logger, and the last error
 lines are kept so a failed load can be explained in one line.
+
+Ctrl-C during a long llama.cpp call (loading a model) needs care too: Python
+runs its SIGINT handler inside whichever Python callback llama.cpp calls next,
+and a KeyboardInterrupt raised there is swallowed by ctypes ("Exception
+ignored on calling ctypes callback function") while the load goes on or fails
+for a made-up reason. `interrupts_held` notes the key press instead, so the
+progress callback can cancel the load and the interrupt is raised once the C
+call has returned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
+import signal
 import threading
 from collections import deque
+from typing import Callable, Iterator
 
 import llama_cpp
 
@@ -59,3 +70,26 @@ def take_recent_problems() -> list[str]:
         problems = list(_recent_problems)
         _recent_problems.clear()
     return problems
+
+
+@contextlib.contextmanager
+def interrupts_held(pressed: threading.Event, on_interrupt: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold Ctrl-C during a llama.cpp call: `pressed` is set, KeyboardInterrupt raised afterwards.
+
+    Only the main thread receives signals, and only Python's default handler
+    is replaced (a caller that ignores SIGINT, or handles it itself, keeps
+    doing so). `on_interrupt` frees what the call made before it is raised.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pressed.is_set():
+            on_interrupt()
+            raise KeyboardInterrupt

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from typing import Iterator
 
+from ..errors import CoolfusionError
 from .events import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloAnswerStarted, SoloTextDelta
 from .fusion import ANSWER_RESERVE, AnswerSettings, Member, fit_prompts, generate, lead_member
 from .scoring import ScorePolicy
@@ -100,7 +101,15 @@ def generate_reranked(
                 answers[member.name] = (event.text, event.stop_reason == "eos")
 
     rerank_started = time.perf_counter()
-    reranked = rank_answers(members, messages, answers, settings.policy)
+    try:
+        reranked = rank_answers(members, messages, answers, settings.policy)
+    except CoolfusionError as error:  # a context too small to score an answer, a tokenising failure
+        # The fused and solo answers are already written: keep the fused one.
+        stats.rerank_seconds = time.perf_counter() - rerank_started
+        stats.seconds = time.perf_counter() - started
+        yield Notice(f"the final rerank failed, so the fused answer is kept: {error}")
+        yield AnswerDone(fused.text, fused.stop_reason, stats)
+        return
     stats.rerank_seconds = time.perf_counter() - rerank_started
     stats.seconds = time.perf_counter() - started
     ends = answers[reranked.chosen][1]

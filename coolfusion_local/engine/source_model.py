@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +118,12 @@ class SourceModel(Vocabulary):
         # pages and as the repacked copy: 2.2 GB for a 1.2 GB pair of models.
         model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
 
+        interrupted = threading.Event()  # Ctrl-C while llama.cpp works (see llama_log.interrupts_held)
+
         # Always set a callback: without one llama.cpp prints dots to stderr.
         def on_progress(fraction: float, user_data: ctypes.c_void_p) -> bool:
+            if interrupted.is_set():
+                return False  # llama.cpp cancels the load
             if progress is not None:
                 progress(float(fraction))
             return True
@@ -127,7 +132,8 @@ class SourceModel(Vocabulary):
         self._progress_callback = llama_cpp.llama_progress_callback(on_progress)
         model_params.progress_callback = self._progress_callback
         started = time.perf_counter()
-        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
+        with llama_log.interrupts_held(interrupted, on_interrupt=self.close):
+            self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
         if not self._model:
             from ..models.preflight import load_failure_reason
 
@@ -167,7 +173,8 @@ class SourceModel(Vocabulary):
             ctx_params.n_threads = threads
             ctx_params.n_threads_batch = threads
             ctx_params.no_perf = True
-            self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
+            with llama_log.interrupts_held(interrupted, on_interrupt=self.close):
+                self._ctx = llama_cpp.llama_init_from_model(self._model, ctx_params)
             if not self._ctx:
                 problems = llama_log.take_recent_problems()
                 reason = problems[-1] if problems else "not enough memory for the context?"
