@@ -145,9 +145,10 @@ class CompletionRequest(_Generation):
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        for name in ("echo", "suffix", "logprobs", "best_of"):
-            value = getattr(self, name)
-            if value not in (None, False, 1) or (name == "logprobs" and value is not None):
+        unsupported = {"echo": self.echo, "suffix": self.suffix is not None, "logprobs": self.logprobs is not None,
+                       "best_of": self.best_of not in (None, 1)}
+        for name, asked in unsupported.items():
+            if asked:
                 raise ApiError(400, f"{name} is not supported by the fused model", param=name)
 
     def engine_messages(self) -> list[Message]:

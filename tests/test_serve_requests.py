@@ -1,0 +1,80 @@
+"""`coolfusion serve`'s request bodies and response shapes, without a model (the server is in test_serve.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from coolfusion_local.api.errors import ApiError
+from coolfusion_local.api.schemas import ChatCompletionRequest, CompletionRequest
+from coolfusion_local.api.shapes import ResponseShape, finish_reason
+from coolfusion_local.engine import Message
+from coolfusion_local.engine.sampling import Sampling
+
+
+def chat(**fields) -> ChatCompletionRequest:
+    body = {"model": "coolfusion", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return ChatCompletionRequest.model_validate_json(json.dumps(body))
+
+
+def test_messages_become_engine_messages():
+    request = chat(messages=[{"role": "developer", "content": "be brief"},
+                             {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
+    assert request.engine_messages() == [Message("system", "be brief"), Message("user", "ab")]
+
+
+@pytest.mark.parametrize("messages, param", [
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "messages"),
+    ([{"role": "system", "content": "x"}, {"role": "user", "content": "  "}], "messages"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "messages[0].content"),
+])
+def test_conversations_with_nothing_to_answer_are_refused(messages, param):
+    with pytest.raises(ApiError) as caught:
+        chat(messages=messages).engine_messages()
+    assert caught.value.status == 400 and caught.value.param == param
+
+
+@pytest.mark.parametrize("fields", [{"max_tokens": 0}, {"max_tokens": "12"}, {"stream": "yes"}, {"temperature": -1},
+                                    {"top_p": 0}, {"seed": -3}, {"stop": [""]}, {"stop": ["x"] * 17}])
+def test_wrong_values_and_types_fail_validation(fields):
+    with pytest.raises(ValidationError):
+        chat(**fields)
+
+
+def test_unsupported_fields_are_refused_by_name():
+    with pytest.raises(ApiError, match="n > 1"):
+        chat(n=2).refuse_unsupported()
+    with pytest.raises(ApiError, match="tools"):
+        chat(tools=[{"type": "function"}]).refuse_unsupported()
+    for field, value in (("echo", True), ("logprobs", 2), ("suffix", "x")):
+        body = CompletionRequest.model_validate_json(json.dumps({"model": "m", "prompt": "p", field: value}))
+        with pytest.raises(ApiError, match=field):
+            body.refuse_unsupported()
+    chat(user="someone", presence_penalty=0.5).refuse_unsupported()  # accepted and ignored
+
+
+def test_sampling_fields_replace_the_servers_default_one_by_one():
+    default = Sampling(temperature=0.8, top_k=40, seed=None)
+    assert chat().sampling(default) is default
+    assert chat().sampling(None) is None
+    assert chat(temperature=0, seed=5).sampling(default) == Sampling(temperature=0.0, top_k=40, seed=5)
+    assert chat(top_k=1).sampling(None) == Sampling(top_k=1)
+
+
+def test_limits_and_stops():
+    assert chat(max_tokens=5, max_completion_tokens=9).answer_limit() == 9
+    assert chat(stop="END").stops() == ["END"] and chat().stops() is None
+
+
+def test_finish_reasons_and_chunk_shapes():
+    assert [finish_reason(r) for r in ("eos", "stop_string", "stopped", "max_tokens", "context_full")] == [
+        "stop", "stop", "stop", "length", "length"]
+    shape = ResponseShape("coolfusion", chat=True)
+    assert shape.id.startswith("chatcmpl-")
+    assert shape.chunk(None, first=True)["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert shape.chunk(None, "length")["choices"][0] == {"index": 0, "delta": {}, "logprobs": None,
+                                                         "finish_reason": "length"}
+    plain = ResponseShape("coolfusion", chat=False)
+    assert plain.whole("t", "stop", {}, {})["object"] == "text_completion"
