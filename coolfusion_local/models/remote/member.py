@@ -290,21 +290,29 @@ class RemoteModel(Vocabulary):
     def _ids_for_texts(self, texts: list[str]) -> list[int]:
         """Token ids for generated tokens the server gave as text only (llama-cpp-python).
 
-        The generated text is tokenised locally and must split into the same
-        pieces; generation that stopped inside a character keeps the tokens
-        before it (the rest is asked for again with the next proposal).
+        Each token's text is looked up alone first (greedy tokens need not be
+        the canonical split of their joined text); what is left is tokenised
+        together and must split into the same pieces. Generation that stopped
+        inside a character keeps the tokens before it: the rest is asked for
+        again with the next proposal.
         """
-        joined = "".join(texts).encode("utf-8")
-        tokens = self.tokenize_exactly(joined) if joined else []
-        if tokens is None:
-            tokens = []
-        same = 0
-        while same < min(len(tokens), len(texts)) and self._same_token(texts[same], tokens[same]):
-            same += 1
-        if same == 0 and texts:
+        tokens: list[int] = []
+        for text in texts:
+            alone = self.tokenize_exactly(text.encode("utf-8")) if text else None
+            if not alone or len(alone) != 1:
+                break
+            tokens.append(alone[0])
+        rest = texts[len(tokens):]
+        if rest:
+            joined = self.tokenize_exactly("".join(rest).encode("utf-8")) or []
+            same = 0
+            while same < min(len(joined), len(rest)) and self._same_token(rest[same], joined[same]):
+                same += 1
+            tokens += joined[:same]
+        if not tokens and texts:
             raise RemoteError(f"{self.where}: the server's tokens {texts[:4]!r} do not read back as our "
                               "tokenizer's; is the tokenizer the served model's?")
-        return tokens[:same]
+        return tokens
 
     def next_token_nll(self, token: int) -> float:
         """A lower bound of -log P(token | the shared text): exact for the greedy token,
