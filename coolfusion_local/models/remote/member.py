@@ -73,10 +73,13 @@ class RemoteModel(Vocabulary):
         self.load_seconds = 0.0
         self.token_prompts = token_prompts  # the server takes token ids as the prompt (vLLM)
         self.prompt_lists = prompt_lists  # and several prompts per request
-        # Text prompts start with the BOS token's text even where the model adds
-        # none: llama-cpp-python's server shifts echoed log-probabilities by one
-        # token unless the prompt starts with BOS (load.py finds out).
+        # Scoring prompts sent as text start with the BOS token's text even where
+        # the model adds none: llama-cpp-python's server shifts echoed
+        # log-probabilities by one token unless the prompt starts with BOS
+        # (load.py finds out). Proposals go without it, so the greedy answer is
+        # the model's own; only scores see the extra token.
         self.bos_prefix = False
+        self.bos_prefix_proposals = False  # load.py's check compares both in the same context
         self.end_token = self._turn_end_token()
         self.decoded_tokens = 0  # tokens the server wrote or scored for us
         self._cache: list[int] = []
@@ -110,11 +113,11 @@ class RemoteModel(Vocabulary):
 
     # ------------------------------------------------------------------ requests
 
-    def _text(self, tokens: list[int]) -> str:
+    def _text(self, tokens: list[int], prefix: bool) -> str:
         """The prompt as text the server tokenises back into `tokens` (special tokens written out)."""
         if tokens[:1] == [self.bos_token]:
-            tokens = tokens[1:]  # the server adds its own BOS to a text prompt, or bos_prefix does
-        if self.bos_prefix:
+            tokens = tokens[1:]  # the server adds its own BOS to a text prompt, or `prefix` does
+        if prefix:
             tokens = [self.bos_token, *tokens]
         data = b"".join(self._piece(t, special=True) for t in tokens)
         try:
@@ -123,14 +126,16 @@ class RemoteModel(Vocabulary):
             raise RemoteError(f"{self.where}: the text ends inside a character and cannot be sent "
                               "as a text prompt") from None
 
-    def _prompt(self, tokens: list[int]):
-        return list(tokens) if self.token_prompts else self._text(tokens)
+    def _prompt(self, tokens: list[int], echo: bool):
+        if self.token_prompts:
+            return list(tokens)
+        return self._text(tokens, self.bos_prefix and (echo or self.bos_prefix_proposals))
 
     def _complete(self, prompts: list[list[int]], *, max_tokens: int, echo: bool, what: str) -> list[Choice]:
         batches = [prompts] if self.prompt_lists else [[p] for p in prompts]
         found: list[Choice] = []
         for batch in batches:
-            prompt = [self._prompt(p) for p in batch] if len(batch) > 1 else self._prompt(batch[0])
+            prompt = [self._prompt(p, echo) for p in batch] if len(batch) > 1 else self._prompt(batch[0], echo)
             body = completion_body(self.served_model, prompt, max_tokens=max_tokens, echo=echo,
                                    token_ids=self.token_prompts)
             answer = self.client.post(self.client.api_path("/completions"), body, what=what)
