@@ -160,14 +160,16 @@ def _check_scoring(model: RemoteModel) -> list[str]:
 
     llama-cpp-python's server echoes them shifted by one token for a model
     that adds no BOS token (Qwen), unless the prompt starts with BOS: then
-    every prompt (ours all go through `RemoteModel._text`) gets one.
+    every scoring prompt gets one (`RemoteModel._prompt`).
     """
     disagreement = _scoring_disagreement(model)
     if disagreement and not model.token_prompts and model.bos_token >= 0 and not model.add_bos:
-        model.bos_prefix = True
-        if _scoring_disagreement(model) is None:
-            return [f"the server's echoed log-probabilities are shifted without a BOS token, so every prompt "
-                    f"starts with {model.token_text(model.bos_token)}"]
+        model.bos_prefix = model.bos_prefix_proposals = True
+        fixed = _scoring_disagreement(model) is None
+        model.bos_prefix_proposals = False
+        if fixed:
+            return [f"the server's echoed log-probabilities are shifted without a BOS token, so scoring "
+                    f"prompts start with {model.token_text(model.bos_token)}"]
         model.bos_prefix = False
     if disagreement:
         raise RemoteError(f"{model.where}: {disagreement}")

@@ -73,10 +73,13 @@ class RemoteModel(Vocabulary):
         self.load_seconds = 0.0
         self.token_prompts = token_prompts  # the server takes token ids as the prompt (vLLM)
         self.prompt_lists = prompt_lists  # and several prompts per request
-        # Text prompts start with the BOS token's text even where the model adds
-        # none: llama-cpp-python's server shifts echoed log-probabilities by one
-        # token unless the prompt starts with BOS (load.py finds out).
+        # Scoring prompts sent as text start with the BOS token's text even where
+        # the model adds none: llama-cpp-python's server shifts echoed
+        # log-probabilities by one token unless the prompt starts with BOS
+        # (load.py finds out). Proposals go without it, so the greedy answer is
+        # the model's own; only scores see the extra token.
         self.bos_prefix = False
+        self.bos_prefix_proposals = False  # load.py's check compares both in the same context
         self.end_token = self._turn_end_token()
         self.decoded_tokens = 0  # tokens the server wrote or scored for us
         self._cache: list[int] = []
@@ -110,11 +113,11 @@ class RemoteModel(Vocabulary):
 
     # ------------------------------------------------------------------ requests
 
-    def _text(self, tokens: list[int]) -> str:
+    def _text(self, tokens: list[int], prefix: bool) -> str:
         """The prompt as text the server tokenises back into `tokens` (special tokens written out)."""
         if tokens[:1] == [self.bos_token]:
-            tokens = tokens[1:]  # the server adds its own BOS to a text prompt, or bos_prefix does
-        if self.bos_prefix:
+            tokens = tokens[1:]  # the server adds its own BOS to a text prompt, or `prefix` does
+        if prefix:
             tokens = [self.bos_token, *tokens]
         data = b"".join(self._piece(t, special=True) for t in tokens)
         try:
@@ -123,14 +126,16 @@ class RemoteModel(Vocabulary):
             raise RemoteError(f"{self.where}: the text ends inside a character and cannot be sent "
                               "as a text prompt") from None
 
-    def _prompt(self, tokens: list[int]):
-        return list(tokens) if self.token_prompts else self._text(tokens)
+    def _prompt(self, tokens: list[int], echo: bool):
+        if self.token_prompts:
+            return list(tokens)
+        return self._text(tokens, self.bos_prefix and (echo or self.bos_prefix_proposals))
 
     def _complete(self, prompts: list[list[int]], *, max_tokens: int, echo: bool, what: str) -> list[Choice]:
         batches = [prompts] if self.prompt_lists else [[p] for p in prompts]
         found: list[Choice] = []
         for batch in batches:
-            prompt = [self._prompt(p) for p in batch] if len(batch) > 1 else self._prompt(batch[0])
+            prompt = [self._prompt(p, echo) for p in batch] if len(batch) > 1 else self._prompt(batch[0], echo)
             body = completion_body(self.served_model, prompt, max_tokens=max_tokens, echo=echo,
                                    token_ids=self.token_prompts)
             answer = self.client.post(self.client.api_path("/completions"), body, what=what)
@@ -290,21 +295,29 @@ class RemoteModel(Vocabulary):
     def _ids_for_texts(self, texts: list[str]) -> list[int]:
         """Token ids for generated tokens the server gave as text only (llama-cpp-python).
 
-        The generated text is tokenised locally and must split into the same
-        pieces; generation that stopped inside a character keeps the tokens
-        before it (the rest is asked for again with the next proposal).
+        Each token's text is looked up alone first (greedy tokens need not be
+        the canonical split of their joined text); what is left is tokenised
+        together and must split into the same pieces. Generation that stopped
+        inside a character keeps the tokens before it: the rest is asked for
+        again with the next proposal.
         """
-        joined = "".join(texts).encode("utf-8")
-        tokens = self.tokenize_exactly(joined) if joined else []
-        if tokens is None:
-            tokens = []
-        same = 0
-        while same < min(len(tokens), len(texts)) and self._same_token(texts[same], tokens[same]):
-            same += 1
-        if same == 0 and texts:
+        tokens: list[int] = []
+        for text in texts:
+            alone = self.tokenize_exactly(text.encode("utf-8")) if text else None
+            if not alone or len(alone) != 1:
+                break
+            tokens.append(alone[0])
+        rest = texts[len(tokens):]
+        if rest:
+            joined = self.tokenize_exactly("".join(rest).encode("utf-8")) or []
+            same = 0
+            while same < min(len(joined), len(rest)) and self._same_token(rest[same], joined[same]):
+                same += 1
+            tokens += joined[:same]
+        if not tokens and texts:
             raise RemoteError(f"{self.where}: the server's tokens {texts[:4]!r} do not read back as our "
                               "tokenizer's; is the tokenizer the served model's?")
-        return tokens[:same]
+        return tokens
 
     def next_token_nll(self, token: int) -> float:
         """A lower bound of -log P(token | the shared text): exact for the greedy token,
