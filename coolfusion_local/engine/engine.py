@@ -175,7 +175,9 @@ class FusionEngine:
             status.state, status.reason = "failed", f"cannot load {name!r}: {type(error).__name__}: {error}"
             yield ModelLoadFailed(name, status.reason)
             return
-        standing = Standing(name, spec.lead, spec.weight, model.n_params, Path(path).stat().st_size)
+        # A served model's file only lends the tokenizer: its size says nothing of the model.
+        size = None if spec.is_remote else Path(path).stat().st_size
+        standing = Standing(name, spec.lead, spec.weight, model.n_params, size)
         self._members[name] = Member(name, model, chat, spec.weight, standing, spec.temperature)
         info = ModelLoaded(
             model=name,

@@ -48,6 +48,7 @@ def load_remote(spec, tokenizer_path: Path, progress: Callable[[float], None] | 
         n_ctx = min(spec.n_ctx, max_len) if max_len else spec.n_ctx
         model = RemoteModel(spec.name, client, tokenizer, served, n_ctx=n_ctx,
                             token_prompts=token_prompts, prompt_lists=prompt_lists)
+        model.n_params = _parameter_count(tokenizer_path)
         notices += _check_scoring(model)
         if progress:
             progress(1.0)
@@ -193,3 +194,14 @@ def _scoring_disagreement(model: RemoteModel) -> str | None:
             return (f"the server's prompt log-probabilities ({-values[0]:.3f}, {-values[1]:.3f}) disagree with "
                     f"its generated ones ({first.nll:.3f}, {second.nll:.3f}) for the same tokens; it cannot score")
     return None
+
+
+def _parameter_count(path: Path) -> int | None:
+    """The served model's size, where its tokenizer file is the whole GGUF (a vocab-only one has none)."""
+    from ..gguf_info import GgufError, read_gguf_info
+
+    try:
+        count = read_gguf_info(path).parameter_count
+    except GgufError:
+        return None
+    return count or None

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import math
 
+from ...engine.sampling import Sampling
 from ...engine.source_model import ContextFull, Scored, SourceModel, Step
+from ...engine.token_sampler import TokenSampler
 from ...engine.vocabulary import Vocabulary
 from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
@@ -68,6 +70,7 @@ class RemoteModel(Vocabulary):
         self.served_model = served_model
         self._tokenizer = tokenizer  # owns the llama.cpp vocabulary this object reads
         self.n_ctx = n_ctx
+        self.n_params: int | None = None  # load.py reads it from the GGUF header, when the file has weights
         self.n_layers = 0
         self.n_gpu_layers = 0
         self.load_seconds = 0.0
@@ -131,13 +134,22 @@ class RemoteModel(Vocabulary):
             return list(tokens)
         return self._text(tokens, self.bos_prefix and (echo or self.bos_prefix_proposals))
 
-    def _complete(self, prompts: list[list[int]], *, max_tokens: int, echo: bool, what: str) -> list[Choice]:
+    def _complete(
+        self,
+        prompts: list[list[int]],
+        *,
+        max_tokens: int,
+        echo: bool,
+        what: str,
+        sampling: "Sampling | None" = None,
+        seed: int | None = None,
+    ) -> list[Choice]:
         batches = [prompts] if self.prompt_lists else [[p] for p in prompts]
         found: list[Choice] = []
         for batch in batches:
             prompt = [self._prompt(p, echo) for p in batch] if len(batch) > 1 else self._prompt(batch[0], echo)
             body = completion_body(self.served_model, prompt, max_tokens=max_tokens, echo=echo,
-                                   token_ids=self.token_prompts)
+                                   token_ids=self.token_prompts, sampling=sampling, seed=seed)
             answer = self.client.post(self.client.api_path("/completions"), body, what=what)
             found += choices(answer, self.where, len(batch))
         return found
@@ -240,10 +252,15 @@ class RemoteModel(Vocabulary):
     def room(self) -> int:
         return self.n_ctx - self._committed
 
-    def step(self) -> Step:
-        """The next greedy token past the pending ones (an end of turn is not added)."""
+    def step(self, sampler: "TokenSampler | None" = None) -> Step:
+        """The next token past the pending ones (an end of turn is not added).
+
+        Greedy without a sampler; with one, the server samples with the same
+        settings (temperature, top-k/p, min-p, repeat penalty): the logits stay
+        on the server, so llama.cpp's sampler chain runs there, not here.
+        """
         if not self._ahead:
-            self._fetch_ahead()
+            self._fetch_ahead(None if sampler is None else sampler.sampling)
         step = self._ahead[0]
         if step.ends:
             return step
@@ -252,13 +269,16 @@ class RemoteModel(Vocabulary):
         self._pending_nll.append(step.nll)
         return step
 
-    def _fetch_ahead(self) -> None:
-        """Ask the server for the next greedy tokens after the shared text and pending tokens."""
+    def _fetch_ahead(self, sampling: "Sampling | None" = None) -> None:
+        """Ask the server for the next tokens after the shared text and pending tokens."""
         room = self.n_ctx - len(self._cache) - 1
         if room < 1:
             raise ContextFull(f"model {self.name!r}: its context of {self.n_ctx} tokens is full")
+        # A seeded answer stays reproducible: each request's seed follows from
+        # the answer's seed and where in the text the request starts.
+        seed = None if sampling is None or sampling.seed is None else (sampling.seed + len(self._cache)) % 2**31
         (choice,) = self._complete([self._cache], max_tokens=min(LOOKAHEAD_TOKENS, room), echo=False,
-                                   what="a proposal")
+                                   what="a proposal", sampling=sampling, seed=seed)
         steps = self._steps_from(choice)
         self.decoded_tokens += len(steps)
         if choice.finish_reason == "stop":  # we send no stop strings: the model ended its turn

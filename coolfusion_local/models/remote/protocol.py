@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ...engine.sampling import Sampling
+
 from .client import RemoteError
 
 # Greedy means greedy on every server: llama-cpp-python's server applies a
@@ -32,7 +34,35 @@ GREEDY_FIELDS = {
 }
 
 
-def completion_body(model: str, prompt, *, max_tokens: int, echo: bool = False, token_ids: bool = False) -> dict:
+def sampling_fields(sampling: "Sampling | None", seed: int | None) -> dict:
+    """The request's sampling fields: greedy, or the answer's settings under both engines' names."""
+    if sampling is None or sampling.greedy:
+        return dict(GREEDY_FIELDS)
+    fields = {
+        "temperature": sampling.temperature,
+        "top_k": sampling.top_k,
+        "top_p": sampling.top_p,
+        "min_p": sampling.min_p,
+        "repeat_penalty": sampling.repeat_penalty,  # llama-cpp-python's name
+        "repetition_penalty": sampling.repeat_penalty,  # vLLM's
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+    }
+    if seed is not None:
+        fields["seed"] = seed
+    return fields
+
+
+def completion_body(
+    model: str,
+    prompt,
+    *,
+    max_tokens: int,
+    echo: bool = False,
+    token_ids: bool = False,
+    sampling: "Sampling | None" = None,
+    seed: int | None = None,
+) -> dict:
     body = {
         "model": model,
         "prompt": prompt,
@@ -40,7 +70,7 @@ def completion_body(model: str, prompt, *, max_tokens: int, echo: bool = False, 
         "logprobs": 1,
         "echo": echo,
         "stream": False,
-        **GREEDY_FIELDS,
+        **sampling_fields(sampling, seed),
     }
     if token_ids:
         # vLLM: tokens come back as "token_id:123", no guessing ids from their text.
