@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..errors import CoolfusionError
-from .common import add_config_argument, configure_logging, describe_load_event
+from .common import add_config_argument, configure_logging
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         AnswerReranked,
         FusionEngine,
         Message,
+        ModelLoaded,
+        ModelLoadFailed,
         Notice,
         SegmentChosen,
         SoloAnswerStarted,
@@ -76,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
     cancel = threading.Event()
     with FusionEngine(config, mode=args.mode) as engine:
         for event in engine.load():
-            for line in describe_load_event(event):
-                say(line)
+            if isinstance(event, ModelLoaded):
+                gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
+                say(f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})")
+                for notice in event.notices:
+                    say(f"note: {notice}")
+            elif isinstance(event, ModelLoadFailed):
+                say(f"warning: {event.reason}")
         messages = ([Message("system", args.system)] if args.system else []) + [Message("user", prompt)]
         events = engine.generate(messages, max_tokens=args.max_tokens, stop=args.stop, cancel=cancel)
         final = None
