@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coolfusion_local.engine.boundary import BoundaryDetector, last_char_boundary, word_boundaries
+from coolfusion_local.engine.boundary import BoundaryDetector, forced_cut, last_char_boundary, word_boundaries
 
 FAMILIES = ["llama-spm", "gpt-2", "llama-bpe", "qwen2", "gemma-4", "phi-3", "deepseek-llm", "command-r"]
 # Tokenizer sets that get fused together in practice (different families each).
@@ -74,6 +74,14 @@ def test_a_real_replacement_character_is_a_whole_character():
     assert last_char_boundary(b"a\xff") == 2
     text = "a \ufffd\ufffd b".encode()
     assert [text[:p].decode() for p in word_boundaries(text)] == ["a", "a \ufffd\ufffd"]
+
+
+@pytest.mark.parametrize(
+    "text, kept",
+    [("3141", "3141"), ("abc😀", "abc"), ("ok 🇺🇸🇫", "ok 🇺🇸"), ("😀", "😀"), ("ab\u200d", "a")],
+)
+def test_a_forced_cut_leaves_an_emoji_or_half_a_flag_for_the_next_segment(text, kept):
+    assert forced_cut(text.encode()) == len(kept.encode())
 
 
 def test_last_char_boundary_drops_a_split_character():

@@ -166,9 +166,20 @@ def last_char_boundary(data: bytes) -> int:
     return offset + width
 
 
-def last_cluster_boundary(data: bytes) -> int:
-    """The last offset in `data` where a visible character starts (0 when none but the first does)."""
-    return max((offset for offset, _, _ in _cluster_starts(_decode_chars(data))), default=0)
+def forced_cut(data: bytes) -> int:
+    """Where to cut `data` when no word boundary came: after its last whole character,
+    unless that character is an emoji or half a flag, which often go on (a skin tone, a
+    joiner, the flag's second half): then before it, when something comes before it."""
+    chars = _decode_chars(data)
+    if not chars:
+        return 0
+    offset, char, width = chars[-1]
+    cp = ord(char)
+    if _is_regional_indicator(cp) or 0x1F000 <= cp <= 0x1FAFF or 0x2600 <= cp <= 0x27BF or cp == 0x200D:
+        starts = [start for start, _, _ in _cluster_starts(chars)]
+        if starts:
+            return starts[-1]
+    return offset + width
 
 
 class BoundaryDetector:

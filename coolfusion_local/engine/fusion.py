@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from ..errors import CoolfusionError
-from .boundary import BoundaryDetector, last_char_boundary, last_cluster_boundary
+from .boundary import BoundaryDetector, forced_cut
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .lead import Standing, choose_lead
 from .prompts import ChatFormat
@@ -171,9 +171,9 @@ def _propose(
         if cut is not None:
             return proposal(token_ends.index(cut) + 1)
         if len(steps) >= limit:
-            # No common boundary within the bound: cut before the last visible
-            # character (it may still take marks or joiners), else after the last whole one.
-            whole = last_cluster_boundary(text) or last_char_boundary(text)
+            # No common boundary within the bound: cut after the last whole character
+            # (before it when it is an emoji or a flag's first half, which may go on).
+            whole = forced_cut(text)
             return proposal(max((i + 1 for i, end in enumerate(token_ends) if end <= whole), default=1), forced=True)
         started = time.perf_counter()
         step = model.step(sampler)
