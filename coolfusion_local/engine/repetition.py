@@ -23,6 +23,11 @@ from collections import Counter
 
 LOOP_WORDS = 5
 LOOP_TIMES = 3
+# The guard acts on longer runs only: step-by-step working restates phrases
+# ("Calculate the total number of boxes", "### Step 1: Calculate the total
+# number of boxes needed", "Therefore, the total number of boxes") three times
+# without looping; a real loop repeats whole sentences and soon has 10-word runs.
+GUARD_WORDS = 10
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _MARKER = re.compile(r"^\s*(?:[-*+>]|#{1,6}|\d{1,3}[.)])\s+")
@@ -56,7 +61,7 @@ def repeated_run(text: str, length: int = LOOP_WORDS, times: int = LOOP_TIMES) -
     return None
 
 
-def completes_loop(text: str, addition: str, length: int = LOOP_WORDS, times: int = LOOP_TIMES) -> bool:
+def completes_loop(text: str, addition: str, length: int = GUARD_WORDS, times: int = LOOP_TIMES) -> bool:
     """Whether appending `addition` to `text` makes some run of words occur `times` times.
 
     Only runs that end in the added words count (ending in the last word of
