@@ -5,9 +5,9 @@ made of different models' segments, and each model's repetition penalty only
 looks at tokens, not at who wrote them. So the fusion loop checks the fused
 text itself.
 
-The definition (one for the guard and for `scripts/loop_table.py`): an answer
-loops when some run of `LOOP_WORDS` consecutive prose words occurs
-`LOOP_TIMES` times or more. Words are compared with case and the punctuation
+The definition (`scripts/loop_table.py` measures with it): an answer loops
+when some run of `LOOP_WORDS` consecutive prose words occurs `LOOP_TIMES`
+times or more; the guard acts on runs of `GUARD_WORDS` (see below). Words are compared with case and the punctuation
 around them folded away ("Song," == "song"). Text that repeats by design is
 not prose and is left out: fenced code blocks, table rows (lines with two or
 more '|'), list and heading markers at the start of a line. Text without
