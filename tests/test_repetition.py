@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coolfusion_local.engine.repetition import completes_loop, prose_words, repeated_run
+from coolfusion_local.engine.repetition import GUARD_WORDS, completes_loop, prose_words, repeated_run
 
 # SmolLM2 alone on the haiku prompt of issue 10, until its token limit.
 SMOLLM_LOOP = (
@@ -69,21 +69,32 @@ def test_case_and_punctuation_are_folded():
 
 def test_completes_loop_judges_only_what_the_addition_brings():
     text = "a fleeting moment of pure sorrow, a fleeting moment of pure sorrow, a fleeting moment of"
-    assert completes_loop(text, " pure")
-    assert not completes_loop(text, " joy")
-    assert not completes_loop("a fleeting moment of pure sorrow, a fleeting moment of", " pure")
+    assert completes_loop(text, " pure", length=5)
+    assert not completes_loop(text, " joy", length=5)
+    assert not completes_loop("a fleeting moment of pure sorrow, a fleeting moment of", " pure", length=5)
     # A word finished across the join counts as added.
-    assert completes_loop(text + " pu", "re")
+    assert completes_loop(text + " pu", "re", length=5)
+
+
+def test_the_guard_leaves_step_by_step_working_alone_but_not_a_looping_sentence():
+    # qwen-coder-0.5b, sampled, on GSM8K train #3002: no loop, though a 5-word run occurs 3 times.
+    working = ("1. Calculate the total number of boxes needed.\n### Step 1: Calculate the total number of "
+               "boxes needed\nBrenda needs to make 3 trays. Therefore, the total number of")
+    assert not completes_loop(working, " boxes")
+    sentence = "The Earth's rotation causes the Earth to move around the Sun, which causes the seasons to change. "
+    assert not completes_loop(sentence, sentence)
+    assert completes_loop(sentence * 2, sentence)  # its third time
+    assert GUARD_WORDS == 10
 
 
 def test_completes_loop_leaves_an_old_loop_to_the_round_that_made_it():
     looped = "one two three four five " * 3
     assert repeated_run(looped) is not None
-    assert not completes_loop(looped, "and then something new")
+    assert not completes_loop(looped, "and then something new", length=5)
 
 
 def test_short_texts_never_loop():
     assert not completes_loop("", "hi")
-    assert not completes_loop("ha ha", " ha ha")
+    assert not completes_loop("ha ha", " ha ha", length=5)
     assert repeated_run("ha ha ha ha") is None
     assert repeated_run("ha " * 7) is not None  # seven of the same word: three five-word runs

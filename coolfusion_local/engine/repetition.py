@@ -5,9 +5,9 @@ made of different models' segments, and each model's repetition penalty only
 looks at tokens, not at who wrote them. So the fusion loop checks the fused
 text itself.
 
-The definition (one for the guard and for `scripts/loop_table.py`): an answer
-loops when some run of `LOOP_WORDS` consecutive prose words occurs
-`LOOP_TIMES` times or more. Words are compared with case and the punctuation
+The definition (`scripts/loop_table.py` measures with it): an answer loops
+when some run of `LOOP_WORDS` consecutive prose words occurs `LOOP_TIMES`
+times or more; the guard acts on runs of `GUARD_WORDS` (see below). Words are compared with case and the punctuation
 around them folded away ("Song," == "song"). Text that repeats by design is
 not prose and is left out: fenced code blocks, table rows (lines with two or
 more '|'), list and heading markers at the start of a line. Text without
@@ -23,6 +23,11 @@ from collections import Counter
 
 LOOP_WORDS = 5
 LOOP_TIMES = 3
+# The guard acts on longer runs only: step-by-step working restates phrases
+# ("Calculate the total number of boxes", "### Step 1: Calculate the total
+# number of boxes needed", "Therefore, the total number of boxes") three times
+# without looping; a real loop repeats whole sentences and soon has 10-word runs.
+GUARD_WORDS = 10
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _MARKER = re.compile(r"^\s*(?:[-*+>]|#{1,6}|\d{1,3}[.)])\s+")
@@ -56,7 +61,7 @@ def repeated_run(text: str, length: int = LOOP_WORDS, times: int = LOOP_TIMES) -
     return None
 
 
-def completes_loop(text: str, addition: str, length: int = LOOP_WORDS, times: int = LOOP_TIMES) -> bool:
+def completes_loop(text: str, addition: str, length: int = GUARD_WORDS, times: int = LOOP_TIMES) -> bool:
     """Whether appending `addition` to `text` makes some run of words occur `times` times.
 
     Only runs that end in the added words count (ending in the last word of
