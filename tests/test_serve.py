@@ -17,7 +17,7 @@ import time
 import openai
 import pytest
 
-from serve_helpers import REPO, start_server, sse_data
+from serve_helpers import REPO, Reply, start_server, sse_data
 
 pytestmark = pytest.mark.models
 
