@@ -397,7 +397,10 @@ def test_eval_on_the_real_models(tmp_path):
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
     assert set(rows) == {"solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool", "cool+r"}
     assert all(row[2] == "2" for row in rows.values())
-    assert rows["cool"][5].endswith("%")  # the agreed share
+    assert rows["cool"][6].endswith("%")  # the agreed share
+    # 48 tokens cut GSM8K working short: the cut column and the note say so.
+    assert all(row[3].endswith("%") for row in rows.values()) and rows["solo:qwen-coder-0.5b"][3] != "0%"
+    assert "cut at --max-tokens 48" in done.stderr
     answers = read_answers(out)
     assert len(answers) == 8 and all(a["answer_tokens"] > 0 and a["text"] for a in answers)
     assert {a["gold"] for a in answers} == {"72", "10"}
