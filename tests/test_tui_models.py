@@ -100,6 +100,8 @@ async def test_real_haiku_keeps_its_lines_on_screen(tmp_path):
         written = [line.strip() for line in box.message.content.splitlines() if line.strip()]
         print("\nfused answer:", repr(box.message.content))
         assert len(written) >= 2, "the models wrote the haiku on one line: nothing to check"
+        # The final render mounts the Markdown's blocks; their text can land a refresh later.
+        await wait_until(pilot, lambda: markdown_lines(box.query_one("Markdown")), what="the answer on screen")
         shown = markdown_lines(box.query_one("Markdown"))
         plain = [line for line in written if not re.search(r"[*_#`|>\[\]\\]|^(\d+[.)]|[-+])\s", line)]
         for line in plain:
