@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, idle, make_app, send, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
+from tui_helpers import data_dir, idle, make_app, send, shown_words, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
 from coolfusion_local.store import Store
 from coolfusion_local.tui.widgets.message_box import AnswerBox, ColouredText, UserMessage
@@ -127,11 +127,11 @@ async def test_colour_view_legend_and_segment_inspector():
         panel = app.chat.query_one(SegmentPanel)
         assert panel.display
         await pilot.pause()
-        detail = visible_text(panel.query_one("#segment-detail"))
+        detail = shown_words(panel.query_one("#segment-detail"))
         assert "Segment 1 of 4" in detail and "alpha" in detail
         await pilot.press("f8")
         await pilot.pause()
-        detail = visible_text(panel.query_one("#segment-detail"))
+        detail = shown_words(panel.query_one("#segment-detail"))
         assert "Segment 2 of 4" in detail and "won by" in detail and "<alpha 1>" in detail
 
         await pilot.press("ctrl+t")
@@ -217,7 +217,7 @@ async def test_cool_r_shows_the_reranked_answer_and_says_whose_it_is():
         assert "Paris, France." in box.query_one("Markdown").source
         await pilot.press("ctrl+t")
         await pilot.pause()
-        meta = visible_text(box.query_one(".answer-meta"))
+        meta = shown_words(box.query_one(".answer-meta"))
         assert "Cool+R kept beta's own answer" in meta and "colours show the fused draft" in meta
     [_, saved] = stored_messages()
     assert saved.content == "Paris, France." and saved.stats["rerank_chosen"] == "beta"

@@ -11,7 +11,7 @@ import sqlite3
 import stat
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, idle, make_app, send, visible_text, wait_until  # noqa: F401
+from tui_helpers import data_dir, idle, make_app, send, shown_words, visible_text, wait_until  # noqa: F401
 
 from coolfusion_local.store import DB_FILENAME, Store
 from coolfusion_local.tui.screens.dialogs import Confirm, TextPrompt
@@ -139,7 +139,7 @@ async def test_an_export_never_overwrites_without_asking_and_is_private(tmp_path
                 app.screen.query_one("Input").value = str(target)
                 await pilot.press("enter")
                 confirm = await dialog(pilot, Confirm)
-                assert str(target) in visible_text(confirm.query_one("Label"))
+                assert str(target) in shown_words(confirm.query_one("Label"))
                 await pilot.press(answer)
                 await wait_until(pilot, lambda: not isinstance(app.screen, Confirm))
                 if answer == "n":
@@ -189,7 +189,7 @@ async def test_an_unwritable_data_dir_keeps_the_chat_going_in_memory(data_dir):
     app = make_app(ScriptedEngine())
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(pilot, lambda: any("kept in memory" in n.message for n in app._notifications))
-        assert "history not saved" in visible_text(app.chat.query_one("#status"))
+        assert "history not saved" in shown_words(app.chat.query_one("#status"))
         await ask(pilot, "Capital of France?")
         assert titles(app) == ["Capital of France?"]  # listed for this session
 
@@ -204,7 +204,7 @@ async def test_a_disk_that_fills_up_mid_chat_loses_nothing_on_screen():
         await ask(pilot, "x" * 20000)  # too big for the "full" disk
         await wait_until(pilot, lambda: any("continues in memory" in n.message for n in app._notifications))
         assert len(app.chat.query(AnswerBox)) == 2
-        assert "history not saved" in visible_text(app.chat.query_one("#status"))
+        assert "history not saved" in shown_words(app.chat.query_one("#status"))
     # What was finished before the disk filled is on disk.
     [summary] = Store.open_default().list_conversations()
     assert summary.message_count == 2
@@ -220,13 +220,13 @@ async def test_a_chat_deleted_in_another_window_is_said_and_never_mixed_into_ano
         newer = other_window.create_conversation("the other window's new chat")
         await ask(pilot, "And of Italy?")
         await wait_until(pilot, lambda: any("no longer saved" in n.message for n in app._notifications))
-        assert "history not saved" in visible_text(app.chat.query_one("#status"))
+        assert "history not saved" in shown_words(app.chat.query_one("#status"))
         assert len(app.chat.query(AnswerBox)) == 2  # the chat goes on, on screen
         await ask(pilot, "And of Spain?")
         assert sum("no longer saved" in n.message for n in app._notifications) == 1  # said once
         await pilot.press("ctrl+n")
         await ask(pilot, "A new chat")
-        assert "history not saved" not in visible_text(app.chat.query_one("#status"))
+        assert "history not saved" not in shown_words(app.chat.query_one("#status"))
     store = Store.open_default()
     assert store.messages(newer) == [] and store.messages(shown) == []
     assert [c.title for c in store.list_conversations()] == ["A new chat", "the other window's new chat"]

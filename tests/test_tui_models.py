@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from tui_helpers import data_dir, idle, markdown_lines, send, visible_text, wait_until  # noqa: F401
+from tui_helpers import data_dir, idle, markdown_lines, send, shown_words, visible_text, wait_until  # noqa: F401
 
 from coolfusion_local.store import Store
 from coolfusion_local.tui.app import CoolfusionApp
@@ -50,8 +50,8 @@ async def test_real_fused_answer_compare_and_a_broken_model(tmp_path):
         # Wait for what the user sees: the status bar hears of a load one message after the app does.
         await wait_until(
             pilot,
-            lambda: "broken ✗ failed" in visible_text(status_bar)
-            and all(f"{n} ✓" in visible_text(status_bar) for n in sources),
+            lambda: "broken ✗ failed" in shown_words(status_bar)
+            and all(f"{n} ✓" in shown_words(status_bar) for n in sources),
             timeout=180, what="the real models to load",
         )
         assert all(state(app, n) == "loaded" for n in sources) and state(app, "broken") == "failed"
@@ -67,7 +67,7 @@ async def test_real_fused_answer_compare_and_a_broken_model(tmp_path):
         assert message.segments and {s.winner for s in message.segments} <= set(sources)
         assert "".join(s.text for s in message.segments).strip() == message.content.strip()
         assert message.stats["tokens_per_second"] > 0
-        assert "tok/s" in visible_text(app.chat.query_one("#status"))
+        assert "tok/s" in shown_words(app.chat.query_one("#status"))
         print("\nfused answer:", repr(message.content), "winners:", [s.winner for s in message.segments])
 
         await pilot.press("ctrl+r")

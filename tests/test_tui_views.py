@@ -6,7 +6,7 @@ UI behaviour with the scripted engine (it fuses nothing; see scripted_engine.py)
 from __future__ import annotations
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, idle, make_app, send, visible_text, wait_until  # noqa: F401
+from tui_helpers import data_dir, idle, make_app, send, shown_words, visible_text, wait_until  # noqa: F401
 
 from coolfusion_local.tui.model_facts import ModelFacts
 from coolfusion_local.tui.screens.compare import CompareScreen
@@ -36,8 +36,8 @@ async def test_compare_reasks_the_last_question_of_each_model_alone():
         assert [b.border_title for b in boxes] == ["Fused (cool)", "alpha alone", "beta alone"]
         assert boxes[1].message.content == "alpha alone says hi."
         assert boxes[2].message.content == "beta alone says hi."
-        assert all("tok/s" in visible_text(b.query_one(".answer-meta")) for b in boxes)
-        assert "And of Italy?" in visible_text(screen.query_one("#compare-question"))
+        assert all("tok/s" in shown_words(b.query_one(".answer-meta")) for b in boxes)
+        assert "And of Italy?" in shown_words(screen.query_one("#compare-question"))
 
         await pilot.press("escape")  # nothing running any more: closes
         await wait_until(pilot, lambda: not isinstance(app.screen, CompareScreen))
@@ -82,7 +82,7 @@ async def test_a_model_that_fails_to_load_shows_its_reason_and_the_others_answer
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(pilot, lambda: state(app, "beta") == "failed" and state(app, "alpha") == "loaded")
         await pilot.pause()
-        status = visible_text(app.chat.query_one("#status"))
+        status = shown_words(app.chat.query_one("#status"))
         assert "alpha ✓" in status and "beta ✗ failed" in status
         assert any("beta failed to load: model 'beta': file is truncated" in n.message for n in app._notifications)
 
@@ -99,7 +99,7 @@ async def test_a_model_that_fails_to_load_shows_its_reason_and_the_others_answer
         await pilot.pause()
         table_text = visible_text(app.screen.query_one("#models-table"))
         assert "FAILED" in table_text and "file is truncated" in table_text
-        assert "Why it failed: model 'beta': file is truncated" in visible_text(app.screen.query_one("#model-detail"))
+        assert "Why it failed: model 'beta': file is truncated" in shown_words(app.screen.query_one("#model-detail"))
 
 
 async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch):
@@ -116,7 +116,7 @@ async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch
         await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen))
         screen = app.screen
         table = screen.query_one("#models-table")
-        await wait_until(pilot, lambda: "Q4_K_M" in visible_text(table), what="GGUF facts")
+        await wait_until(pilot, lambda: "Q4_K_M" in shown_words(table), what="GGUF facts")
         text = visible_text(table)
         for expected in ("qwen2", "491 MB", "qwen2 (151k vocab)", "Q4_1", "smollm (49k vocab)", "0/24", "off",
                          "135M", "630M", "beta (lead)"):
@@ -129,14 +129,14 @@ async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch
         # And beta off.
         await pilot.press("up", "space")
         await wait_until(pilot, lambda: state(app, "beta") == "disabled")
-        await wait_until(pilot, lambda: "alpha (lead)" in visible_text(table), what="alpha to lead without beta")
+        await wait_until(pilot, lambda: "alpha (lead)" in shown_words(table), what="alpha to lead without beta")
 
         app.set_mode("solo:alpha")
         await wait_until(pilot, lambda: app.mode == "solo:alpha" and engine.mode == "solo:alpha")
         assert screen.query_one("#mode").value == "solo:alpha"
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, ModelsScreen))
-        assert "mode solo:alpha" in visible_text(app.chat.query_one("#status"))
+        assert "mode solo:alpha" in shown_words(app.chat.query_one("#status"))
 
 
 async def test_f3_cycles_the_fusion_mode():
@@ -230,7 +230,7 @@ async def test_an_engine_that_cannot_start_is_one_line_and_questions_still_end()
         await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
         box = app.chat.query_one(AnswerBox)
         assert box.message.error == "models.toml: no model named 'x'"
-        assert "⚠ models.toml: no model named 'x'" in visible_text(box.query_one(".answer-meta"))
+        assert "⚠ models.toml: no model named 'x'" in shown_words(box.query_one(".answer-meta"))
         assert box.has_class("-error")
 
 

@@ -70,6 +70,12 @@ def visible_text(widget) -> str:
     return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, width, height)))
 
 
+def shown_words(widget) -> str:
+    """What the widget shows, with its wrapping undone: phrases stay findable however wide the numbers
+    before them make the line (a status line's tok/s changes width from run to run)."""
+    return " ".join(visible_text(widget).split())
+
+
 def markdown_lines(markdown) -> list[str]:
     """The lines a Markdown widget shows: its blocks' text, top to bottom (the widget itself draws none)."""
     leaves = [w for w in markdown.query("*") if not w.children and w.display]
