@@ -131,3 +131,18 @@ def test_forget_starts_over_from_an_empty_cache_with_bit_identical_numbers(offli
     assert again == steps
     assert np.array_equal(row_again, row)
     assert model.detokenize(model.answer_tokens) == b""  # look-ahead only, nothing committed
+
+
+def test_a_context_smaller_than_the_batch_takes_a_prompt_that_fills_it(offline_model_path):
+    """llama.cpp caps one decode at min(n_ctx, n_batch) tokens and aborts the process past it: a prompt
+    of 120 tokens in a 128-token context once killed the chat with a GGML_ASSERT, no message."""
+    from coolfusion_local.engine.source_model import SourceModel
+
+    model = SourceModel("smollm2-135m", offline_model_path("smollm2-135m"), n_ctx=128, n_batch=512)
+    try:
+        assert model.n_batch == 128
+        prompt = model.tokenize(b"The quick brown fox jumps over the lazy dog. " * 20)[:120]
+        assert model.start_answer(prompt) == 120
+        assert model.step() is not None
+    finally:
+        model.close()

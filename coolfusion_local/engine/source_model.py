@@ -181,6 +181,8 @@ class SourceModel(Vocabulary):
                 self.close()
                 raise CoolfusionError(f"model {name!r}: cannot create a context of {n_ctx} tokens: {reason}")
             self.n_ctx = llama_cpp.llama_n_ctx(self._ctx)
+            # llama.cpp caps a decode at min(n_ctx, n_batch) tokens and aborts the process past it.
+            self.n_batch = llama_cpp.llama_n_batch(self._ctx)
             self._memory = llama_cpp.llama_get_memory(self._ctx)
             self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
             self.n_threads = threads
@@ -452,8 +454,9 @@ class SourceModel(Vocabulary):
                 following = tokens[first_position + offset + 1 - start] if first_position + offset + 1 - start < len(tokens) else None
                 entries.append((token, first_position + offset, sequence, True))
                 targets.append((index, following))
-        for chunk_start in range(0, len(entries), MAX_OUTPUTS_PER_DECODE):
-            chunk = entries[chunk_start : chunk_start + MAX_OUTPUTS_PER_DECODE]
+        rows_per_decode = min(MAX_OUTPUTS_PER_DECODE, self.n_batch)
+        for chunk_start in range(0, len(entries), rows_per_decode):
+            chunk = entries[chunk_start : chunk_start + rows_per_decode]
             self._decode(chunk)
             for i in range(len(chunk)):
                 request, following = targets[chunk_start + i]
