@@ -222,8 +222,7 @@ class _FusionRun:
         self.detector = BoundaryDetector([m.model for m in members])
         # Temperature 0 is plain greedy decoding, the penalty included: argmax, as always.
         self.samplers = {
-            m.name: None if settings.sampling.greedy else TokenSampler(settings.sampling.for_model(m.name, m.temperature),
-                                                   m.model.vocab_size)
+            m.name: None if settings.sampling.greedy else m.model.sampler(settings.sampling.for_model(m.name, m.temperature))
             for m in members
         }
 

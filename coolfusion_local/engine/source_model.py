@@ -33,9 +33,11 @@ import numpy as np
 
 from ..errors import CoolfusionError
 from . import llama_log
+from .shared_text import SharedText, Step
 from .vocabulary import Vocabulary
 
 if TYPE_CHECKING:
+    from .sampling import Sampling
     from .token_sampler import TokenSampler
 
 SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
@@ -76,16 +78,7 @@ class Scored:
         return self.nll_sum / max(self.count, 1)
 
 
-@dataclass(frozen=True)
-class Step:
-    """One proposed token: its id, its NLL under the model, whether it ends the turn."""
-
-    token: int
-    nll: float
-    ends: bool
-
-
-class SourceModel(Vocabulary):
+class SourceModel(SharedText):
     """A loaded GGUF model with its own llama.cpp context and KV cache."""
 
     def __init__(
@@ -189,10 +182,7 @@ class SourceModel(Vocabulary):
         self.load_seconds = time.perf_counter() - started
 
         # KV state of sequence 0 (see the module docstring).
-        self._cache: list[int] = []
-        self._committed = 0
-        self._answer_start = 0
-        self._pending_nll: list[float] = []
+        self._clear_shared_text()
         self._pending_rows: list[np.ndarray] = []  # the row that predicted each pending token
         self._row: np.ndarray | None = None  # the row after the last cached token
         self._scoring_in_use = False
@@ -323,28 +313,15 @@ class SourceModel(Vocabulary):
         """
         llama_cpp.llama_memory_clear(self._memory, True)
         self._scoring_in_use = False
-        self._cache.clear()
-        self._committed = self._answer_start = 0
-        self._pending_nll, self._pending_rows = [], []
+        self._clear_shared_text()
+        self._pending_rows = []
         self._row = None
 
-    @property
-    def answer_tokens(self) -> list[int]:
-        return self._cache[self._answer_start : self._committed]
+    def sampler(self, sampling: "Sampling") -> "TokenSampler":
+        """llama.cpp's sampler chain over this model's logits rows, for one answer."""
+        from .token_sampler import TokenSampler
 
-    @property
-    def committed_tokens(self) -> int:
-        return self._committed
-
-    @property
-    def pending(self) -> list[Step]:
-        """Proposed tokens already decoded past the shared text."""
-        tokens = self._cache[self._committed :]
-        return [Step(t, n, False) for t, n in zip(tokens, self._pending_nll)]
-
-    def room(self) -> int:
-        """Tokens that still fit in the context after the shared text."""
-        return self.n_ctx - self._committed
+        return TokenSampler(sampling, self.vocab_size)
 
     def step(self, sampler: "TokenSampler | None" = None) -> Step:
         """Extend the look-ahead by one token (an end token is not decoded).
@@ -383,33 +360,6 @@ class SourceModel(Vocabulary):
         if len(self._eog) == 0:
             return float("inf")
         return _logsumexp(row) - _logsumexp(row[self._eog])
-
-    def continuation(self, text: bytes, context_words: int = 4) -> tuple[int, list[int]]:
-        """Tokens for appending `text` to the shared text: (start position, tokens).
-
-        Re-tokenises only a window of a few words before the end of the shared
-        answer, plus `text`, so merges across the join come out as this
-        model's tokenizer would make them; `start` is where the window's
-        tokens first differ from the cache (usually the end of the shared text).
-        """
-        answer = self._cache[self._answer_start : self._committed]
-        window_start = len(answer)
-        words = 0
-        while window_start > 0 and words <= context_words:
-            window_start -= 1
-            if self.piece(answer[window_start])[:1].isspace():
-                words += 1
-        for start_index in (window_start, 0):
-            old = answer[start_index:]
-            left = self.detokenize(old)
-            fresh = self.tokenize_exactly(left + text)
-            if fresh is None:
-                continue
-            same = 0
-            while same < min(len(old), len(fresh)) and old[same] == fresh[same]:
-                same += 1
-            return self._answer_start + start_index + same, fresh[same:]
-        raise CoolfusionError(f"model {self.name!r}: cannot tokenise the answer so it reads back the same")
 
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
         """Score candidates in one batch: per request (start, tokens, ends_answer).

@@ -36,18 +36,29 @@ What a remote member cannot give, and what it gives instead:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from ...engine.sampling import Sampling
-from ...engine.source_model import ContextFull, Scored, SourceModel, Step
-from ...engine.token_sampler import TokenSampler
-from ...engine.vocabulary import Vocabulary
+from ...engine.shared_text import SharedText, Step
+from ...engine.source_model import ContextFull, Scored, SourceModel
 from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
 
 LOOKAHEAD_TOKENS = 4  # greedy tokens asked for per proposal request: about a word
 
 
-class RemoteModel(Vocabulary):
+@dataclass(frozen=True)
+class ServerSampler:
+    """A served member's sampler: the answer's settings, sent with each proposal request
+    (the logits stay on the server, so llama.cpp's sampler chain runs there)."""
+
+    sampling: Sampling
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteModel(SharedText):
     """A model behind an OpenAI-compatible /v1/completions endpoint, with a local tokenizer."""
 
     is_remote = True
@@ -63,7 +74,7 @@ class RemoteModel(Vocabulary):
         token_prompts: bool,
         prompt_lists: bool,
     ):
-        Vocabulary.__init__(self, tokenizer._vocab)
+        SharedText.__init__(self, tokenizer._vocab)
         self.name = name
         self.client = client
         self.url = client.url
@@ -85,10 +96,7 @@ class RemoteModel(Vocabulary):
         self.bos_prefix_proposals = False  # load.py's check compares both in the same context
         self.end_token = self._turn_end_token()
         self.decoded_tokens = 0  # tokens the server wrote or scored for us
-        self._cache: list[int] = []
-        self._committed = 0
-        self._answer_start = 0
-        self._pending_nll: list[float] = []
+        self._clear_shared_text()
         self._ahead: list[Step] = []  # the server's greedy continuation past the pending tokens
         self._end_nlls: dict[int, float] = {}  # end-of-turn NLL after the first n tokens of _cache
 
@@ -226,33 +234,18 @@ class RemoteModel(Vocabulary):
             raise ContextFull(
                 f"model {self.name!r}: the prompt takes {len(prompt_tokens)} tokens, its context holds {self.n_ctx}"
             )
-        self._cache = list(prompt_tokens)
-        self._committed = self._answer_start = len(prompt_tokens)
-        self._pending_nll, self._ahead, self._end_nlls = [], [], {}
+        self._clear_shared_text(prompt_tokens)
+        self._ahead, self._end_nlls = [], {}
         return len(prompt_tokens)
 
     def forget(self) -> None:
-        self._cache = []
-        self._committed = self._answer_start = 0
-        self._pending_nll, self._ahead, self._end_nlls = [], [], {}
+        self._clear_shared_text()
+        self._ahead, self._end_nlls = [], {}
 
-    @property
-    def answer_tokens(self) -> list[int]:
-        return self._cache[self._answer_start : self._committed]
+    def sampler(self, sampling: Sampling) -> ServerSampler:
+        return ServerSampler(sampling)
 
-    @property
-    def committed_tokens(self) -> int:
-        return self._committed
-
-    @property
-    def pending(self) -> list[Step]:
-        tokens = self._cache[self._committed :]
-        return [Step(t, n, False) for t, n in zip(tokens, self._pending_nll)]
-
-    def room(self) -> int:
-        return self.n_ctx - self._committed
-
-    def step(self, sampler: "TokenSampler | None" = None) -> Step:
+    def step(self, sampler: ServerSampler | None = None) -> Step:
         """The next token past the pending ones (an end of turn is not added).
 
         Greedy without a sampler; with one, the server samples with the same
@@ -362,8 +355,6 @@ class RemoteModel(Vocabulary):
             (values,) = self._prompt_logprobs([self._cache + [self.end_token]], [1])
             found = self._end_nlls[at] = -values[0]
         return found
-
-    continuation = SourceModel.continuation  # pure token bookkeeping over _cache: shared as is
 
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
         """Score candidates (start, tokens, ends_answer) with echo requests."""
