@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
@@ -185,24 +185,46 @@ def _raise_if_failed_before_text(first: object, job: Job) -> None:
         raise ApiError(400, error, code="generation_failed")
 
 
-async def _whole(worker: EngineWorker, job: Job, first: object, shape: ResponseShape, request: Request) -> dict:
-    segments, notices, reranked, done = [], [], None, None
-    event = first
-    while event is not END:
+@dataclass
+class _Outcome:
+    """What an answer's events add up to, beside the text chunks a stream sends as they come."""
+
+    segments: list[dict] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    reranked: AnswerReranked | None = None
+    done: AnswerDone | None = None
+
+    def take(self, event: object) -> None:
         if isinstance(event, SegmentChosen):
-            segments.append({"text": event.text, **segment_extra(event)})
+            self.segments.append({"text": event.text, **segment_extra(event)})
         elif isinstance(event, Notice):
-            notices.append(event.message)
+            self.notices.append(event.message)
         elif isinstance(event, AnswerReranked):
-            reranked = event
+            self.reranked = event
         elif isinstance(event, AnswerDone):
-            done = event
+            self.done = event
+
+    def failure(self) -> ApiError | None:
+        if self.done is None:  # the server is shutting down and skipped this answer
+            return _shutting_down()
+        if self.done.stop_reason == "error":
+            return ApiError(500, self.done.error or "the answer failed", type="server_error")
+        return None
+
+    def extra(self) -> dict:
+        return {**answer_extra(self.done, self.reranked), "notices": self.notices}
+
+
+async def _whole(worker: EngineWorker, job: Job, first: object, shape: ResponseShape, request: Request) -> dict:
+    outcome, event = _Outcome(), first
+    while event is not END:
+        outcome.take(event)
         event = await _next_event(worker, job, request)
-    if done is None:
-        raise _shutting_down()
-    if done.stop_reason == "error":
-        raise ApiError(500, done.error or "the answer failed", type="server_error")
-    extra = {**answer_extra(done, reranked), "notices": notices, "segments": segments}
+    failure = outcome.failure()
+    if failure is not None:
+        raise failure
+    done = outcome.done
+    extra = {**outcome.extra(), "segments": outcome.segments}
     return shape.whole(done.text, finish_reason(done.stop_reason), _usage(job, done), extra)
 
 
@@ -218,7 +240,7 @@ async def _stream(worker: EngineWorker, job: Job, first: object, shape: Response
     so that mode sends the chosen answer in one chunk at the end.
     """
     whole_at_end = mode == "cool+r"
-    notices, reranked, done = [], None, None
+    outcome = _Outcome()
     try:
         if shape.chat:
             yield json.dumps(shape.chunk(None, first=True))
@@ -226,22 +248,15 @@ async def _stream(worker: EngineWorker, job: Job, first: object, shape: Response
         while event is not END:
             if isinstance(event, SegmentChosen) and event.text and not whole_at_end:
                 yield json.dumps(shape.chunk(event.text, extra=segment_extra(event)), ensure_ascii=False)
-            elif isinstance(event, Notice):
-                notices.append(event.message)
-            elif isinstance(event, AnswerReranked):
-                reranked = event
-            elif isinstance(event, AnswerDone):
-                done = event
+            outcome.take(event)
             event = await job.events.get()
-        if done is None:  # the server is shutting down and skipped this answer
-            yield json.dumps(_error_body(_shutting_down()))
-        elif done.stop_reason == "error":
-            yield json.dumps(_error_body(ApiError(500, done.error or "the answer failed", type="server_error")))
+        failure, done = outcome.failure(), outcome.done
+        if failure is not None:
+            yield json.dumps(_error_body(failure))
         else:
             if whole_at_end and done.text:
                 yield json.dumps(shape.chunk(done.text), ensure_ascii=False)
-            extra = {**answer_extra(done, reranked), "notices": notices}
-            yield json.dumps(shape.chunk(None, finish_reason(done.stop_reason), extra))
+            yield json.dumps(shape.chunk(None, finish_reason(done.stop_reason), outcome.extra()))
             if include_usage:
                 yield json.dumps(shape.usage_chunk(_usage(job, done)))
         yield "[DONE]"
