@@ -11,7 +11,7 @@ from pathlib import Path
 import gguf
 import pytest
 
-from coolfusion_local.bench import (
+from coolfusion_local.measure.bench import (
     BenchReport,
     MemoryCheck,
     ModeBench,

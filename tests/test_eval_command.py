@@ -17,9 +17,9 @@ import coolfusion_local.engine as engine_package
 from coolfusion_local.cli import main
 from coolfusion_local.engine import AnswerDone, AnswerReranked, GenerationStats
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.eval_report import cut_warning, format_summary_table, summarize
-from coolfusion_local.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
-from coolfusion_local.gsm8k import load_problems
+from coolfusion_local.measure.eval_report import cut_warning, format_summary_table, summarize
+from coolfusion_local.measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
+from coolfusion_local.measure.gsm8k import load_problems
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "models.toml"

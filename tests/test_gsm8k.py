@@ -7,7 +7,7 @@ import json
 import pytest
 
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.gsm8k import (
+from coolfusion_local.measure.gsm8k import (
     DEFAULT_PROMPT,
     PROMPTS,
     build_prompt,

@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..bench import PROMPTS, format_bench_table, run_bench
+from ..measure.bench import PROMPTS, format_bench_table, run_bench
 from ..config import load_config
 from ..errors import CoolfusionError
-from ..eval_report import code_version
+from ..measure.eval_report import code_version
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
 

@@ -18,9 +18,9 @@ from typing import TextIO
 
 from ..config import load_config
 from ..errors import CoolfusionError
-from ..eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
-from ..evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
-from ..gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
+from ..measure.eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
+from ..measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
+from ..measure.gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
 from .sampling_options import add_sampling_arguments, sampling_from_args

@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
-from .engine.sampling import GREEDY, Sampling
-from .errors import CoolfusionError
-from .files import replace_file
+from ..engine.sampling import GREEDY, Sampling
+from ..errors import CoolfusionError
+from ..files import replace_file
 from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
 
 if TYPE_CHECKING:
-    from .engine import AnswerDone
+    from ..engine import AnswerDone
 
 ANSWERS_FILE = "answers.jsonl"
 # Long enough that the offline models finish their GSM8K working: an answer cut
@@ -249,7 +249,7 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
 
     Greedy answers run without the loop guard (as every earlier table did);
     sampled ones with it, as the chat app runs."""
-    from .engine import AnswerDone, AnswerReranked
+    from ..engine import AnswerDone, AnswerReranked
 
     meter = _CostMeter(engine, models)
     events = engine.generate(messages, mode=mode, max_tokens=max_tokens, sampling=sampling,
@@ -270,7 +270,7 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
 
 
 def _messages(problem: Problem, settings: EvalSettings) -> list:
-    from .engine import Message
+    from ..engine import Message
 
     return [Message("user", build_prompt(problem.question, settings.prompt))]
 

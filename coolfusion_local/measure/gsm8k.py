@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from .errors import CoolfusionError
+from ..errors import CoolfusionError
 
 # Chat prompts tried on 10 problems with qwen-coder-0.5b alone (docs/eval-and-bench.md
 # has the scores). The user message is the only turn: no system message, so
