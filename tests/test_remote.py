@@ -73,6 +73,7 @@ def test_server_killed_mid_answer_ends_it_with_one_line_and_keeps_the_text(offli
         shown = "".join(e.text for e in events if isinstance(e, SegmentChosen))
         assert done.stop_reason == "error"
         assert "qwen-remote" in done.error and "\n" not in done.error
+        assert done.failed_model == "qwen-remote"  # the chat marks it failing (test_tui_chat.py)
         assert shown and done.text == shown  # the partial answer is kept
         # The other member keeps working: solo answers still come.
         solo_events = list(engine.generate([Message("user", "Say hi.")], mode="solo:smollm2-135m", max_tokens=4))

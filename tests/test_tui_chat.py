@@ -223,6 +223,44 @@ async def test_cool_r_shows_the_reranked_answer_and_says_whose_it_is():
     assert saved.content == "Paris, France." and saved.stats["rerank_chosen"] == "beta"
 
 
+async def test_a_member_whose_server_failed_shows_as_failing_until_an_answer_ends_well():
+    from coolfusion_local.engine.events import AnswerDone
+    from coolfusion_local.tui.screens.models import ModelsScreen
+
+    reason = "model 'beta' (http://gpu-box:8000/v1): connection refused; is the server running?"
+
+    class ServerDiesOnce(ScriptedEngine):
+        failures = 1
+
+        def generate(self, messages, **kwargs):
+            for event in super().generate(messages, **kwargs):
+                if isinstance(event, AnswerDone) and self.failures:
+                    self.failures -= 1
+                    yield AnswerDone(event.text, "error", event.stats, reason, failed_model="beta")
+                else:
+                    yield event
+
+    app = make_app(ServerDiesOnce())
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: loaded(app), what="models loaded")
+        await send(pilot, "Capital of France?")
+        await wait_until(pilot, lambda: idle(app) and app.chat.query(AnswerBox))
+        status = app.chat.query_one("#status")
+        await wait_until(pilot, lambda: "beta ⚠ failing" in shown_words(status), what="beta marked")
+        assert "alpha ✓" in shown_words(status)
+        assert app.chat.query_one(AnswerBox).message.content == ANSWER  # the partial text is kept
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen))
+        await pilot.press("down")  # highlight beta
+        await pilot.pause()
+        detail = shown_words(app.screen.query_one("#model-detail"))
+        assert "FAILING" in visible_text(app.screen.query_one("#models-table")) and "connection refused" in detail
+        await pilot.press("escape")
+        await send(pilot, "And of Italy?")
+        await wait_until(pilot, lambda: idle(app) and len(app.chat.query(AnswerBox)) == 2)
+        await wait_until(pilot, lambda: "beta ✓" in shown_words(status), what="beta healed")
+
+
 async def test_ctrl_j_adds_a_line_and_a_pasted_snippet_keeps_every_line():
     from textual import events
 

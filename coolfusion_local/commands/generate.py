@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
                     "stop_reason": final.stop_reason,
                     "text": final.text,
                     "error": final.error,
+                    "failed_model": final.failed_model,
                     "stats": final.stats.as_dict(),
                 }
             )

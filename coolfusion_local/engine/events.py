@@ -191,6 +191,9 @@ class AnswerDone:
     stop_reason: str
     stats: GenerationStats
     error: str | None = None  # one line, when stop_reason == "error"
+    # The member whose failure ended the answer (a served model's server went
+    # away, timed out or answered wrongly), so a UI can mark it.
+    failed_model: str | None = None
 
 
 GenerationEvent = (

@@ -408,12 +408,12 @@ def generate(
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
     shown = ShownText(stop_strings)  # answer text already emitted to the consumer
 
-    def done(reason: str, error: str | None = None) -> AnswerDone:
+    def done(reason: str, error: str | None = None, failed_model: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
         stats.sampling = settings.sampling.as_dict()
-        return AnswerDone(shown.text, reason, stats, error)
+        return AnswerDone(shown.text, reason, stats, error, failed_model)
 
     try:
         prompts, dropped = fit_prompts(members, messages, ANSWER_RESERVE)
@@ -492,6 +492,6 @@ def generate(
         yield Notice(str(error))
         yield done("context_full")
     except CoolfusionError as error:
-        yield done("error", str(error))
+        yield done("error", str(error), getattr(error, "model", None))
     finally:
         run.close()

@@ -9,7 +9,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from ..engine.events import AnswerDone, ModelLoaded, ModelLoadFailed, ModelLoadStarted
 from ..engine.sampling import CHAT, Sampling
 from ..store import Store
 from .colours import model_colours
@@ -153,6 +153,25 @@ class CoolfusionApp(App):
     def on_engine_problem(self, message: EngineProblem) -> None:
         self.notify(message.text, severity="error", timeout=15)
         self.activity = ""
+        self._models_changed()
+
+    def note_answer(self, done: AnswerDone) -> None:
+        """A member whose failure ended an answer (a served model's server went away) shows as
+        failing, with the reason, until an answer it takes part in ends well."""
+        if done.failed_model:
+            if not any(v.name == done.failed_model and v.state == "loaded" for v in self.model_views):
+                return
+            self._set_state(done.failed_model, "failing", done.error)
+        elif done.stop_reason != "error":
+            mode = done.stats.mode or self.mode
+            healed = [v.name for v in self.model_views
+                      if v.state == "failing" and (not mode.startswith("solo:") or mode == f"solo:{v.name}")]
+            if not healed:
+                return
+            for name in healed:
+                self._set_state(name, "loaded", None)
+        else:
+            return
         self._models_changed()
 
     def _set_state(self, name: str, state: str, reason: str | None, info=None) -> None:

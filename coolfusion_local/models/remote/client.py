@@ -25,6 +25,8 @@ from ...errors import CoolfusionError
 class RemoteError(CoolfusionError):
     """A served model failed: the message is one line naming the member and the server."""
 
+    model: str | None = None  # the member's name, once a RemoteModel method let the error out
+
 
 class ServerUnreachable(RemoteError):
     """No connection, a timeout, or a connection closed mid-answer."""

@@ -35,6 +35,7 @@ What a remote member cannot give, and what it gives instead:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -45,6 +46,20 @@ from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
 
 LOOKAHEAD_TOKENS = 4  # greedy tokens asked for per proposal request: about a word
+
+
+def _naming_member(method):
+    """Errors out of `method` carry the member's name, so the answer that ends can say whose server failed."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except RemoteError as error:
+            error.model = error.model or self.name
+            raise
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -245,6 +260,7 @@ class RemoteModel(SharedText):
     def sampler(self, sampling: Sampling) -> ServerSampler:
         return ServerSampler(sampling)
 
+    @_naming_member
     def step(self, sampler: ServerSampler | None = None) -> Step:
         """The next token past the pending ones (an end of turn is not added).
 
@@ -347,6 +363,7 @@ class RemoteModel(SharedText):
         rest = -math.expm1(-nll)  # 1 - p(greedy)
         return -math.log(rest) if rest > 0 else math.inf
 
+    @_naming_member
     def end_nll(self) -> float:
         """-log P(the turn ends here | the pending look-ahead), one scoring request, remembered."""
         at = len(self._cache)
@@ -356,6 +373,7 @@ class RemoteModel(SharedText):
             found = self._end_nlls[at] = -values[0]
         return found
 
+    @_naming_member
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]:
         """Score candidates (start, tokens, ends_answer) with echo requests."""
         prompts, tails = [], []

@@ -180,6 +180,7 @@ class ChatScreen(ConversationActions, Screen):
             if pending.chosen is not None:
                 stats["rerank_chosen"] = pending.chosen  # saved with the answer, shown under it
             await box.finish(done.text, done.stop_reason, stats, done.error)
+            self.app.note_answer(done)
             self.session.add(box.message)
             self.status_bar.set_speed(box.message.stats)
         finally:
@@ -306,7 +307,7 @@ class ChatScreen(ConversationActions, Screen):
         if exchange is None:
             self.notify("Ask a question first; compare re-asks it of each model alone.", severity="warning")
             return
-        loaded = [view.name for view in self.app.model_views if view.state == "loaded"]
+        loaded = [view.name for view in self.app.model_views if view.state in ("loaded", "failing")]
         if not loaded:
             self.notify("No model is loaded yet (Ctrl+O shows them).", severity="warning")
             return

@@ -26,7 +26,8 @@ def state_text(view: ModelView, progress: float | None) -> str:
         return f"loaded ({seconds:.1f} s)" if seconds is not None else "loaded"
     if view.state == "loading":
         return f"loading {progress:.0%}" if progress else "loading…"
-    return {"failed": "FAILED", "disabled": "off", "unloaded": "not loaded"}.get(view.state, view.state)
+    return {"failed": "FAILED", "failing": "FAILING (ended the last answer)", "disabled": "off",
+            "unloaded": "not loaded"}.get(view.state, view.state)
 
 
 def gpu_text(view: ModelView) -> str:

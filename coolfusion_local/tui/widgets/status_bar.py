@@ -13,6 +13,7 @@ STATE_MARKS = {
     "loading": "loading",
     "unloaded": "waiting",
     "failed": "✗ failed",
+    "failing": "⚠ failing",  # loaded, but its failure ended the last answer it was in
     "disabled": "off",
 }
 
@@ -55,7 +56,7 @@ class StatusBar(Static):
         pieces: list = []
         for view in self.models:
             mark = STATE_MARKS.get(view.state, "?")
-            style = "$error" if view.state == "failed" else ("dim" if view.state in ("disabled", "unloaded") else "")
+            style = {"failed": "$error", "failing": "$warning", "disabled": "dim", "unloaded": "dim"}.get(view.state, "")
             pieces.append(Content.styled(f"{view.name} {mark}", style or ""))
             pieces.append("  ")
         if self.mode:
