@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coolfusion_local.engine.repetition import GUARD_WORDS, completes_loop, prose_words, repeated_run
+from coolfusion_local.engine.repetition import completes_loop, prose_words, repeated_run, verbatim_loop
 
 # SmolLM2 alone on the haiku prompt of issue 10, until its token limit.
 SMOLLM_LOOP = (
@@ -68,12 +68,12 @@ def test_case_and_punctuation_are_folded():
 
 
 def test_completes_loop_judges_only_what_the_addition_brings():
-    text = "a fleeting moment of pure sorrow, a fleeting moment of pure sorrow, a fleeting moment of"
-    assert completes_loop(text, " pure", length=5)
-    assert not completes_loop(text, " joy", length=5)
-    assert not completes_loop("a fleeting moment of pure sorrow, a fleeting moment of", " pure", length=5)
+    copy = "a fleeting moment of pure sorrow, "
+    assert completes_loop(copy * 2 + "a fleeting moment of pure", " sorrow,")  # the third copy
+    assert not completes_loop(copy * 2 + "a fleeting moment of pure", " joy")
+    assert not completes_loop(copy + "a fleeting moment of pure", " sorrow")  # two copies
     # A word finished across the join counts as added.
-    assert completes_loop(text + " pu", "re", length=5)
+    assert completes_loop(copy * 2 + "a fleeting moment of pure sor", "row")
 
 
 def test_the_guard_leaves_step_by_step_working_alone_but_not_a_looping_sentence():
@@ -84,17 +84,33 @@ def test_the_guard_leaves_step_by_step_working_alone_but_not_a_looping_sentence(
     sentence = "The Earth's rotation causes the Earth to move around the Sun, which causes the seasons to change. "
     assert not completes_loop(sentence, sentence)
     assert completes_loop(sentence * 2, sentence)  # its third time
-    assert GUARD_WORDS == 10
+    assert verbatim_loop(sentence * 3) == "the earth's rotation causes the earth to move around the sun which causes the seasons to change"
+
+
+def test_a_phrase_restated_with_working_between_is_not_a_loop():
+    # The fused answer to GSM8K train #3027, sampled: the earlier guard (any 10-word run 3 times) ended it
+    # here, just before its result, because the question's phrase had come a third time.
+    working = ("To solve this problem, we calculate the number of books Mary has at the end of the year.\n\n"
+               "1. Start with 72 mystery books.\n2. Join a book club.\n\nLet's calculate the number of books Mary "
+               "has at the end of the year:\n\n\\[72 + 12 + 5 = 89\\]\n\nTherefore, the number of books Mary has at the end")
+    assert repeated_run(working + " of the year", 10) is not None  # what the earlier guard acted on
+    assert not completes_loop(working, " of the year is 89.")
+    assert verbatim_loop(working) is None
+
+
+def test_a_short_loop_is_caught_as_a_longer_copy():
+    assert completes_loop("ha " * 14, "ha")  # 15 words: three copies of "ha ha ha ha ha"
+    assert not completes_loop("ha " * 13, "ha")
 
 
 def test_completes_loop_leaves_an_old_loop_to_the_round_that_made_it():
     looped = "one two three four five " * 3
     assert repeated_run(looped) is not None
-    assert not completes_loop(looped, "and then something new", length=5)
+    assert not completes_loop(looped, "and then something new")
 
 
 def test_short_texts_never_loop():
     assert not completes_loop("", "hi")
-    assert not completes_loop("ha ha", " ha ha", length=5)
+    assert not completes_loop("ha ha", " ha ha")
     assert repeated_run("ha ha ha ha") is None
     assert repeated_run("ha " * 7) is not None  # seven of the same word: three five-word runs

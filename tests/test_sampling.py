@@ -8,7 +8,7 @@ import pytest
 
 from coolfusion_local.engine.events import AnswerDone, Message, SegmentChosen
 from coolfusion_local.engine.fusion import AnswerSettings, generate, prompt_tokens
-from coolfusion_local.engine.repetition import GUARD_WORDS, repeated_run
+from coolfusion_local.engine.repetition import repeated_run, verbatim_loop
 from coolfusion_local.engine.sampling import CHAT, GREEDY, Sampling
 from coolfusion_local.engine.token_sampler import TokenSampler
 
@@ -81,7 +81,7 @@ def test_the_loop_guard_ends_a_looping_answer_with_stop_reason_loop(offline_memb
     looping, _ = answer([member], HAIKU, max_tokens=160, mode="solo")
     guarded, _ = answer([member], HAIKU, max_tokens=160, mode="solo", loop_guard=True)
     assert guarded.stop_reason == "loop"
-    assert looping.text.startswith(guarded.text) and repeated_run(guarded.text, GUARD_WORDS) is None
+    assert looping.text.startswith(guarded.text) and verbatim_loop(guarded.text) is None
 
 
 def test_the_loop_guard_keeps_a_fused_answer_from_repeating_itself(offline_members):
@@ -91,5 +91,5 @@ def test_the_loop_guard_keeps_a_fused_answer_from_repeating_itself(offline_membe
     looping, _ = answer(members, asked, max_tokens=120)
     assert repeated_run(looping.text) is not None, looping.text
     guarded, segments = answer(members, asked, max_tokens=120, loop_guard=True)
-    assert repeated_run(guarded.text, GUARD_WORDS) is None, guarded.text
+    assert verbatim_loop(guarded.text) is None, guarded.text
     assert guarded.stop_reason == "loop" or any(s.decision == "unlooped" for s in segments)
