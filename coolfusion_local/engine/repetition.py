@@ -64,13 +64,13 @@ def repeated_run(text: str, length: int = LOOP_WORDS, times: int = LOOP_TIMES) -
     return None
 
 
-def _ends_in_copies(words: list[str], end: int, block: int, times: int) -> bool:
-    """Whether words[:end] ends in `times` back-to-back copies of one stretch of `block` or more words."""
+def _copy_ending_at(words: list[str], end: int, block: int, times: int) -> list[str] | None:
+    """The stretch of `block`+ words that words[:end] ends with `times` back-to-back copies of, else None."""
     for size in range(block, end // times + 1):
         last = words[end - size : end]
         if all(words[end - (k + 1) * size : end - k * size] == last for k in range(1, times)):
-            return True
-    return False
+            return last
+    return None
 
 
 def completes_loop(text: str, addition: str, block: int = GUARD_WORDS, times: int = LOOP_TIMES) -> bool:
@@ -86,15 +86,15 @@ def completes_loop(text: str, addition: str, block: int = GUARD_WORDS, times: in
     # The first end to check: the first added word, or the old last word
     # when the addition changed it ("sor" + "row").
     first_end = len(old) + 1 if words[: len(old)] == old else len(old)
-    return any(_ends_in_copies(words, end, block, times) for end in range(max(first_end, 1), len(words) + 1))
+    ends = range(max(first_end, 1), len(words) + 1)
+    return any(_copy_ending_at(words, end, block, times) is not None for end in ends)
 
 
 def verbatim_loop(text: str, block: int = GUARD_WORDS, times: int = LOOP_TIMES) -> str | None:
     """The first stretch of `block`+ words that occurs `times` times back to back, else None (what the guard stops)."""
     words = prose_words(text)
     for end in range(len(words) + 1):
-        for size in range(block, end // times + 1):
-            last = words[end - size : end]
-            if all(words[end - (k + 1) * size : end - k * size] == last for k in range(1, times)):
-                return " ".join(last)
+        copy = _copy_ending_at(words, end, block, times)
+        if copy is not None:
+            return " ".join(copy)
     return None
