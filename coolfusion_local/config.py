@@ -98,9 +98,19 @@ class FusionSettings:
 
 
 @dataclass(frozen=True)
+class RuntimeSettings:
+    """How llama.cpp runs on this machine (runtime/)."""
+
+    # llama.cpp's extra CPU buffer types (AMX, weight repacking): "auto" probes
+    # a CPU with AMX once, in a child process (runtime/extra_buffers.py).
+    cpu_extra_buffers: str | bool = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     models: tuple[ModelSpec, ...]
     fusion: FusionSettings = field(default_factory=FusionSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     source: Path | None = None  # the file this came from
 
     @property
@@ -158,7 +168,7 @@ def load_config(path: Path | None = None) -> Config:
 def parse_config(document: dict, source: Path) -> Config:
     """Validate an already-parsed TOML document; `source` names it and anchors relative paths."""
     check = Checker(source)
-    check.known_keys(document, {"models", "fusion"}, where="the top level")
+    check.known_keys(document, {"models", "fusion", "runtime"}, where="the top level")
     raw_models = document.get("models")
     if raw_models is None:
         raise ConfigError(f"{source}: no models configured; add at least one [[models]] entry (see docs/models.md)")
@@ -170,7 +180,21 @@ def parse_config(document: dict, source: Path) -> Config:
     if not any(m.enabled for m in models):
         raise ConfigError(f"{source}: no model is enabled; set enabled = true on at least one [[models]] entry")
     fusion = _parse_fusion(check, document.get("fusion", {}), models)
-    return Config(models=models, fusion=fusion, source=source)
+    runtime = _parse_runtime(check, document.get("runtime", {}))
+    return Config(models=models, fusion=fusion, runtime=runtime, source=source)
+
+
+def _parse_runtime(check: Checker, raw: object) -> RuntimeSettings:
+    from .runtime.extra_buffers import parse_setting
+
+    if not isinstance(raw, dict):
+        check.fail("runtime", "not a table; write [runtime] on its own line with its keys below it")
+    check.known_keys(raw, {"cpu_extra_buffers"}, where="[runtime]")
+    value = raw.get("cpu_extra_buffers", RuntimeSettings.cpu_extra_buffers)
+    try:
+        return RuntimeSettings(cpu_extra_buffers=parse_setting(value, "[runtime]"))
+    except ConfigError as error:
+        check.fail("[runtime]", str(error).removeprefix("[runtime]: "))
 
 
 _MODEL_KEYS = {

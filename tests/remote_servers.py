@@ -23,6 +23,9 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from pathlib import Path
 
 
+LAUNCHER = Path(__file__).with_name("llama_server_launcher.py")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -36,7 +39,8 @@ class LlamaServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+            # The server with this machine's llama.cpp CPU decision (AMX crashes: llama_server_launcher.py).
+            sys.executable, str(LAUNCHER), "--model", str(model), "--model_alias", alias,
             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(n_ctx),
             # The two cores are shared with the test process, which waits while the server decodes.
             "--n_threads", "2", "--verbose", "False",

@@ -154,22 +154,42 @@ def check_models(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure_logging()  # llama.cpp's load chatter goes to the log file, not the terminal
     failures = 0
+    extra_buffers = CpuExtraBuffers(config)
     for spec in _selected(config, args.names):
         try:
-            print(f"{spec.name}: {_smoke_test(spec)}", flush=True)
+            print(f"{spec.name}: {_smoke_test(spec, extra_buffers)}", flush=True)
         except (CoolfusionError, OSError) as error:
             print(f"{spec.name}: FAILED: {one_line(error)}", flush=True)
             failures += 1
+    if extra_buffers.decision is not None:
+        print(f"llama.cpp extra CPU buffer types (AMX, repacking): {extra_buffers.decision.describe()}")
     return 1 if failures else 0
 
 
-def _load(spec: ModelSpec, path: Path):
+class CpuExtraBuffers:
+    """The machine's decision, made at the first local model `check` loads (with it as the probe's)."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.decision = None
+
+    def for_model(self, path: Path) -> bool:
+        from ..runtime.extra_buffers import check_loadable, decide
+
+        if self.decision is None:
+            self.decision = decide(self.config.runtime.cpu_extra_buffers, probe_model=path,
+                                   set_in=str(self.config.source))
+        check_loadable(self.decision)
+        return self.decision.enabled
+
+
+def _load(spec: ModelSpec, path: Path, extra_buffers: CpuExtraBuffers):
     from ..engine.source_model import SourceModel
 
-    return SourceModel.from_spec(spec, path)
+    return SourceModel.from_spec(spec, path, cpu_extra_buffers=extra_buffers.for_model(path))
 
 
-def _smoke_test(spec: ModelSpec) -> str:
+def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
     from ..models.preflight import preflight
     from ..models.remote.load import load_remote
 
@@ -183,7 +203,7 @@ def _smoke_test(spec: ModelSpec) -> str:
             model, remote_notes = load_remote(spec, path)
             notes += remote_notes
         else:
-            model = _load(spec, path)
+            model = _load(spec, path, extra_buffers)
     except CoolfusionError:
         raise
     except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader

@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 
 from ..config import Config, ModelSpec
 from ..errors import CoolfusionError, describe_os_error
+from ..runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers
 from .events import (
     AnswerDone,
     AnswerReranked,
@@ -97,6 +98,9 @@ class FusionEngine:
         self._lock = threading.RLock()
         self.policy = policy or ScorePolicy.from_config(config.fusion)
         self._mode = check_mode(mode or config.fusion.mode, self._names)
+        # Whether llama.cpp may use its extra CPU buffer types here; decided at the
+        # first local load, with that model as the probe's (runtime/extra_buffers.py).
+        self.cpu_extra_buffers: ExtraBuffers | None = None
 
     # ------------------------------------------------------------------ models
 
@@ -160,7 +164,10 @@ class FusionEngine:
                 model, notices = load_remote(spec, path, progress=on_progress)
             else:
                 notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
-                model = SourceModel.from_spec(spec, path, progress=on_progress)
+                notices += self._decide_cpu_extra_buffers(path)
+                model = SourceModel.from_spec(
+                    spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled
+                )
             notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
             chat, template_kind = chat_format_for(spec, model)
         except CoolfusionError as error:
@@ -188,11 +195,25 @@ class FusionEngine:
             vocab_size=model.vocab_size,
             chat_template=template_kind,
             notices=tuple(notices),
+            cpu_extra_buffers=None if spec.is_remote else self.cpu_extra_buffers.describe(),
         )
         # A model loaded only to answer alone (solo:NAME) stays out of fusion.
         status.state = "loaded" if self._enabled[name] else "disabled"
         status.info, status.progress = info, 1.0
         yield info
+
+    def _decide_cpu_extra_buffers(self, probe_model: Path) -> list[str]:
+        """Decide once per engine; a note for the user when they are off."""
+        first = self.cpu_extra_buffers is None
+        if first:
+            source = str(self.config.source) if self.config.source else "models.toml"
+            self.cpu_extra_buffers = decide_extra_buffers(
+                self.config.runtime.cpu_extra_buffers, probe_model=probe_model, set_in=source
+            )
+        check_loadable(self.cpu_extra_buffers)  # every local load, where llama.cpp would crash
+        if not first or self.cpu_extra_buffers.enabled:
+            return []
+        return [f"llama.cpp's extra CPU buffer types are off: {self.cpu_extra_buffers.reason}"]
 
     def _active_members(self, mode: str) -> list[Member]:
         if mode.startswith("solo:"):

@@ -36,6 +36,9 @@ class ModelLoaded:
     vocab_size: int
     chat_template: str  # "gguf", "plain" or "override"
     notices: tuple[str, ...] = ()  # e.g. a GPU asked for on a CPU-only build
+    # llama.cpp's extra CPU buffer types (AMX, repacking) for this model: "on (why)" / "off (why)";
+    # None for a served model (its server decides).
+    cpu_extra_buffers: str | None = None
 
 
 @dataclass(frozen=True)

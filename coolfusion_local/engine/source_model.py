@@ -91,6 +91,7 @@ class SourceModel(SharedText):
         n_threads: int | None = None,
         n_batch: int = 512,
         vocab_only: bool = False,
+        cpu_extra_buffers: bool | None = None,
         progress: Callable[[float], None] | None = None,
     ):
         self.name = name
@@ -110,6 +111,16 @@ class SourceModel(SharedText):
         # kernels (most of a Q4_K model on AVX2) stay resident twice, as file
         # pages and as the repacked copy: 2.2 GB for a 1.2 GB pair of models.
         model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
+        # llama.cpp's AMX kernels crash some CPUs (runtime/extra_buffers.py): None asks
+        # the per-machine decision, which probes a CPU with AMX in a child process first.
+        if cpu_extra_buffers is None and not vocab_only:
+            from ..runtime.extra_buffers import check_loadable, decide
+
+            decision = decide(probe_model=self.path)
+            check_loadable(decision)
+            cpu_extra_buffers = decision.enabled
+        self.cpu_extra_buffers = bool(cpu_extra_buffers) if not vocab_only else False
+        model_params.use_extra_bufts = self.cpu_extra_buffers
 
         interrupted = threading.Event()  # Ctrl-C while llama.cpp works (see llama_log.interrupts_held)
 
@@ -189,7 +200,14 @@ class SourceModel(SharedText):
         self.decoded_tokens = 0  # every token this model ran through llama_decode
 
     @classmethod
-    def from_spec(cls, spec, path: Path, progress: Callable[[float], None] | None = None) -> "SourceModel":
+    def from_spec(
+        cls,
+        spec,
+        path: Path,
+        progress: Callable[[float], None] | None = None,
+        *,
+        cpu_extra_buffers: bool | None = None,
+    ) -> "SourceModel":
         """Load a models.toml entry (`ModelSpec`) from its resolved file."""
         from ..config import effective_gpu_layers
 
@@ -199,6 +217,7 @@ class SourceModel(SharedText):
             n_ctx=spec.n_ctx,
             n_gpu_layers=effective_gpu_layers(spec),
             n_threads=spec.n_threads,
+            cpu_extra_buffers=cpu_extra_buffers,
             progress=progress,
         )
 

@@ -204,6 +204,7 @@ class BenchReport:
     solo: tuple[ModeBench, ...]
     fused: tuple[ModeBench, ...]
     memory: MemoryCheck
+    cpu_extra_buffers: str | None = None  # "on (why)" / "off (why)": llama.cpp's AMX and repacking buffers
 
     @property
     def solo_seconds_per_token_sum(self) -> float:
@@ -228,6 +229,7 @@ class BenchReport:
                       for b in self.fused],
             "solo_ms_per_token_sum": round(1000 * self.solo_seconds_per_token_sum, 2),
             "memory": self.memory.as_dict(),
+            "cpu_extra_buffers": self.cpu_extra_buffers,
         }
 
 
@@ -297,6 +299,7 @@ def run_bench(
         solo=tuple(benches[f"solo:{name}"] for name in models),
         fused=tuple(benches[mode] for mode in modes),
         memory=memory_check(engine, models),
+        cpu_extra_buffers=engine.cpu_extra_buffers.describe() if engine.cpu_extra_buffers else None,
     )
 
 
@@ -374,7 +377,10 @@ def format_bench_table(report: BenchReport) -> str:
               for name, (requests, ms, share) in bench.remote_per_segment().items()]
     if remote:
         legend += "\nserved models (HTTP: request to answer, the server's compute included):\n  " + "\n  ".join(remote)
-    return "\n".join([table, legend, "", format_memory_line(report.memory)])
+    lines = [table, legend, "", format_memory_line(report.memory)]
+    if report.cpu_extra_buffers:
+        lines.append(f"llama.cpp extra CPU buffer types (AMX, repacking): {report.cpu_extra_buffers}")
+    return "\n".join(lines)
 
 
 def format_memory_line(memory: MemoryCheck) -> str:

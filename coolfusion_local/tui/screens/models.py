@@ -149,6 +149,8 @@ class ModelsScreen(ModalScreen[None]):
                 f"context {getattr(info, 'n_ctx', '?')} tokens · vocabulary {getattr(info, 'vocab_size', '?')}"
                 f" · chat template {getattr(info, 'chat_template', '?')}"
             )
+            if getattr(info, "cpu_extra_buffers", None):
+                lines.append(f"llama.cpp extra CPU buffer types (AMX, repacking): {info.cpu_extra_buffers}")
         detail.update(plain("\n".join(lines)))
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
