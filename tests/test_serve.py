@@ -274,7 +274,8 @@ def test_a_web_page_cannot_use_the_server(server):
     assert server.request("POST", "/v1/chat/completions", chat_body(), headers=page).status == 403
     cross_origin = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
     assert server.request("POST", "/v1/chat/completions", chat_body(), headers=cross_origin).status == 403
-    assert server.request("POST", "/v1/chat/completions", chat_body(), headers={"Content-Type": "text/plain"}).status == 415
+    plain = {"Content-Type": "text/plain"}
+    assert server.request("POST", "/v1/chat/completions", chat_body(), headers=plain).status == 415
 
 
 def test_the_openai_client_raises_its_own_errors(client):

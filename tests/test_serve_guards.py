@@ -216,7 +216,8 @@ def test_an_allowed_page_reads_its_401_and_clients_outside_browsers_are_unchange
 
 @pytest.mark.parametrize("fields, param", [
     ({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "top_logprobs"),
-    ({"functions": [{"name": "f", "parameters": {}}]}, "functions"), ({"function_call": {"name": "f"}}, "function_call"),
+    ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+    ({"function_call": {"name": "f"}}, "function_call"),
     ({"response_format": {"type": "json_object"}}, "response_format"), ({"tool_choice": "required"}, "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"), ({"n": 2}, "n"),
 ])
