@@ -59,6 +59,7 @@ BAD = {
     "min-p-big": ("[fusion]\nmin_p = 2\n", "min_p 2 must be between 0 (off) and 1"),
     "penalty-zero": ("[fusion]\nrepeat_penalty = 0\n", "repeat_penalty 0 must be above 0"),
     "top-k-text": ('[fusion]\ntop_k = "many"\n', "top_k must be a whole number"),
+    "top-k-past-int32": ("[fusion]\ntop_k = 4294967297\n", "top_k 4294967297 must be between 0 (off) and 2147483647"),
     "seed-negative": ("[fusion]\nseed = -1\n", "seed = -1 is too small"),
     "guard-text": ('[fusion]\nloop_guard = "yes"\n', "loop_guard must be true or false"),
     "model-temperature": ('temperature = "hot"\n', "model 'qwen': temperature must be a number"),
@@ -77,6 +78,8 @@ def test_a_bad_sampling_key_is_one_line_and_exit_2(tmp_path, text, expected):
 @pytest.mark.parametrize("args, expected", [
     (["generate", "--temperature", "-1", "hi"], "--temperature -1 must be 0 (greedy) or above"),
     (["generate", "--top-p", "1.5", "hi"], "--top-p 1.5 must be above 0 and at most 1"),
+    (["generate", "--repeat-penalty", "inf", "hi"], "--repeat-penalty inf must be above 0 (1 = off), and finite"),
+    (["generate", "--top-k", "4294967297", "hi"], "--top-k 4294967297 must be between 0 (off) and 2147483647"),
     (["eval", "gsm8k", "--data", "x.jsonl", "--seed", "3"], "--seed only matters with a --temperature above 0"),
 ])
 def test_a_bad_sampling_flag_is_one_line_and_exit_2(tmp_path, args, expected):

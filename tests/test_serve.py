@@ -218,7 +218,9 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(server):
     ({"model": "coolfusion", "messages": [{"role": "user", "content": "hi"}], "temperature": 9}, 400,
      "invalid_value"),
     ({"model": "coolfusion", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "invalid_value"),
-    ({"model": "coolfusion", "messages": [{"role": "user", "content": "hi"}], "n": 3}, 400, None),
+    ({"model": "coolfusion", "messages": [{"role": "user", "content": "hi"}], "n": 3}, 400, "unsupported_parameter"),
+    ({"model": "coolfusion", "messages": [{"role": "user", "content": "hi"}], "top_k": 4294967297}, 400,
+     "invalid_value"),
     ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model_not_found"),
     ({"model": "coolfusion", "messages": [{"role": "user", "content": "word " * 6000}]}, 400,
      "context_length_exceeded"),
@@ -236,6 +238,44 @@ def test_an_unknown_route_and_a_bad_completion_prompt(server):
     assert server.request("GET", "/v1/nothing").json()["error"]["code"] == "not_found"
     reply = server.request("POST", "/v1/completions", {"model": "coolfusion", "prompt": "  "})
     assert reply.status == 400 and reply.json()["error"]["param"] == "prompt"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("logprobs", True), ("top_logprobs", 2), ("response_format", {"type": "json_object"}),
+    ("tools", [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]),
+    ("tool_choice", "required"), ("functions", [{"name": "f", "parameters": {"type": "object"}}]),
+    ("function_call", {"name": "f"}), ("n", 2),
+])
+def test_the_openai_client_gets_a_400_naming_a_field_that_is_not_honoured(client, field, value):
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="coolfusion", messages=[{"role": "user", "content": "hi"}],
+                                       max_tokens=2, **{field: value})
+    assert caught.value.param == field and caught.value.type == "invalid_request_error"
+
+
+def test_the_openai_client_with_those_fields_at_their_neutral_values_is_answered(client):
+    reply = client.chat.completions.create(model="coolfusion", messages=[{"role": "user", "content": PROMPT}],
+                                           max_tokens=3, temperature=0, logprobs=False, n=1,
+                                           response_format={"type": "text"}, tool_choice="none")
+    assert reply.choices[0].message.content
+
+
+def test_the_openai_client_gets_a_400_for_sampling_values_llama_cpp_cannot_take(client):
+    for field, value in (("top_k", 4294967297), ("repeat_last_n", 2**31)):
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="coolfusion", messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=2, extra_body={field: value})
+        assert caught.value.param == field
+
+
+def test_a_web_page_cannot_use_the_server(server):
+    # As a page on evil.example (its name rebound to 127.0.0.1) would send it: no preflight needed.
+    page = {"Content-Type": "text/plain", "Origin": "http://evil.example", "Host": f"evil.example:{server.port}"}
+    assert server.request("POST", "/v1/chat/completions", chat_body(), headers=page).status == 403
+    cross_origin = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
+    assert server.request("POST", "/v1/chat/completions", chat_body(), headers=cross_origin).status == 403
+    plain = {"Content-Type": "text/plain"}
+    assert server.request("POST", "/v1/chat/completions", chat_body(), headers=plain).status == 415
 
 
 def test_the_openai_client_raises_its_own_errors(client):
@@ -290,7 +330,7 @@ def test_serve_help():
     result = subprocess.run([sys.executable, "-m", "coolfusion_local", "serve", "--help"],
                             capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--config", "--api-key-env", "--cors", "--max-queue"):
+    for option in ("--host", "--port", "--config", "--api-key-env", "--cors", "--allow-host", "--max-queue"):
         assert option in result.stdout
 
 

@@ -36,11 +36,38 @@ def test_conversations_with_nothing_to_answer_are_refused(messages, param):
     assert caught.value.status == 400 and caught.value.param == param
 
 
-@pytest.mark.parametrize("fields", [{"max_tokens": 0}, {"max_tokens": "12"}, {"stream": "yes"}, {"temperature": -1},
-                                    {"top_p": 0}, {"seed": -3}, {"stop": [""]}, {"stop": ["x"] * 17}])
+@pytest.mark.parametrize("fields", [{"max_tokens": 0}, {"max_tokens": "12"}, {"stream": "yes"}, {"temperature": 2.5},
+                                    {"top_k": 1.5}, {"stop": [""]}, {"stop": ["x"] * 17}])
 def test_wrong_values_and_types_fail_validation(fields):
     with pytest.raises(ValidationError):
         chat(**fields)
+
+
+@pytest.mark.parametrize("raw, param", [
+    ('"temperature": -1', "temperature"),
+    ('"top_p": 0', "top_p"),
+    ('"seed": -3', "seed"),
+    ('"seed": 4294967295', "seed"),  # llama.cpp's "random seed" value
+    ('"repeat_penalty": 1e400', "repeat_penalty"),  # JSON's way to write inf: was sent on as Infinity
+    ('"top_k": 4294967297', "top_k"),  # was 1 after ctypes' uint32 wrap
+    ('"repeat_last_n": 9999999999', "repeat_last_n"),
+    ('"min_p": 1.5', "min_p"),
+])
+def test_sampling_values_out_of_range_are_refused_by_name(raw, param):
+    body = ChatCompletionRequest.model_validate_json(
+        '{"model": "coolfusion", "messages": [{"role": "user", "content": "hi"}], ' + raw + "}")
+    with pytest.raises(ApiError) as caught:
+        body.sampling(Sampling(temperature=0.8))
+    assert caught.value.status == 400 and caught.value.param == param and caught.value.code == "invalid_value"
+    assert caught.value.message.startswith(param)
+
+
+def test_the_api_flags_and_models_toml_share_one_sampling_check():
+    """The bounds live in Sampling.invalid_setting; the CLI and config read its phrase (problem())."""
+    wrapped = Sampling(top_k=2**32 + 1)
+    assert wrapped.invalid_setting() == ("top_k", wrapped.problem())
+    assert Sampling(repeat_penalty=float("inf")).problem() is not None
+    assert Sampling(top_k=2**31 - 1, repeat_last_n=2**31 - 1, seed=2**32 - 2).problem() is None
 
 
 def test_unsupported_fields_are_refused_by_name():
@@ -53,6 +80,34 @@ def test_unsupported_fields_are_refused_by_name():
         with pytest.raises(ApiError, match=field):
             body.refuse_unsupported()
     chat(user="someone", presence_penalty=0.5).refuse_unsupported()  # accepted and ignored
+
+
+UNHONOURED = {  # field -> a value that would change the answer or its shape
+    "logprobs": True,
+    "top_logprobs": 3,
+    "tools": [{"type": "function", "function": {"name": "f"}}],
+    "tool_choice": "required",
+    "functions": [{"name": "f", "parameters": {}}],
+    "function_call": {"name": "f"},
+    "response_format": {"type": "json_object"},
+    "n": 2,
+}
+
+
+@pytest.mark.parametrize("field", UNHONOURED)
+def test_a_field_the_engine_cannot_honour_is_refused_by_name(field):
+    with pytest.raises(ApiError) as caught:
+        chat(**{field: UNHONOURED[field]}).refuse_unsupported()
+    error = caught.value
+    assert (error.status, error.param, error.type, error.code) == (
+        400, field, "invalid_request_error", "unsupported_parameter")
+    assert error.message.startswith(f"{field} is not supported")
+
+
+def test_fields_at_their_neutral_value_are_accepted():
+    chat(logprobs=False, top_logprobs=0, n=1, tools=[], tool_choice="none", functions=[], function_call="none",
+         response_format={"type": "text"}).refuse_unsupported()
+    chat(tool_choice="auto", function_call="auto").refuse_unsupported()  # with nothing to call: no call
 
 
 def test_sampling_fields_replace_the_servers_default_one_by_one():

@@ -5,6 +5,8 @@
 * `shapes.py`: OpenAI's response, chunk and model-list objects.
 * `worker.py`: the one thread that runs the engine, and its bounded queue.
 * `guards.py`: API key, body size cap.
+* `browser.py`: what web pages could do: Host (DNS rebinding), Origin and CORS, JSON bodies only.
+* `server.py`: uvicorn's server, stopping the worker when it stops (no lock in the signal handler).
 * `errors.py`: OpenAI-style error bodies.
 
 The engine answers one request at a time (one lock, one llama.cpp call at a

@@ -18,10 +18,10 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ValidationError
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException
-from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
 from ..engine import AnswerDone, AnswerReranked, FusionEngine, Notice, SegmentChosen
+from .browser import BrowserGuard
 from .catalog import Catalog
 from .errors import ApiError, error_body, error_response
 from .guards import ApiKeyGuard, BodySizeCap
@@ -40,6 +40,8 @@ class ServeSettings:
     max_waiting: int = 8  # requests waiting behind the one being answered
     max_body_bytes: int = 1_048_576
     cors_origins: tuple[str, ...] = ()
+    host: str = "127.0.0.1"  # the bound address: a Host header naming it is this server
+    allowed_hosts: tuple[str, ...] = ()  # more names this server is reached by (--allow-host)
 
 
 class ClientGone(Exception):
@@ -120,13 +122,13 @@ def create_app(engine: FusionEngine, settings: ServeSettings) -> FastAPI:
 
 
 def _guarded(app: FastAPI, settings: ServeSettings):
-    """The app inside its guards: size cap outermost, then CORS (preflights need no key), then the key."""
+    """The app inside its guards: browsers' Host, Origin and CORS outermost (preflights need no key),
+    then the size cap, then the key."""
     if settings.api_key:
         app.add_middleware(ApiKeyGuard, key=settings.api_key)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodySizeCap, limit=settings.max_body_bytes)
+    app.add_middleware(BrowserGuard, bound_host=settings.host, allowed_hosts=settings.allowed_hosts,
+                       cors_origins=settings.cors_origins)
     return app
 
 

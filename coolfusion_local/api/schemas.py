@@ -2,9 +2,12 @@
 
 Fields OpenAI clients send routinely and the engine has no use for (`user`,
 `presence_penalty`, `logit_bias`, ...) are accepted and ignored, as llama.cpp's
-and Ollama's servers do; fields that would change the answer's meaning in a
-way the engine cannot honour (`n` > 1, tools, images, `echo`, `logprobs`)
-are refused with a 400 that names them.
+and Ollama's servers do; fields that would change the answer or its shape in a
+way the engine cannot honour (`n` > 1, tools and functions, `logprobs`, a JSON
+`response_format`, images, `echo`) are refused with a 400 that names them,
+unless set to their neutral value (`"logprobs": false`, `"n": 1`,
+`"tool_choice": "none"`, `{"type": "text"}`). Sampling values are checked by
+`Sampling.invalid_setting`, the one check the flags and models.toml use too.
 """
 
 from __future__ import annotations
@@ -53,6 +56,22 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
+class ResponseFormat(_Body):
+    type: str
+
+
+def _unsupported(name: str, why: str) -> ApiError:
+    return ApiError(400, f"{name} is not supported by the fused model: {why}", code="unsupported_parameter",
+                    param=name)
+
+
+def _refuse_first(asked: dict[str, tuple[bool, str]]) -> None:
+    """`asked`: field -> (set to something other than its neutral value, why it cannot be honoured)."""
+    for name, (given, why) in asked.items():
+        if given:
+            raise _unsupported(name, why)
+
+
 class _Generation(_Body):
     """What chat and plain completions share: the model, limits, stops, sampling."""
 
@@ -62,14 +81,15 @@ class _Generation(_Body):
     max_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     n: int = Field(default=1, ge=1)
-    # Sampling: OpenAI's fields, then llama.cpp's extensions its server accepts too.
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 2)
-    top_k: int | None = Field(default=None, ge=0)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(default=None, gt=0.0)
-    repeat_last_n: int | None = Field(default=None, ge=0)
+    # Sampling: OpenAI's fields, then llama.cpp's extensions its server accepts too. Their
+    # ranges are Sampling.invalid_setting's (see sampling()); 2 is OpenAI's own top temperature.
+    temperature: float | None = Field(default=None, le=2.0)
+    top_p: float | None = None
+    seed: int | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
     # llama.cpp's server field: false evaluates the prompt afresh instead of reusing the
     # cached prefix of earlier requests (slower, but the answer then does not depend on them).
     cache_prompt: bool = True
@@ -84,7 +104,7 @@ class _Generation(_Body):
 
     def refuse_unsupported(self) -> None:
         if self.n != 1:
-            raise ApiError(400, "n > 1 is not supported: the engine writes one answer per request", param="n")
+            raise _unsupported("n", "the engine writes one answer per request (n > 1)")
 
     def stops(self) -> list[str] | None:
         return [self.stop] if isinstance(self.stop, str) else self.stop
@@ -103,7 +123,12 @@ class _Generation(_Body):
         given = {name: getattr(self, name) for name in fields if getattr(self, name) is not None}
         if not given:
             return default
-        return replace(default or Sampling(), **given)
+        sampling = replace(default or Sampling(), **given)
+        invalid = sampling.invalid_setting()
+        if invalid is not None:
+            field, problem = invalid
+            raise ApiError(400, problem, code="invalid_value", param=field)
+        return sampling
 
     @property
     def include_usage(self) -> bool:
@@ -114,11 +139,27 @@ class ChatCompletionRequest(_Generation):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[Any] | None = None
+    tool_choice: str | dict | None = None
+    functions: list[Any] | None = None
+    function_call: str | dict | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: ResponseFormat | None = None
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        if self.tools:
-            raise ApiError(400, "tools are not supported by the fused model", param="tools")
+        no_tools = "the models answer in text only, with no tool or function calls"
+        no_logprobs = "its tokens come from several models with different vocabularies"
+        _refuse_first({
+            "tools": (bool(self.tools), no_tools),
+            "tool_choice": (self.tool_choice not in (None, "none", "auto"), no_tools),
+            "functions": (bool(self.functions), no_tools),
+            "function_call": (self.function_call not in (None, "none", "auto"), no_tools),
+            "logprobs": (bool(self.logprobs), no_logprobs),
+            "top_logprobs": (self.top_logprobs not in (None, 0), no_logprobs),
+            "response_format": (self.response_format is not None and self.response_format.type != "text",
+                                "nothing holds the answer to JSON; ask for JSON in the prompt instead"),
+        })
 
     def answer_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -145,11 +186,12 @@ class CompletionRequest(_Generation):
 
     def refuse_unsupported(self) -> None:
         super().refuse_unsupported()
-        unsupported = {"echo": self.echo, "suffix": self.suffix is not None, "logprobs": self.logprobs is not None,
-                       "best_of": self.best_of not in (None, 1)}
-        for name, asked in unsupported.items():
-            if asked:
-                raise ApiError(400, f"{name} is not supported by the fused model", param=name)
+        _refuse_first({
+            "echo": (self.echo, "every model reads the prompt through its chat template"),
+            "suffix": (self.suffix is not None, "the models do not fill in the middle"),
+            "logprobs": (self.logprobs is not None, "its tokens come from several models with different vocabularies"),
+            "best_of": (self.best_of not in (None, 1), "the engine writes one answer per request"),
+        })
 
     def engine_messages(self) -> list[Message]:
         """The prompt as one user turn: every model reads it through its own chat template."""

@@ -6,7 +6,9 @@ thread, in arrival order, and its events cross to the event loop through an
 asyncio queue per request. At most `max_waiting` requests wait behind the one
 being answered; the next one is refused at once (`Busy`, a 429) instead of
 hanging. Setting a job's `cancel` event stops its answer within one segment
-(the engine checks it every round), or skips it if it has not started.
+(the engine checks it every round). A waiting job whose client leaves is taken
+out of the queue at once, messages and all, so what the server holds stays
+bounded by `max_waiting` however many clients come and go.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import queue
 import threading
 import time
 from collections import deque
@@ -28,7 +29,6 @@ from ..engine.sampling import Sampling
 log = logging.getLogger("coolfusion.serve")
 
 END = object()  # the last item of every job's event queue
-_STOP_WORKER = None
 
 
 class Busy(Exception):
@@ -43,7 +43,7 @@ class ShuttingDown(Exception):
     pass
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: `in` and `remove` compare identity, not 1 MB of messages
 class Job:
     messages: list[Message]
     mode: str | None
@@ -68,9 +68,10 @@ class EngineWorker:
     def __init__(self, engine: FusionEngine, max_waiting: int):
         self.engine = engine
         self.max_waiting = max_waiting
-        self._queue: queue.Queue = queue.Queue()
-        self._admitted: list[Job] = []  # the running job (first) and the waiting ones
+        self._running: Job | None = None
+        self._waiting: deque[Job] = deque()  # in arrival order; a withdrawn job leaves it at once
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # a job arrived, or shutdown
         self._accepting = True
         self._durations: deque[float] = deque(maxlen=16)
         self._thread = threading.Thread(target=self._run, name="coolfusion-engine", daemon=True)
@@ -86,11 +87,16 @@ class EngineWorker:
         with self._lock:
             if not self._accepting:
                 raise ShuttingDown()
-            if len(self._admitted) > self.max_waiting:
-                raise Busy(self._retry_after(len(self._admitted)))
-            self._admitted.append(job)
-        self._queue.put(job)
+            admitted = self._admitted()
+            if admitted > self.max_waiting:
+                raise Busy(self._retry_after(admitted))
+            self._waiting.append(job)
+            self._wake.notify()
         return job
+
+    def _admitted(self) -> int:
+        """The running job and the waiting ones (the lock is held)."""
+        return len(self._waiting) + (self._running is not None)
 
     def _retry_after(self, ahead: int) -> int:
         """Seconds until a place is likely free: the recent mean answer time, or 5 s before any."""
@@ -99,23 +105,30 @@ class EngineWorker:
 
     def state(self) -> dict:
         with self._lock:
-            admitted = len(self._admitted)
+            admitted = self._admitted()
         return {"busy": admitted > 0, "waiting": max(admitted - 1, 0), "max_waiting": self.max_waiting}
 
     def withdraw(self, job: Job) -> None:
-        """Its client left: stop the answer, or give up its place in the queue at once."""
+        """Its client left: stop the answer, or take it out of the queue, messages and all, at once."""
         job.cancel.set()
         with self._lock:
-            if job in self._admitted[1:]:  # waiting: the worker skips it when it comes up
-                self._admitted.remove(job)
+            if job in self._waiting:
+                self._waiting.remove(job)
+                job.messages = []  # the request may linger a moment; its prompt need not
+        # (The running job ends within a segment; the worker then lets it go.)
 
     def shutdown(self) -> None:
-        """Stop taking requests; end the running answer within a segment; skip the waiting ones."""
+        """Stop taking requests; end the running answer within a segment; end the waiting ones unanswered.
+
+        Takes the worker's lock: never call it from a signal handler (the
+        interrupted thread may hold it); see api/server.py.
+        """
         with self._lock:
             self._accepting = False
-            for job in self._admitted:
-                job.cancel.set()
-        self._queue.put(_STOP_WORKER)
+            for job in (self._running, *self._waiting):
+                if job is not None:
+                    job.cancel.set()
+            self._wake.notify()
 
     def join(self, timeout: float) -> None:
         if self._thread.is_alive():
@@ -123,19 +136,26 @@ class EngineWorker:
 
     # ----------------------------------------------------------- worker thread
 
+    def _next_job(self) -> Job | None:
+        """The next waiting job, made the running one; None once shut down with none left."""
+        with self._lock:
+            while not self._waiting and self._accepting:
+                self._wake.wait()
+            self._running = self._waiting.popleft() if self._waiting else None
+            return self._running
+
     def _run(self) -> None:
-        while (job := self._queue.get()) is not _STOP_WORKER:
+        while (job := self._next_job()) is not None:
             started = time.perf_counter()
             try:
                 if not job.cancel.is_set():
                     self._answer(job)
             finally:
                 with self._lock:
-                    if job in self._admitted:  # a withdrawn job has left already
-                        self._admitted.remove(job)
+                    self._running = None
                 if not job.cancel.is_set():
                     self._durations.append(time.perf_counter() - started)
-                job.deliver(END)
+                job.deliver(END)  # after a shutdown: the request gets its 503
 
     def _answer(self, job: Job) -> None:
         job.prompt_tokens = self._count_prompt_tokens(job)

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="require 'Authorization: Bearer <key>', the key read from environment variable VAR")
     parser.add_argument("--cors", metavar="ORIGIN", action="append", default=[],
                         help="allow browser pages from ORIGIN (repeatable; '*' for any); none by default")
+    parser.add_argument("--allow-host", metavar="NAME", action="append", default=[],
+                        help="accept requests whose Host header is NAME, beside IP addresses, localhost and --host "
+                        "(repeatable; '*' for any): for a name this machine is reached by, e.g. host.docker.internal")
     parser.add_argument("--max-queue", type=int, default=8, metavar="N",
                         help="requests that may wait behind the one being answered; more get 429 (default 8)")
     parser.add_argument("--max-body-bytes", type=int, default=1_048_576, metavar="N",
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from sse_starlette.sse import AppStatus
 
     from ..api import ServeSettings, create_app
+    from ..api.server import StoppingServer
     from ..engine import FusionEngine
 
     with FusionEngine(config) as engine:
@@ -101,25 +105,19 @@ def run(args: argparse.Namespace) -> int:
         if not any(engine.status(name).info is not None for name in engine.model_names):
             raise CoolfusionError("no model could be loaded; nothing to serve (see the warnings above)")
         settings = ServeSettings(api_key=key, max_waiting=args.max_queue, max_body_bytes=args.max_body_bytes,
-                                 cors_origins=tuple(args.cors))
+                                 cors_origins=tuple(args.cors), host=args.host,
+                                 allowed_hosts=tuple(args.allow_host))
         app = create_app(engine, settings)
         worker = app.state.worker
         # Our shutdown ends every stream itself (the answer stops, the stream closes with
         # a finish chunk and [DONE]); sse-starlette must not cut them off first.
         AppStatus.disable_automatic_graceful_drain()
 
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig, frame) -> None:
-                worker.shutdown()
-                super().handle_exit(sig, frame)
-                # uvicorn re-raises the signal after a graceful stop; a clean stop exits 0 here.
-                getattr(self, "_captured_signals", []).clear()
-
-        server = Server(uvicorn.Config(
+        server = StoppingServer(uvicorn.Config(
             app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
             access_log=not args.quiet, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
             server_header=False,
-        ))
+        ), worker)
         where = f"[{args.host}]" if ":" in args.host else args.host
         say(f"serving {engine.mode} on http://{where}:{args.port}/v1"
             + (f" (API key from ${args.api_key_env})" if key else ""))

@@ -15,6 +15,9 @@ import random
 import zlib
 from dataclasses import asdict, dataclass, replace
 
+INT32_MAX = 2**31 - 1  # top_k and repeat_last_n are C ints in llama.cpp
+SEED_MAX = 2**32 - 2  # a uint32; 2**32 - 1 is llama.cpp's "pick a random seed"
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -32,20 +35,32 @@ class Sampling:
 
     def problem(self) -> str | None:
         """What is out of range, in one phrase naming the setting; None when all is well."""
-        if not 0.0 <= self.temperature < float("inf"):
-            return f"temperature {self.temperature:g} must be 0 (greedy) or above"
-        if self.top_k < 0:
-            return f"top_k {self.top_k} must be 0 (off) or above"
+        found = self.invalid_setting()
+        return None if found is None else found[1]
+
+    def invalid_setting(self) -> tuple[str, str] | None:
+        """The first setting out of range and the phrase saying why: (`top_k`, `top_k 5e9 must be ...`).
+
+        The one check of these values, whoever sets them (flags, models.toml, API
+        requests): each must be finite and fit the C type llama.cpp takes (a
+        top_k of 2**32 + 1 would reach it as 1), and a served member must be
+        able to send it as JSON (which has no Infinity).
+        """
+        inf = float("inf")
+        if not 0.0 <= self.temperature < inf:
+            return "temperature", f"temperature {self.temperature:g} must be 0 (greedy) or above, and finite"
+        if not 0 <= self.top_k <= INT32_MAX:
+            return "top_k", f"top_k {self.top_k} must be between 0 (off) and {INT32_MAX}"
         if not 0.0 < self.top_p <= 1.0:
-            return f"top_p {self.top_p:g} must be above 0 and at most 1 (1 = off)"
+            return "top_p", f"top_p {self.top_p:g} must be above 0 and at most 1 (1 = off)"
         if not 0.0 <= self.min_p <= 1.0:
-            return f"min_p {self.min_p:g} must be between 0 (off) and 1"
-        if not 0.0 < self.repeat_penalty < float("inf"):
-            return f"repeat_penalty {self.repeat_penalty:g} must be above 0 (1 = off)"
-        if self.repeat_last_n < 0:
-            return f"repeat_last_n {self.repeat_last_n} must be 0 (off) or above"
-        if self.seed is not None and not 0 <= self.seed < 2**32 - 1:
-            return f"seed {self.seed} must be between 0 and {2**32 - 2}"
+            return "min_p", f"min_p {self.min_p:g} must be between 0 (off) and 1"
+        if not 0.0 < self.repeat_penalty < inf:
+            return "repeat_penalty", f"repeat_penalty {self.repeat_penalty:g} must be above 0 (1 = off), and finite"
+        if not 0 <= self.repeat_last_n <= INT32_MAX:
+            return "repeat_last_n", f"repeat_last_n {self.repeat_last_n} must be between 0 (off) and {INT32_MAX}"
+        if self.seed is not None and not 0 <= self.seed <= SEED_MAX:
+            return "seed", f"seed {self.seed} must be between 0 and {SEED_MAX}"
         return None
 
     def with_seed(self) -> "Sampling":
