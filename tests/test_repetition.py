@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from coolfusion_local.engine.repetition import completes_loop, prose_words, repeated_run, verbatim_loop
 
 # SmolLM2 alone on the haiku prompt of issue 10, until its token limit.
@@ -114,3 +116,53 @@ def test_short_texts_never_loop():
     assert not completes_loop("ha ha", " ha ha")
     assert repeated_run("ha ha ha ha") is None
     assert repeated_run("ha " * 7) is not None  # seven of the same word: three five-word runs
+
+
+# Issue 18, point 9: legitimate text that repeats verbatim, each of which the guard used to stop.
+NUMBERED_LINES = "1. I will not talk in class.\n2. I will not talk in class.\n3. I will not talk in class.\n"
+NUMBERED_ALIKE = "1. I will not talk in class.\n1. I will not talk in class.\n1. I will not talk in class.\n"
+BULLETED_LINES = "- I will not talk in class.\n- I will not talk in class.\n- I will not talk in class.\n"
+ZERO_MATRIX = "The 4x4 zero matrix:\n\n0 0 0 0\n0 0 0 0\n0 0 0 0\n0 0 0 0\n"
+ONES = "The sequence is 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1"
+ALTERNATING = "The pattern 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 repeats."
+INDENTED_CODE = """Here is the function:
+
+    def greet(times):
+        print("hello world from the loop", times)
+        print("hello world from the loop", times)
+        print("hello world from the loop", times)
+"""
+CSV_ROWS = """name, status, owner, region, plan
+server one, not started, no owner, eu west, free
+server one, not started, no owner, eu west, free
+server one, not started, no owner, eu west, free
+"""
+LEGITIMATE = {
+    "numbered-lines": NUMBERED_LINES, "numbered-alike": NUMBERED_ALIKE, "bulleted-lines": BULLETED_LINES,
+    "zero-matrix": ZERO_MATRIX, "ones": ONES, "alternating": ALTERNATING, "indented-code": INDENTED_CODE,
+    "csv-rows": CSV_ROWS,
+}
+
+
+def _streamed_loops(text: str) -> bool:
+    """The guard's view as the answer streams in: word by word, as segments arrive."""
+    pieces = text.split(" ")
+    return any(completes_loop(" ".join(pieces[:i]), " " + pieces[i]) for i in range(1, len(pieces)))
+
+
+@pytest.mark.parametrize("name", list(LEGITIMATE))
+def test_legitimate_repetition_never_trips_the_guard(name):
+    text = LEGITIMATE[name]
+    assert verbatim_loop(text) is None, text
+    assert not _streamed_loops(text)
+
+
+def test_a_loop_inside_one_list_item_or_after_numbers_is_still_caught():
+    sentence = "the rain keeps falling on the roof "
+    assert verbatim_loop("1. First item.\n2. " + sentence * 3) == sentence.strip()
+    assert _streamed_loops("Step 1: " + sentence * 3)
+    # Numbers still tell copies apart: "step 1 ..." is no copy of "step 2 ...".
+    assert verbatim_loop(" ".join(f"Step {n}: add the next number to the total." for n in range(1, 5))) is None
+    # Prose lines with commas next to each other are prose, not data rows.
+    poem = "A fleeting moment of pure sorrow, a fleeting moment of pure sorrow, a fleeting moment of pure sorrow,\n"
+    assert verbatim_loop(poem * 2) is not None
