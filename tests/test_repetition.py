@@ -121,7 +121,6 @@ def test_short_texts_never_loop():
 # Issue 18, point 9: legitimate text that repeats verbatim, each of which the guard used to stop.
 NUMBERED_LINES = "1. I will not talk in class.\n2. I will not talk in class.\n3. I will not talk in class.\n"
 NUMBERED_ALIKE = "1. I will not talk in class.\n1. I will not talk in class.\n1. I will not talk in class.\n"
-BULLETED_LINES = "- I will not talk in class.\n- I will not talk in class.\n- I will not talk in class.\n"
 ZERO_MATRIX = "The 4x4 zero matrix:\n\n0 0 0 0\n0 0 0 0\n0 0 0 0\n0 0 0 0\n"
 ONES = "The sequence is 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1"
 ALTERNATING = "The pattern 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 repeats."
@@ -138,7 +137,7 @@ server one, not started, no owner, eu west, free
 server one, not started, no owner, eu west, free
 """
 LEGITIMATE = {
-    "numbered-lines": NUMBERED_LINES, "numbered-alike": NUMBERED_ALIKE, "bulleted-lines": BULLETED_LINES,
+    "numbered-lines": NUMBERED_LINES, "numbered-alike": NUMBERED_ALIKE,
     "zero-matrix": ZERO_MATRIX, "ones": ONES, "alternating": ALTERNATING, "indented-code": INDENTED_CODE,
     "csv-rows": CSV_ROWS,
 }
@@ -157,12 +156,32 @@ def test_legitimate_repetition_never_trips_the_guard(name):
     assert not _streamed_loops(text)
 
 
+# Real greedy loops the guard must still stop (scripts/loop_table.py's prompts, 128 tokens, no guard).
+# The fused pancake recipe: a cycle of three bulleted items.
+RECIPE_CYCLE = ("Sure, here's a simple recipe for pancakes:\n\nIngredients:\n- 1 cup of pancake flour\n- 1 cup of eggs\n"
+                "- 1 cup of milk\n- 1/2 cup of sugar\n- 1/2 cup of butter\n- 1/2 cup of flour\n- 1/2 cup of sugar\n"
+                "- 1/2 cup of butter\n- 1/2 cup of flour\n- 1/2 cup of sugar\n- 1/2 cup of butter\n- 1/2 cup of flour\n")
+# SmolLM2 alone: one bulleted item over and over (bullets do not count repetitions as numbers do).
+BULLET_LOOP = ("Sure, here's a simple and effective packing list for a weekend camping trip:\n\n"
+               "**Packaging Essentials:**\n\n* 2-3 days of food\n"
+               + "* 2-3 days of non-perishable food (packaged meals, snacks, and prepared meals)\n" * 4)
+# SmolLM2 alone: verse whose lines have commas (not comma-separated data rows: they end in punctuation).
+VERSE_LOOP = ("In twilight's hallow tapestry, where shadows play,\nThe sea's a siren's song, a lullaby's song,\n"
+              "A gentle lullaby, a lullaby's song,\nA lullaby's song, a lullaby's song.\n\n"
+              "The sea's a siren's song, a lullaby's song,\n" + "A lullaby's song, a lullaby's song,\n" * 3)
+
+
+@pytest.mark.parametrize("text", [RECIPE_CYCLE, BULLET_LOOP, VERSE_LOOP], ids=["recipe-cycle", "bullet-loop", "verse-loop"])
+def test_real_loops_in_lists_and_verse_are_still_caught(text):
+    assert verbatim_loop(text) is not None
+    assert _streamed_loops(text)
+
+
 def test_a_loop_inside_one_list_item_or_after_numbers_is_still_caught():
     sentence = "the rain keeps falling on the roof "
     assert verbatim_loop("1. First item.\n2. " + sentence * 3) == sentence.strip()
     assert _streamed_loops("Step 1: " + sentence * 3)
     # Numbers still tell copies apart: "step 1 ..." is no copy of "step 2 ...".
     assert verbatim_loop(" ".join(f"Step {n}: add the next number to the total." for n in range(1, 5))) is None
-    # Prose lines with commas next to each other are prose, not data rows.
-    poem = "A fleeting moment of pure sorrow, a fleeting moment of pure sorrow, a fleeting moment of pure sorrow,\n"
-    assert verbatim_loop(poem * 2) is not None
+    # A cycle of two numbered items is a loop; only one item over and over is a list.
+    assert verbatim_loop("".join(f"{n}. Mix the flour well.\n{n + 1}. Add the sugar now.\n" for n in (1, 3, 5))) is not None

@@ -35,25 +35,29 @@ GUARD_WORDS = 5
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _MARKER = re.compile(r"^\s*(?:[-*+>]|#{1,6}|\d{1,3}[.)])\s+")
-# A list item starts a new stretch for the guard: "1. I will not talk in
-# class." three times is a list the user asked for, not a loop, and "1." for
-# every item is valid Markdown, so the item numbers cannot tell them apart.
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,3}[.)])\s+")
+# Where numbered list items start: a numbered list of identical items ("1. I
+# will not talk in class." three times, numbered 1-2-3 or 1-1-1, both valid
+# Markdown) counts what the user asked for, so it is not a loop. A bulleted
+# one is how small models loop (SmolLM2 wrote "* 2-3 days of non-perishable
+# food (...)" until its limit), and a cycle of several items is one too.
+_NUMBERED_ITEM = re.compile(r"^\s*\d{1,3}[.)]\s+")
 _INDENTED_CODE = re.compile(r"^(?: {4}|\t)")
 _FOLD = string.punctuation + "“”‘’«»…—–"
 
 
 def _is_data_row(line: str, neighbours: list[str]) -> bool:
-    """A comma-separated row (CSV, a matrix as lists): two or more commas, short fields, and a
-    neighbouring line with as many commas. A single line of prose with commas stays prose."""
+    """A comma-separated row (CSV, a matrix as lists): two or more commas, short fields, no
+    punctuation at its end, and a neighbouring line with as many commas. Verse ends its lines
+    with punctuation ("A lullaby's song, a lullaby's song,") and stays prose, as does a single line."""
     commas = line.count(",")
-    if commas < 2 or any(len(field.split()) > 4 for field in line.split(",")):
+    stripped = line.rstrip()
+    if commas < 2 or stripped[-1:] in tuple(",.;:!?") or any(len(field.split()) > 4 for field in line.split(",")):
         return False
     return any(neighbour.count(",") == commas for neighbour in neighbours)
 
 
 def _prose(text: str) -> tuple[list[str], list[int]]:
-    """The answer's prose as folded words, in order, and the word index each list item starts at."""
+    """The answer's prose as folded words, in order, and the word index each numbered item starts at."""
     words: list[str] = []
     item_starts: list[int] = []
     in_code = False
@@ -65,7 +69,7 @@ def _prose(text: str) -> tuple[list[str], list[int]]:
         neighbours = lines[max(index - 1, 0) : index] + lines[index + 1 : index + 2]
         if in_code or line.count("|") >= 2 or _is_data_row(line, neighbours):
             continue
-        if _LIST_ITEM.match(line):
+        if _NUMBERED_ITEM.match(line):
             item_starts.append(len(words))
         elif _INDENTED_CODE.match(line):
             continue
@@ -92,7 +96,7 @@ def repeated_run(text: str, length: int = LOOP_WORDS, times: int = LOOP_TIMES) -
 
 
 class _GuardView:
-    """The prose as the guard reads it: words, how many of them have a letter, where list items start."""
+    """The prose as the guard reads it: words, how many of them have a letter, where numbered items start."""
 
     def __init__(self, text: str):
         self.words, self._item_starts = _prose(text)
@@ -103,20 +107,28 @@ class _GuardView:
     def copy_ending_at(self, end: int, block: int, times: int) -> list[str] | None:
         """The stretch of `block`+ words that words[:end] ends with `times` back-to-back copies of, else None.
 
-        The copies must lie inside one list item (or outside any list), and
-        each needs `block` words with a letter: numbers and symbols repeat by
-        design ("1, 1, 1, ...", "1 0 1 0", rows of a zero matrix) yet still
-        tell copies apart ("step 1 ..." is no copy of "step 2 ...").
+        Each copy needs `block` words with a letter: numbers and symbols repeat
+        by design ("1, 1, 1, ...", "1 0 1 0", rows of a zero matrix) yet still
+        tell copies apart ("step 1 ..." is no copy of "step 2 ..."). Copies
+        that are one numbered item over and over are a list, not a loop.
         """
         words = self.words
-        item_start = max((s for s in self._item_starts if s < end), default=0)
-        for size in range(block, (end - item_start) // times + 1):
+        for size in range(block, end // times + 1):
             if self._lettered[end] - self._lettered[end - size] < block:
                 continue
             last = words[end - size : end]
             if all(words[end - (k + 1) * size : end - k * size] == last for k in range(1, times)):
-                return last
+                if not self._identical_items(end - times * size, end):
+                    return last
         return None
+
+    def _identical_items(self, start: int, end: int) -> bool:
+        """Whether words[start:end] repeats with a period of exactly one numbered item."""
+        region = self.words[start:end]
+        period = next(p for p in range(1, len(region) + 1)
+                      if all(region[i] == region[i + p] for i in range(len(region) - p)))
+        starts = [s for s in self._item_starts if start <= s < end]
+        return len(starts) >= 2 and all(b - a == period for a, b in zip(starts, starts[1:]))
 
 
 def completes_loop(text: str, addition: str, block: int = GUARD_WORDS, times: int = LOOP_TIMES) -> bool:
