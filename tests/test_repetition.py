@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from coolfusion_local.engine.repetition import completes_loop, prose_words, repeated_run, verbatim_loop
 
 # SmolLM2 alone on the haiku prompt of issue 10, until its token limit.
@@ -114,3 +116,72 @@ def test_short_texts_never_loop():
     assert not completes_loop("ha ha", " ha ha")
     assert repeated_run("ha ha ha ha") is None
     assert repeated_run("ha " * 7) is not None  # seven of the same word: three five-word runs
+
+
+# Issue 18, point 9: legitimate text that repeats verbatim, each of which the guard used to stop.
+NUMBERED_LINES = "1. I will not talk in class.\n2. I will not talk in class.\n3. I will not talk in class.\n"
+NUMBERED_ALIKE = "1. I will not talk in class.\n1. I will not talk in class.\n1. I will not talk in class.\n"
+ZERO_MATRIX = "The 4x4 zero matrix:\n\n0 0 0 0\n0 0 0 0\n0 0 0 0\n0 0 0 0\n"
+ONES = "The sequence is 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1"
+ALTERNATING = "The pattern 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 1 0 repeats."
+INDENTED_CODE = """Here is the function:
+
+    def greet(times):
+        print("hello world from the loop", times)
+        print("hello world from the loop", times)
+        print("hello world from the loop", times)
+"""
+CSV_ROWS = """name, status, owner, region, plan
+server one, not started, no owner, eu west, free
+server one, not started, no owner, eu west, free
+server one, not started, no owner, eu west, free
+"""
+LEGITIMATE = {
+    "numbered-lines": NUMBERED_LINES, "numbered-alike": NUMBERED_ALIKE,
+    "zero-matrix": ZERO_MATRIX, "ones": ONES, "alternating": ALTERNATING, "indented-code": INDENTED_CODE,
+    "csv-rows": CSV_ROWS,
+}
+
+
+def _streamed_loops(text: str) -> bool:
+    """The guard's view as the answer streams in: word by word, as segments arrive."""
+    pieces = text.split(" ")
+    return any(completes_loop(" ".join(pieces[:i]), " " + pieces[i]) for i in range(1, len(pieces)))
+
+
+@pytest.mark.parametrize("name", list(LEGITIMATE))
+def test_legitimate_repetition_never_trips_the_guard(name):
+    text = LEGITIMATE[name]
+    assert verbatim_loop(text) is None, text
+    assert not _streamed_loops(text)
+
+
+# Real greedy loops the guard must still stop (scripts/loop_table.py's prompts, 128 tokens, no guard).
+# The fused pancake recipe: a cycle of three bulleted items.
+RECIPE_CYCLE = ("Sure, here's a simple recipe for pancakes:\n\nIngredients:\n- 1 cup of pancake flour\n- 1 cup of eggs\n"
+                "- 1 cup of milk\n- 1/2 cup of sugar\n- 1/2 cup of butter\n- 1/2 cup of flour\n- 1/2 cup of sugar\n"
+                "- 1/2 cup of butter\n- 1/2 cup of flour\n- 1/2 cup of sugar\n- 1/2 cup of butter\n- 1/2 cup of flour\n")
+# SmolLM2 alone: one bulleted item over and over (bullets do not count repetitions as numbers do).
+BULLET_LOOP = ("Sure, here's a simple and effective packing list for a weekend camping trip:\n\n"
+               "**Packaging Essentials:**\n\n* 2-3 days of food\n"
+               + "* 2-3 days of non-perishable food (packaged meals, snacks, and prepared meals)\n" * 4)
+# SmolLM2 alone: verse whose lines have commas (not comma-separated data rows: they end in punctuation).
+VERSE_LOOP = ("In twilight's hallow tapestry, where shadows play,\nThe sea's a siren's song, a lullaby's song,\n"
+              "A gentle lullaby, a lullaby's song,\nA lullaby's song, a lullaby's song.\n\n"
+              "The sea's a siren's song, a lullaby's song,\n" + "A lullaby's song, a lullaby's song,\n" * 3)
+
+
+@pytest.mark.parametrize("text", [RECIPE_CYCLE, BULLET_LOOP, VERSE_LOOP], ids=["recipe-cycle", "bullet-loop", "verse-loop"])
+def test_real_loops_in_lists_and_verse_are_still_caught(text):
+    assert verbatim_loop(text) is not None
+    assert _streamed_loops(text)
+
+
+def test_a_loop_inside_one_list_item_or_after_numbers_is_still_caught():
+    sentence = "the rain keeps falling on the roof "
+    assert verbatim_loop("1. First item.\n2. " + sentence * 3) == sentence.strip()
+    assert _streamed_loops("Step 1: " + sentence * 3)
+    # Numbers still tell copies apart: "step 1 ..." is no copy of "step 2 ...".
+    assert verbatim_loop(" ".join(f"Step {n}: add the next number to the total." for n in range(1, 5))) is None
+    # A cycle of two numbered items is a loop; only one item over and over is a list.
+    assert verbatim_loop("".join(f"{n}. Mix the flour well.\n{n + 1}. Add the sugar now.\n" for n in (1, 3, 5))) is not None

@@ -152,6 +152,19 @@ def test_sampling_fields_reach_the_engine(client):
     assert seeded[0] == seeded[1]  # the same seed, the same answer
 
 
+def test_an_answer_the_loop_guard_ended_says_length_and_stop_reason_loop(client):
+    # SmolLM2 alone, greedy, loops on this prompt (test_sampling.py): the guard ends it. A client must
+    # not take the cut answer for a complete one, so finish_reason is "length", as for max_tokens.
+    haiku = [{"role": "user", "content": "Write a haiku about autumn rain, then explain it in one sentence."}]
+    whole = client.chat.completions.create(model="smollm2-135m", messages=haiku, max_tokens=160, temperature=0)
+    assert whole.model_extra["coolfusion"]["stop_reason"] == "loop", whole.choices[0].message.content
+    assert whole.choices[0].finish_reason == "length"
+    streamed = list(client.chat.completions.create(model="smollm2-135m", messages=haiku, max_tokens=160,
+                                                   temperature=0, stream=True))
+    assert streamed[-1].choices[0].finish_reason == "length"
+    assert streamed[-1].model_extra["coolfusion"]["stop_reason"] == "loop"
+
+
 # --------------------------------------------------------------------------- concurrency
 
 

@@ -124,8 +124,8 @@ def test_limits_and_stops():
 
 
 def test_finish_reasons_and_chunk_shapes():
-    assert [finish_reason(r) for r in ("eos", "stop_string", "stopped", "max_tokens", "context_full")] == [
-        "stop", "stop", "stop", "length", "length"]
+    assert [finish_reason(r) for r in ("eos", "stop_string", "stopped", "max_tokens", "context_full", "loop")] == [
+        "stop", "stop", "stop", "length", "length", "length"]
     shape = ResponseShape("coolfusion", chat=True)
     assert shape.id.startswith("chatcmpl-")
     assert shape.chunk(None, first=True)["choices"][0]["delta"] == {"role": "assistant", "content": ""}

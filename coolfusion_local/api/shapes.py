@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from ..engine import AnswerDone, AnswerReranked, SegmentChosen
 
 # The engine's stop reasons that OpenAI calls "length"; every other one ends as "stop".
-_LENGTH_REASONS = {"max_tokens", "context_full"}
+# The loop guard's stop ("loop") cut the answer short, as a limit does: "stop"
+# would tell a client the answer is complete. `coolfusion.stop_reason` says which.
+_LENGTH_REASONS = {"max_tokens", "context_full", "loop"}
 
 
 def finish_reason(stop_reason: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
 
+from ..engine.rerank import competing
 from ..engine.sampling import GREEDY, Sampling
 from ..errors import CoolfusionError
 from ..files import replace_file
@@ -291,8 +292,11 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
     keep_fused = replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
     if fused.stop_reason in ("stopped", "error", "context_full") or len(solos) == 1:
         return keep_fused
-    answers = {"fused": (fused.text, fused.stop_reason == "eos")}
-    answers.update({name: (record.text, record.stop_reason == "eos") for name, record in solos.items()})
+    written = {"fused": (fused.text, fused.stop_reason)}
+    written.update({name: (record.text, record.stop_reason) for name, record in solos.items()})
+    answers = competing(written)  # as Cool+R itself: empty, failed and cut-short answers never win
+    if not answers:
+        return keep_fused
     meter = _CostMeter(engine, settings.models)
     try:
         reranked = engine.rerank(_messages(problem, settings), answers)
