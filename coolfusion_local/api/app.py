@@ -23,8 +23,8 @@ from starlette.responses import JSONResponse, Response
 from ..engine import AnswerDone, AnswerReranked, FusionEngine, Notice, SegmentChosen
 from .browser import BrowserGuard
 from .catalog import Catalog
-from .errors import ApiError, error_body, error_response
-from .guards import ApiKeyGuard, BodySizeCap
+from .errors import ApiError, answer_failure, error_body, error_response
+from .guards import ApiKeyGuard, BodySizeCap, has_key
 from .schemas import ChatCompletionRequest, CompletionRequest, _Generation
 from .shapes import ResponseShape, answer_extra, finish_reason, segment_extra, usage
 from .worker import END, Busy, EngineWorker, Job, ShuttingDown
@@ -72,7 +72,9 @@ def create_app(engine: FusionEngine, settings: ServeSettings) -> FastAPI:
         return error_response(ApiError(500, f"internal error: {type(error).__name__}", type="server_error"))
 
     @app.get("/health")
-    async def health() -> dict:
+    async def health(request: Request) -> dict:
+        if settings.api_key and not has_key(request.headers.get("authorization", ""), settings.api_key):
+            return {"status": "ok"}  # up or down only: the models and the queue are for key holders
         models = {name: engine.status(name).state for name in engine.model_names}
         return {"status": "ok", "models": models, **worker.state()}
 
@@ -181,7 +183,7 @@ def _raise_if_failed_before_text(first: object, job: Job) -> None:
         raise ApiError(400, first.error or "the prompt does not fit any model's context",
                        code="context_length_exceeded", param="messages")
     if first.stop_reason == "error":
-        error = first.error or "the answer failed"
+        error = answer_failure(first.error, first.failed_model)
         if error.startswith("internal error"):
             raise ApiError(500, error, type="server_error")
         raise ApiError(400, error, code="generation_failed")
@@ -210,7 +212,7 @@ class _Outcome:
         if self.done is None:  # the server is shutting down and skipped this answer
             return _shutting_down()
         if self.done.stop_reason == "error":
-            return ApiError(500, self.done.error or "the answer failed", type="server_error")
+            return ApiError(500, answer_failure(self.done.error, self.done.failed_model), type="server_error")
         return None
 
     def extra(self) -> dict:

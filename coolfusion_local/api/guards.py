@@ -1,8 +1,8 @@
 """What stands before the routes: the API key and the request size cap (pure ASGI).
 
 The key is compared in constant time and never logged or echoed. `/health`
-answers without a key, as llama.cpp's server does: it says only whether the
-server is up.
+answers without a key, as llama.cpp's server does: then it says only whether
+the server is up (the route checks the key itself with `has_key`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,21 @@ from .errors import ApiError, error_response
 OPEN_PATHS = {"/health"}
 
 
+def has_key(authorization: str | bytes, key: str) -> bool:
+    """Whether an Authorization header carries `key` (constant-time)."""
+    given = authorization.encode() if isinstance(authorization, str) else authorization
+    return hmac.compare_digest(given, f"Bearer {key}".encode())
+
+
 class ApiKeyGuard:
     def __init__(self, app: ASGIApp, key: str):
         self.app = app
-        self._expected = f"Bearer {key}".encode()
+        self._key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self._expected):
+        if not has_key(dict(scope["headers"]).get(b"authorization", b""), self._key):
             error = ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
                              code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
             return await error_response(error)(scope, receive, send)

@@ -44,6 +44,7 @@ from ...engine.shared_text import SharedText, Step
 from ...engine.source_model import ContextFull, Scored, SourceModel
 from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
+from .text_tokens import SplitCharacter, TextTokens
 
 LOOKAHEAD_TOKENS = 4  # greedy tokens asked for per proposal request: about a word
 
@@ -114,6 +115,7 @@ class RemoteModel(SharedText):
         self._clear_shared_text()
         self._ahead: list[Step] = []  # the server's greedy continuation past the pending tokens
         self._end_nlls: dict[int, float] = {}  # end-of-turn NLL after the first n tokens of _cache
+        self._text_tokens = TextTokens(self)
 
     def _turn_end_token(self) -> int:
         """The end-of-generation token the chat template ends a turn with, else EOS."""
@@ -140,15 +142,15 @@ class RemoteModel(SharedText):
     # ------------------------------------------------------------------ requests
 
     def _text(self, tokens: list[int], prefix: bool) -> str:
-        """The prompt as text the server tokenises back into `tokens` (special tokens written out)."""
+        """The prompt as text the server tokenises back into `tokens`: special tokens written out,
+        message text that spells one broken up (text_tokens.py)."""
         if tokens[:1] == [self.bos_token]:
             tokens = tokens[1:]  # the server adds its own BOS to a text prompt, or `prefix` does
         if prefix:
             tokens = [self.bos_token, *tokens]
-        data = b"".join(self._piece(t, special=True) for t in tokens)
         try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
+            return self._text_tokens.prompt_text(tokens)
+        except SplitCharacter:
             raise RemoteError(f"{self.where}: the text ends inside a character and cannot be sent "
                               "as a text prompt") from None
 
@@ -307,7 +309,7 @@ class RemoteModel(SharedText):
         if all(i is not None for i in ids):
             tokens = [int(i) for i in ids]  # type: ignore[arg-type]
         else:
-            tokens = self._ids_for_texts(texts)
+            tokens = self._ids_for_texts(texts, choice.text)
         steps = []
         for token, value in zip(tokens, values):
             if value is None:
@@ -321,14 +323,16 @@ class RemoteModel(SharedText):
             return self.is_end(as_id)
         return any(text == self.token_text(int(t)) for t in self._eog.tolist())
 
-    def _ids_for_texts(self, texts: list[str]) -> list[int]:
+    def _ids_for_texts(self, texts: list[str], whole: str | None = None) -> list[int]:
         """Token ids for generated tokens the server gave as text only (llama-cpp-python).
 
         Each token's text is looked up alone first (greedy tokens need not be
         the canonical split of their joined text); what is left is tokenised
-        together and must split into the same pieces. Generation that stopped
-        inside a character keeps the tokens before it: the rest is asked for
-        again with the next proposal.
+        together and must split into the same pieces. Byte tokens of a
+        character split over several tokens come back as "": those are read
+        along the completion's whole text (`whole`) instead. Generation that
+        stopped inside a character keeps the tokens before it: the rest is
+        asked for again with the next proposal.
         """
         tokens: list[int] = []
         for text in texts:
@@ -343,6 +347,10 @@ class RemoteModel(SharedText):
             while same < min(len(joined), len(rest)) and self._same_token(rest[same], joined[same]):
                 same += 1
             tokens += joined[:same]
+        if len(tokens) < len(texts) and whole is not None:
+            along = self._text_tokens.ids_for_texts(texts, whole)
+            if len(along) > len(tokens):
+                tokens = along
         if not tokens and texts:
             raise RemoteError(f"{self.where}: the server's tokens {texts[:4]!r} do not read back as our "
                               "tokenizer's; is the tokenizer the served model's?")

@@ -35,16 +35,26 @@ GREEDY_FIELDS = {
 
 
 def sampling_fields(sampling: "Sampling | None", seed: int | None) -> dict:
-    """The request's sampling fields: greedy, or the answer's settings under both engines' names."""
-    if sampling is None or sampling.greedy:
+    """The request's sampling fields: greedy, or the answer's settings under both engines' names.
+
+    The repeat penalty goes wherever a local member applies one: in a sampled
+    answer, also to a model whose own temperature is 0 (greedy with the
+    penalty, as llama.cpp's sampler chain does locally); never with
+    `repeat_last_n = 0`, which switches it off locally. What each server
+    penalises differs from a local member (docs/remote.md).
+    """
+    if sampling is None:
         return dict(GREEDY_FIELDS)
+    penalty = sampling.repeat_penalty if sampling.repeat_last_n != 0 else 1.0
+    if sampling.greedy:
+        return {**GREEDY_FIELDS, "repeat_penalty": penalty, "repetition_penalty": penalty}
     fields = {
         "temperature": sampling.temperature,
         "top_k": sampling.top_k,
         "top_p": sampling.top_p,
         "min_p": sampling.min_p,
-        "repeat_penalty": sampling.repeat_penalty,  # llama-cpp-python's name
-        "repetition_penalty": sampling.repeat_penalty,  # vLLM's
+        "repeat_penalty": penalty,  # llama-cpp-python's name
+        "repetition_penalty": penalty,  # vLLM's
         "presence_penalty": 0.0,
         "frequency_penalty": 0.0,
     }
@@ -86,6 +96,7 @@ class Choice:
     logprobs: list[float | None]
     finish_reason: str | None
     prompt_tokens: int | None  # the prompt's length in the server's tokens, when it says (usage)
+    text: str | None = None  # the generated text as one string (holds characters split over tokens)
 
 
 def choices(answer: dict, where: str, expected: int) -> list[Choice]:
@@ -116,9 +127,10 @@ def choices(answer: dict, where: str, expected: int) -> list[Choice]:
                 raise RemoteError(f"{where}: malformed logprobs (a token log-probability is {value!r})")
         if not all(isinstance(t, str) for t in tokens):
             raise RemoteError(f"{where}: malformed logprobs (a token is not a string)")
-        reason = choice.get("finish_reason")
+        reason, text = choice.get("finish_reason"), choice.get("text")
         ordered[index] = Choice(tokens, values, reason if isinstance(reason, str) else None,
-                                prompt_tokens if isinstance(prompt_tokens, int) else None)
+                                prompt_tokens if isinstance(prompt_tokens, int) else None,
+                                text if isinstance(text, str) else None)
     return ordered  # type: ignore[return-value]
 
 
