@@ -103,3 +103,17 @@ async def test_resizing_across_100_columns_hides_and_shows_the_list():
         await pilot.pause()
         assert box.region.width == 80
         _assert_no_hint_is_cut(app)
+
+
+async def test_at_80_columns_long_model_names_fill_the_status_line_without_breaking_it():
+    # The real default set while it loads: the three states alone are wider than 80 columns.
+    engine = ScriptedEngine(names=("qwen-coder-0.5b", "smollm2-135m", "gemma3-270m"), hold_loads=True)
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = app.chat.query_one("#status")
+        await wait_until(pilot, lambda: "qwen-coder-0.5b" in visible_text(status), what="the status line")
+        engine.release_loads.set()
+        await wait_until(pilot, lambda: "gemma3-270m ✓" in visible_text(status), what="all loaded")
+        await pilot.pause()
+        _assert_no_hint_is_cut(app)
+        _assert_status_is_whole(app)

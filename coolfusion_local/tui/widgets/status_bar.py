@@ -82,8 +82,8 @@ class StatusBar(Static):
             for speed in (self.speed, self.short_speed, "") for sampling in (self.sampling, short_sampling, "")
         ]
         fitting = [c for c in choices if Content.assemble(line, *c).rstrip().cell_length <= room]
-        # The most pieces shown, then the speed said in full before the sampling; the empty choice fits.
-        best = max(fitting, key=len)  # max keeps the first of equals
+        # The most pieces shown, then the speed said in full before the sampling.
+        best = max(fitting, key=len, default=[])  # the first of equals; none fits when the models alone fill the line
         self.update(Content.assemble(line, *best))
 
 
