@@ -136,18 +136,18 @@ FUSION_MODES = ("cool", "cool+r", "adaptive")
 
 
 def find_config_file(explicit: Path | None = None) -> Path:
-    """`--config FILE`, else the user's models.toml, else the repository default."""
+    """`--config FILE`, else the user's models.toml, else the default shipped in the package."""
     if explicit is not None:
         explicit = Path(explicit).expanduser()
         if not explicit.exists():
             raise ConfigError(f"{explicit}: config file not found; check the --config path")
         return explicit
-    for candidate in (locations.user_config_file(), locations.repository_config_file()):
+    for candidate in (locations.user_config_file(), locations.default_config_file()):
         if candidate.is_file():
             return candidate
-    raise ConfigError(
-        f"no models.toml found: create {locations.user_config_file()} "
-        "(see docs/models.md) or pass --config FILE"
+    raise ConfigError(  # only a damaged install lacks the shipped default
+        f"no models.toml found (the default one is missing from {locations.default_config_file().parent}): "
+        f"create {locations.user_config_file()} (see docs/models.md) or pass --config FILE"
     )
 
 

@@ -51,8 +51,10 @@ def user_config_file() -> Path:
     return config_dir() / CONFIG_FILE_NAME
 
 
-def repository_config_file() -> Path:
-    """The default models.toml shipped at the root of the repository."""
-    import coolfusion_local
+def default_config_file() -> Path:
+    """The default models.toml shipped inside the package (read when the user has none).
 
-    return Path(coolfusion_local.__file__).resolve().parent.parent / CONFIG_FILE_NAME
+    A copy of the models.toml at the root of the repository, so a wheel installed
+    anywhere (pipx, uv tool, a venv) has it; tests/test_install.py keeps the two equal.
+    """
+    return Path(__file__).resolve().parent / CONFIG_FILE_NAME

@@ -110,8 +110,8 @@ def test_paths_resolve_against_the_toml_folder_and_home(tmp_path, monkeypatch):
 
 # --- where the file is looked up ----------------------------------------------------------------
 
-def test_lookup_prefers_the_explicit_file_then_the_user_file_then_the_repository(home, tmp_path):
-    assert find_config_file(None) == REPO / "models.toml"
+def test_lookup_prefers_the_explicit_file_then_the_user_file_then_the_shipped_default(home, tmp_path):
+    assert find_config_file(None) == REPO / "coolfusion_local" / "models.toml"
     user_file = home.config / "coolfusion-local" / "models.toml"
     user_file.parent.mkdir(parents=True)
     user_file.write_text('[[models]]\nname = "x"\npypi = "gemma-3-270m"\n')

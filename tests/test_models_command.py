@@ -44,7 +44,7 @@ def test_list_shows_the_offline_set_without_assembling_anything(home):
     result = run_coolfusion(home, "models", "list")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"config: {REPO / 'models.toml'}"
+    assert lines[0] == f"config: {REPO / 'coolfusion_local' / 'models.toml'}"
     assert lines[1].split() == ["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER",
                                 "ENABLED", "ROLE"]
     assert _table_row(result.stdout, "qwen-coder-0.5b")[:5] == [

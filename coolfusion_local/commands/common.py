@@ -12,7 +12,7 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="models file (default: the user's config dir, then the repository's models.toml)",
+        help="models file (default: the user's config dir, then the default shipped with coolfusion)",
     )
 
 

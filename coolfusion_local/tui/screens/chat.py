@@ -17,7 +17,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual import events
+from textual.widgets import Static
 
 from ...engine.events import (
     AnswerDone,
@@ -34,6 +35,7 @@ from ..plain_text import plain
 from ..runner import answer_job
 from ..session import ChatSession
 from ..widgets.conversation_list import ConversationList
+from ..widgets.key_hints import NARROW, KeyHints
 from ..widgets.message_box import AnswerBox, UserMessage
 from ..widgets.prompt import PromptArea
 from ..widgets.segment_panel import SegmentPanel
@@ -80,7 +82,7 @@ class ChatScreen(ConversationActions, Screen):
         Binding("ctrl+o", "models", "Models"),
         Binding("f3", "cycle_mode", "Mode"),
         Binding("ctrl+y", "copy_answer", "Copy", priority=True),  # over the text box's redo
-        Binding("ctrl+b", "toggle_sidebar", "Chats", show=False),
+        Binding("ctrl+b", "toggle_sidebar", "Chats"),
         Binding("f2", "rename_chat", "Rename", show=False),
         Binding("question_mark", "app.help", "Help", show=False),
     ]
@@ -93,6 +95,7 @@ class ChatScreen(ConversationActions, Screen):
         self.pending: PendingAnswer | None = None
         self.inspected: tuple[AnswerBox, int] | None = None
         self.quitting = False  # set while the app quits: save, but redraw nothing more
+        self.narrow: bool | None = None  # below NARROW columns: no conversation list unless asked for
 
     def compose(self):
         with Horizontal(id="body"):
@@ -103,9 +106,10 @@ class ChatScreen(ConversationActions, Screen):
                 yield PromptArea("Ask the fused models… (Enter sends, Ctrl+J new line, Esc stops, F1 help)", id="prompt")
             yield SegmentPanel(id="inspector")
         yield StatusBar(id="status")
-        yield Footer()
+        yield KeyHints()
 
     async def on_mount(self) -> None:
+        self._fit_width(self.app.size.width)  # a screen hears of resizes only, not of its first size
         self.query_one("#legend").display = False
         self.query_one("#inspector").display = False
         await self.show_conversation()
@@ -325,6 +329,17 @@ class ChatScreen(ConversationActions, Screen):
 
     def action_cycle_mode(self) -> None:
         self.app.cycle_mode()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_width(event.size.width)
+
+    def _fit_width(self, width: int) -> None:
+        # Only when the width crosses NARROW: Ctrl+B's choice holds while the size stays on one side.
+        narrow = width < NARROW
+        if narrow != self.narrow:
+            self.narrow = narrow
+            self.set_class(narrow, "-narrow")
+            self.query_one("#sidebar").display = not narrow
 
     def action_toggle_sidebar(self) -> None:
         sidebar = self.query_one("#sidebar")

@@ -27,7 +27,7 @@ few words, every model scores every proposal, the most plausible one wins.
 | **Ctrl+O** | models: details, which ones take part, fusion mode |
 | **F3** | next fusion mode (cool → cool+r → adaptive → solo per model) |
 | **Ctrl+Y** | copy the last answer to the clipboard |
-| **Ctrl+B** | show / hide the conversation list |
+| **Ctrl+B** | show / hide the conversation list (hidden at first below 100 columns) |
 | **F2** | rename this chat |
 | **Ctrl+P** | command palette: every action by name (export, delete, copy code block…) |
 | **F1**, **?** | this help (**?** when the input box is not focused) |

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.content import Content
 from textual.widgets import Static
 
@@ -25,6 +26,7 @@ class StatusBar(Static):
         self.mode = ""
         self.sampling = ""
         self.speed = ""
+        self.short_speed = ""  # what a narrow terminal has room for
         self.activity = ""
         self.saving = True
 
@@ -42,6 +44,7 @@ class StatusBar(Static):
                 f"last answer {stats.get('tokens_per_second', 0.0):.1f} tok/s · "
                 f"{stats.get('segments_per_second', 0.0):.1f} seg/s"
             )
+            self.short_speed = f"{stats.get('tokens_per_second', 0.0):.1f} tok/s"
         self._render_line()
 
     def set_saving(self, saving: bool) -> None:
@@ -50,6 +53,9 @@ class StatusBar(Static):
 
     def set_activity(self, activity: str) -> None:
         self.activity = activity
+        self._render_line()
+
+    def on_resize(self, event: events.Resize) -> None:
         self._render_line()
 
     def _render_line(self) -> None:
@@ -61,16 +67,24 @@ class StatusBar(Static):
             pieces.append("  ")
         if self.mode:
             pieces.append(Content.from_markup("│ mode [b]$mode[/b]  ", mode=self.mode))
-        # Most important first: a narrow terminal cuts the line from the right.
+        # Most important first: what must show may still be cut from the right on a very narrow
+        # terminal; the speed and the sampling show whole (the speed shorter if need be) or not at all.
         if not self.saving:
             pieces.append(Content.styled("│ history not saved  ", "$warning"))
         if self.activity:
             pieces.append(Content.styled(f"│ {self.activity}  ", "italic"))
-        if self.speed:
-            pieces.append(f"│ {self.speed}  ")
-        if self.sampling:
-            pieces.append(f"│ {self.sampling}  ")
-        self.update(Content.assemble(*pieces))
+        line = Content.assemble(*pieces)
+        room = (self.size.width or self.app.size.width) - self.styles.gutter.width
+        # "temp 0.8 top-k 40 …" shortened is "temp 0.8"; "greedy" stays.
+        short_sampling = " ".join(self.sampling.split()[:2])
+        choices = [
+            [f"│ {form}  " for form in (speed, sampling) if form]
+            for speed in (self.speed, self.short_speed, "") for sampling in (self.sampling, short_sampling, "")
+        ]
+        fitting = [c for c in choices if Content.assemble(line, *c).rstrip().cell_length <= room]
+        # The most pieces shown, then the speed said in full before the sampling.
+        best = max(fitting, key=len, default=[])  # the first of equals; none fits when the models alone fill the line
+        self.update(Content.assemble(line, *best))
 
 
 def legend(models: list[str], colours: dict[str, str]) -> Content:
