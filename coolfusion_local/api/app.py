@@ -4,7 +4,9 @@ A request is validated, given a place in the worker's queue (or a 429), and
 its answer is awaited: whole, or streamed as server-sent events in OpenAI's
 chunk shape ending with `data: [DONE]`. Errors found before the first answer
 text (a prompt longer than every context, a conversation a chat template
-refuses) are proper 4xx responses: a stream starts only once its answer does.
+refuses), after however many notices, are proper 4xx responses: a stream
+starts only once its answer's text does. An answer a shutdown cut short never
+passes for a finished one: a 503, or a stream's last chunk is an error.
 """
 
 from __future__ import annotations
