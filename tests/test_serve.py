@@ -144,6 +144,20 @@ def test_a_source_model_alone_and_cool_plus_r(client):
     assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
 
 
+def test_max_tokens_is_a_cap_whole_and_streamed(client):
+    """The last segment is cut at the limit: Qwen writes pi in 16-token segments, and max_tokens 1 gave all 16."""
+    digits = [{"role": "user", "content": "Write the first 50 decimal digits of pi as one number with no spaces."}]
+    for limit in (1, 3):
+        whole = client.chat.completions.create(model="coolfusion", messages=digits, max_tokens=limit, temperature=0)
+        assert whole.usage.completion_tokens <= limit and whole.choices[0].finish_reason == "length"
+        assert whole.choices[0].message.content and whole.model_extra["coolfusion"]["stop_reason"] == "max_tokens"
+        chunks = list(client.chat.completions.create(model="coolfusion", messages=digits, max_tokens=limit,
+                                                     temperature=0, stream=True,
+                                                     stream_options={"include_usage": True}))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
+        assert chunks[-1].usage.completion_tokens <= limit
+
+
 def test_sampling_fields_reach_the_engine(client):
     seeded = [client.chat.completions.create(model="coolfusion", messages=[{"role": "user", "content": "Say hi."}],
                                              max_tokens=6, temperature=0.8, top_p=0.9, seed=7,
@@ -324,19 +338,56 @@ def test_a_model_that_fails_to_load_is_listed_as_missing(keyed_server):
     assert reply.status == 503 and reply.json()["error"]["code"] == "model_unavailable"
 
 
-def test_sigterm_ends_the_answer_in_flight_cleanly_and_exits_0(keyed_server):
-    connection = keyed_server.connection()
-    connection.request("POST", "/v1/chat/completions",
-                       body=json.dumps(chat_body(stream=True, max_tokens=400,
-                                                 messages=[{"role": "user", "content": "Write a long story."}])),
-                       headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
-    payloads = sse_data(connection.getresponse())
-    next(payloads), next(payloads)
+def test_a_failure_before_any_text_is_a_400_when_one_model_answers_alone(keyed_server):
+    """One model loaded: a notice comes first, and the too-long prompt after it gave 200, empty, "length"."""
+    keyed = openai.OpenAI(base_url=keyed_server.base_url, api_key=KEY, max_retries=0, timeout=120)
+    too_long = [{"role": "user", "content": "word " * 6000}]
+    with pytest.raises(openai.BadRequestError, match="tokens, more than model") as whole:
+        keyed.chat.completions.create(model="coolfusion", messages=too_long, max_tokens=4)
+    assert whole.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError, match="tokens, more than model"):  # before the stream opens
+        keyed.chat.completions.create(model="coolfusion", messages=too_long, max_tokens=4, stream=True)
+
+
+def test_sigterm_ends_a_stream_in_flight_with_an_error_and_exits_0(keyed_server):
+    """The stream's last chunk is an error, never a finish chunk a client would take for the whole answer."""
+    keyed = openai.OpenAI(base_url=keyed_server.base_url, api_key=KEY, max_retries=0, timeout=120)
+    stream = iter(keyed.chat.completions.create(model="coolfusion", max_tokens=400, temperature=0, stream=True,
+                                                messages=[{"role": "user", "content": "Write a long story."}]))
+    seen = [next(stream), next(stream)]
     keyed_server.process.send_signal(signal.SIGTERM)
-    rest = list(payloads)
-    assert rest[-1] == "[DONE]"
-    assert json.loads(rest[-2])["coolfusion"]["stop_reason"] == "stopped"
+    with pytest.raises(openai.APIError, match="shutting down"):
+        seen += list(stream)
+    assert not any(chunk.choices[0].finish_reason for chunk in seen)
     assert keyed_server.process.wait(30) == 0, keyed_server.stderr()
+
+
+def test_sigterm_during_a_whole_answer_is_a_503_and_exits_0(tmp_path):
+    """Whole answers are sent at their end: one cut by a shutdown is a 503, not a short answer with "stop"."""
+    config = tmp_path / "models.toml"
+    config.write_text('[[models]]\nname = "smollm2-135m"\npypi = "smollm2-135m-instruct"\n', encoding="utf-8")
+    server = start_server(tmp_path, "--config", str(config))
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=120)
+    outcome: dict = {}
+
+    def ask() -> None:
+        try:
+            outcome["reply"] = client.chat.completions.create(
+                model="coolfusion", max_tokens=400, temperature=0,
+                messages=[{"role": "user", "content": "Write a long story."}])
+        except openai.APIStatusError as error:
+            outcome["error"] = error
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    while not server.request("GET", "/health").json()["busy"]:
+        assert asking.is_alive(), outcome
+        time.sleep(0.05)
+    server.process.send_signal(signal.SIGTERM)
+    asking.join(60)
+    assert "reply" not in outcome, outcome["reply"].choices[0]
+    assert outcome["error"].status_code == 503 and outcome["error"].code == "shutting_down"
+    assert server.process.wait(30) == 0, server.stderr()
 
 
 def test_serve_help():

@@ -4,7 +4,9 @@ A request is validated, given a place in the worker's queue (or a 429), and
 its answer is awaited: whole, or streamed as server-sent events in OpenAI's
 chunk shape ending with `data: [DONE]`. Errors found before the first answer
 text (a prompt longer than every context, a conversation a chat template
-refuses) are proper 4xx responses: a stream starts only once its answer does.
+refuses), after however many notices, are proper 4xx responses: a stream
+starts only once its answer's text does. An answer a shutdown cut short never
+passes for a finished one: a 503, or a stream's last chunk is an error.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..engine import AnswerDone, AnswerReranked, FusionEngine, Notice, SegmentChosen
+from ..engine import AnswerDone, AnswerReranked, FusionEngine, Notice, SegmentChosen, SoloTextDelta
 from .browser import BrowserGuard
 from .catalog import Catalog
 from .errors import ApiError, answer_failure, error_body, error_response
@@ -107,13 +109,15 @@ def create_app(engine: FusionEngine, settings: ServeSettings) -> FastAPI:
         shape = ResponseShape(body.model, chat)
         streaming = False
         try:
-            first = await _next_event(worker, job, request)
-            _raise_if_failed_before_text(first, job)
+            # Notices may come first (one model answering alone, old turns left out):
+            # a failure after them is still one before any text, so a 4xx, not a 200.
+            opening = await _events_until_text(worker, job, request)
+            _raise_if_failed_before_text(opening[-1])
             if body.stream:
                 streaming = True  # from here on the stream's own end cancels the job
-                return EventSourceResponse(_stream(worker, job, first, shape, mode, body.include_usage), sep="\n",
+                return EventSourceResponse(_stream(worker, job, opening, shape, mode, body.include_usage), sep="\n",
                                            ping=10, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-            return JSONResponse(await _whole(worker, job, first, shape, request))
+            return JSONResponse(await _whole(worker, job, opening, shape, request))
         except ClientGone:
             return Response(status_code=499)  # nobody reads it: the client left
         finally:
@@ -157,8 +161,9 @@ def _validation_error(error: ValidationError) -> ApiError:
                     code="invalid_value", param=where)
 
 
-def _shutting_down() -> ApiError:
-    return ApiError(503, "the server is shutting down", type="server_error", code="shutting_down")
+def _shutting_down(partial: bool = False) -> ApiError:
+    what = "the server is shutting down" + (": the answer was stopped before its end" if partial else "")
+    return ApiError(503, what, type="server_error", code="shutting_down")
 
 
 async def _next_event(worker: EngineWorker, job: Job, request: Request) -> object:
@@ -174,16 +179,34 @@ async def _next_event(worker: EngineWorker, job: Job, request: Request) -> objec
             raise ClientGone()
 
 
-def _raise_if_failed_before_text(first: object, job: Job) -> None:
-    if first is END:
+def _brings_text(event: object) -> bool:
+    """Whether the answer has begun with this event (or ended: AnswerDone, END)."""
+    if isinstance(event, (SegmentChosen, SoloTextDelta)):
+        return bool(event.text)
+    return event is END or isinstance(event, (AnswerDone, AnswerReranked))
+
+
+async def _events_until_text(worker: EngineWorker, job: Job, request: Request) -> list[object]:
+    """The events up to the first that brings text or ends the answer: the response's status depends on it."""
+    events = [await _next_event(worker, job, request)]
+    while not _brings_text(events[-1]):
+        events.append(await _next_event(worker, job, request))
+    return events
+
+
+def _raise_if_failed_before_text(event: object) -> None:
+    """The 4xx/5xx of an answer that ended before any text; nothing for one that began (or ended well)."""
+    if event is END:
         raise _shutting_down()  # skipped before it started: only a shutdown does that
-    if not isinstance(first, AnswerDone) or first.text:
+    if not isinstance(event, AnswerDone) or event.text:
         return
-    if first.stop_reason == "context_full":
-        raise ApiError(400, first.error or "the prompt does not fit any model's context",
+    if event.stop_reason == "stopped":
+        raise _shutting_down()  # only a shutdown stops an answer whose client is still there
+    if event.stop_reason == "context_full":
+        raise ApiError(400, event.error or "the prompt does not fit any model's context",
                        code="context_length_exceeded", param="messages")
-    if first.stop_reason == "error":
-        error = answer_failure(first.error, first.failed_model)
+    if event.stop_reason == "error":
+        error = answer_failure(event.error, event.failed_model)
         if error.startswith("internal error"):
             raise ApiError(500, error, type="server_error")
         raise ApiError(400, error, code="generation_failed")
@@ -211,6 +234,8 @@ class _Outcome:
     def failure(self) -> ApiError | None:
         if self.done is None:  # the server is shutting down and skipped this answer
             return _shutting_down()
+        if self.done.stop_reason == "stopped":  # cut by a shutdown: it must not pass for a whole answer
+            return _shutting_down(partial=True)
         if self.done.stop_reason == "error":
             return ApiError(500, answer_failure(self.done.error, self.done.failed_model), type="server_error")
         return None
@@ -219,41 +244,49 @@ class _Outcome:
         return {**answer_extra(self.done, self.reranked), "notices": self.notices}
 
 
-async def _whole(worker: EngineWorker, job: Job, first: object, shape: ResponseShape, request: Request) -> dict:
-    outcome, event = _Outcome(), first
-    while event is not END:
+async def _whole(worker: EngineWorker, job: Job, opening: list[object], shape: ResponseShape,
+                 request: Request) -> dict:
+    outcome = _Outcome()
+    for event in opening:
         outcome.take(event)
+    event = opening[-1]
+    while event is not END:
         event = await _next_event(worker, job, request)
+        outcome.take(event)
     failure = outcome.failure()
     if failure is not None:
         raise failure
     done = outcome.done
     extra = {**outcome.extra(), "segments": outcome.segments}
-    return shape.whole(done.text, finish_reason(done.stop_reason), _usage(job, done), extra)
+    return shape.whole(done.text, finish_reason(done.stop_reason), _usage(done), extra)
 
 
-def _usage(job: Job, done: AnswerDone) -> dict:
-    return usage(job.prompt_tokens, done.stats.answer_tokens)
+def _usage(done: AnswerDone) -> dict:
+    """Both counts in the lead's tokens, of the prompt as the lead read it (old turns left out to fit are not in it)."""
+    return usage(done.stats.prompt_tokens, done.stats.answer_tokens)
 
 
-async def _stream(worker: EngineWorker, job: Job, first: object, shape: ResponseShape, mode: str,
+async def _stream(worker: EngineWorker, job: Job, opening: list[object], shape: ResponseShape, mode: str,
                   include_usage: bool):
     """SSE data lines: a role chunk, one chunk per segment, a finish chunk, [DONE].
 
     Cool+R's answer is known only once every answer is written and reranked,
-    so that mode sends the chosen answer in one chunk at the end.
+    so that mode sends the chosen answer in one chunk at the end. An answer
+    that fails or is stopped by a shutdown once the stream is open ends with
+    an error chunk instead of a finish chunk.
     """
     whole_at_end = mode == "cool+r"
     outcome = _Outcome()
     try:
         if shape.chat:
             yield json.dumps(shape.chunk(None, first=True))
-        event = first
+        waiting = list(opening)
+        event = waiting.pop(0)
         while event is not END:
             if isinstance(event, SegmentChosen) and event.text and not whole_at_end:
                 yield json.dumps(shape.chunk(event.text, extra=segment_extra(event)), ensure_ascii=False)
             outcome.take(event)
-            event = await job.events.get()
+            event = waiting.pop(0) if waiting else await job.events.get()
         failure, done = outcome.failure(), outcome.done
         if failure is not None:
             yield json.dumps(_error_body(failure))
@@ -262,7 +295,7 @@ async def _stream(worker: EngineWorker, job: Job, first: object, shape: Response
                 yield json.dumps(shape.chunk(done.text), ensure_ascii=False)
             yield json.dumps(shape.chunk(None, finish_reason(done.stop_reason), outcome.extra()))
             if include_usage:
-                yield json.dumps(shape.usage_chunk(_usage(job, done)))
+                yield json.dumps(shape.usage_chunk(_usage(done)))
         yield "[DONE]"
     finally:
         worker.withdraw(job)  # the client left mid-stream (or the answer is over: then it changes nothing)

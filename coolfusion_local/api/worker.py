@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..engine import AnswerDone, FusionEngine, GenerationStats, Message
-from ..engine.fusion import lead_member, prompt_tokens
 from ..engine.sampling import Sampling
 
 log = logging.getLogger("coolfusion.serve")
@@ -54,7 +53,6 @@ class Job:
     loop: asyncio.AbstractEventLoop
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancel: threading.Event = field(default_factory=threading.Event)
-    prompt_tokens: int = 0  # in the lead model's tokens; set by the worker before the answer starts
 
     def deliver(self, item: object) -> None:
         """Called on the worker thread: hand one event to the request's coroutine."""
@@ -158,7 +156,6 @@ class EngineWorker:
                 job.deliver(END)  # after a shutdown: the request gets its 503
 
     def _answer(self, job: Job) -> None:
-        job.prompt_tokens = self._count_prompt_tokens(job)
         try:
             if job.fresh_cache:
                 self.engine.forget_cached_text()
@@ -168,16 +165,3 @@ class EngineWorker:
         except Exception as error:  # a bug must cost one request, not the server
             log.exception("generation failed")
             job.deliver(AnswerDone("", "error", GenerationStats(), f"internal error: {type(error).__name__}"))
-
-    def _count_prompt_tokens(self, job: Job) -> int:
-        """The prompt's length in the lead model's tokens, for `usage` (0 where it cannot be rendered)."""
-        engine = self.engine
-        mode = job.mode or engine.mode
-        try:
-            if mode.startswith("solo:"):
-                members = [engine.member(mode[5:])]
-            else:
-                members = [engine.member(n) for n in engine.model_names if engine.status(n).state == "loaded"]
-            return len(prompt_tokens(lead_member(members), job.messages))
-        except Exception:  # the answer itself reports why it cannot start
-            return 0

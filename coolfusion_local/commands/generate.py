@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("prompt", help="the question or instruction (use - to read it from stdin)")
     add_config_argument(parser)
     parser.add_argument("--mode", help="cool, cool+r, adaptive or solo:NAME (default: the config's)")
-    parser.add_argument("--max-tokens", type=int, help="stop after this many answer tokens")
+    parser.add_argument("--max-tokens", type=int, help="stop after at most this many answer tokens (the lead model's)")
     parser.add_argument("--stop", action="append", help="stop when the answer contains this text (repeatable)")
     parser.add_argument("--system", help="a system message before the prompt")
     parser.add_argument("--json", action="store_true", help="print one JSON object per event line")

@@ -124,7 +124,8 @@ class AnswerReranked:
 class GenerationStats:
     mode: str = "cool"
     segments: int = 0
-    answer_tokens: int = 0  # in the tokens of the lead model
+    answer_tokens: int = 0  # in the tokens of the lead model; max_tokens caps this count
+    prompt_tokens: int = 0  # the prompt the lead read, in its tokens (after old turns were left out to fit)
     lead: str = ""  # the model that led (engine/lead.py)
     seconds: float = 0.0
     prompt_seconds: float = 0.0  # evaluating the prompt before the first segment
@@ -166,6 +167,7 @@ class GenerationStats:
             "lead": self.lead,
             "segments": self.segments,
             "answer_tokens": self.answer_tokens,
+            "prompt_tokens": self.prompt_tokens,
             "seconds": round(self.seconds, 4),
             "prompt_seconds": round(self.prompt_seconds, 4),
             "tokens_per_second": round(self.tokens_per_second, 3),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from ..errors import CoolfusionError
-from .boundary import BoundaryDetector, forced_cut
+from .boundary import BoundaryDetector, forced_cut, last_char_boundary
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .lead import Standing, choose_lead
 from .prompts import ChatFormat
@@ -189,6 +189,15 @@ def lead_member(members: Sequence[Member]) -> Member:
     """The model trusted most: the strongest by engine/lead.py's rule, the first listed on ties."""
     lead = choose_lead([m.standing for m in members])
     return next(m for m in members if m.standing is lead)
+
+
+@dataclass
+class _Cut:
+    """The part of a round's winner that fits in the answer's token limit."""
+
+    text: bytes  # appended to the answer; may be empty
+    lead_start: int  # where the lead's tokens for it go, and those tokens
+    lead_tokens: list[int]
 
 
 class _Round:
@@ -372,15 +381,55 @@ class _FusionRun:
         current.decision, current.winner_key = "vetoed", lead_proposal.key
         return True
 
+    def cut_at_limit(self, current: _Round, max_tokens: int) -> _Cut | None:
+        """The part of the winner that keeps the answer within `max_tokens`; None when all of it fits.
+
+        The limit counts the lead's tokens, as `GenerationStats.answer_tokens`
+        does. The cut falls after a whole token of the lead and a whole UTF-8
+        character, so every model can take in the same text.
+        """
+        lead = self.lead.model
+        own = next((p for p in current.by_key[current.winner_key] if p.member is self.lead), None)
+        if own is not None:  # its own proposal won: its tokens follow the shared text
+            start, tokens = lead.committed_tokens, own.tokens
+        else:
+            start, tokens = self.continuation(current, self.lead, current.winner_key)
+        answer = lead.answer_tokens
+        kept = start - (lead.committed_tokens - len(answer))  # answer tokens before the re-tokenised join
+        allowed = max_tokens - kept
+        if len(tokens) <= allowed:
+            return None
+        for count in range(max(allowed, 0), 0, -1):
+            whole = lead.detokenize(answer[:kept] + tokens[:count])
+            if len(whole) > len(self.answer) and last_char_boundary(whole) == len(whole):
+                return _Cut(whole[len(self.answer) :], start, tokens[:count])
+        return _Cut(b"", start, [])  # not one whole character fits
+
+    def commit_cut(self, current: _Round, cut: _Cut) -> None:
+        """Append only the part of the winner that fits the limit, to every model that took part."""
+        started = time.perf_counter()
+        if cut.text:
+            for member in self._taking_part(current):
+                if member is self.lead:  # its exact tokens: the count stays within the limit
+                    member.model.commit(cut.lead_start, cut.lead_tokens)
+                else:
+                    start, tokens = member.model.continuation(cut.text, self.settings.context_words)
+                    member.model.commit(start, tokens)
+                self.held[member.name] = len(self.answer) + len(cut.text)
+            self.answer += cut.text
+        self.stats.commit_seconds += time.perf_counter() - started
+
+    def _taking_part(self, current: _Round) -> list[Member]:
+        """The models that proposed this round (in adaptive mode the others lag behind a confident lead)."""
+        names = {p.member.name for p in current.proposals}
+        return [m for m in self.members if m.name in names]
+
     def commit(self, current: _Round) -> None:
         """Append the winner to every model that took part in the round."""
         started = time.perf_counter()
         text, _ = current.winner_key
         winners = current.by_key[current.winner_key]
-        taking_part = {p.member.name for p in current.proposals}
-        for member in self.members:
-            if member.name not in taking_part:
-                continue  # lagging behind a confident lead: catches up later
+        for member in self._taking_part(current):
             mine = next((p for p in winners if p.member is member), None)
             if mine is not None:
                 member.model.commit(member.model.committed_tokens, mine.tokens)
@@ -423,6 +472,7 @@ def generate(
     except CoolfusionError as error:  # e.g. a chat template that refuses the conversation
         yield done("error", str(error))
         return
+    stats.prompt_tokens = len(prompts[run.lead.name])
     if dropped:
         yield Notice(f"the conversation is longer than a model's context: the {dropped} oldest messages were left out")
     try:
@@ -447,15 +497,16 @@ def generate(
                                  "it was ended there")
                     yield done("loop")
                     return
-            run.commit(current)
-            ends = current.winner_key[1]
+            cut = run.cut_at_limit(current, settings.max_tokens)
+            if cut is None:
+                run.commit(current)
+            else:
+                run.commit_cut(current, cut)
+            ends = current.winner_key[1] and cut is None
             winners = current.by_key[current.winner_key]
+            at_limit = cut is not None or len(run.lead.model.answer_tokens) >= settings.max_tokens
 
-            final = (
-                ends
-                or len(run.lead.model.answer_tokens) >= settings.max_tokens
-                or min(m.model.room() for m in members) - 2 <= 1
-            )
+            final = ends or at_limit or min(m.model.room() for m in members) - 2 <= 1
             segment_text, stopped = shown.advance(bytes(run.answer), final)
             stats.segments += 1
             winner_name = winners[0].member.name
@@ -485,7 +536,7 @@ def generate(
             if ends:
                 yield done("eos")
                 return
-            if len(run.lead.model.answer_tokens) >= settings.max_tokens:
+            if at_limit:
                 yield done("max_tokens")
                 return
     except ContextFull as error:
