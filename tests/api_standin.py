@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 from scripted_engine import ScriptedEngine
+from serve_helpers import Reply
 
 from coolfusion_local.api import ServeSettings, create_app
 
@@ -28,16 +28,6 @@ class StandInEngine(ScriptedEngine):
         self.config = SimpleNamespace(fusion=SimpleNamespace(sampling=None))
         for _ in self.load():
             pass
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
 
 
 def chat_bytes(content: str = "hi", **fields) -> bytes:

@@ -18,6 +18,7 @@ import pytest
 
 from coolfusion_local.api import ServeSettings, create_app
 from coolfusion_local.engine.events import AnswerDone, GenerationStats, Notice, SegmentChosen
+from api_standin import JSON, call
 from scripted_engine import FakeSpec, FakeStatus
 
 HOLD = object()  # in a script: the answer waits here until it is cancelled (a shutdown)
@@ -72,32 +73,8 @@ class StandInEngine:
 
 async def post(app, body: dict, path: str = "/v1/chat/completions") -> tuple[int, bytes]:
     """One request through the ASGI app: (status, body)."""
-    raw = json.dumps(body).encode()
-    messages: list[dict] = []
-    finished = asyncio.Event()
-    received = False
-
-    async def receive() -> dict:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        await finished.wait()  # the client stays until the response is over
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            finished.set()
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1:8080"), (b"content-type", b"application/json"),
-                         (b"content-length", str(len(raw)).encode())],
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080)}
-    await app(scope, receive, send)
-    status = next(m["status"] for m in messages if m["type"] == "http.response.start")
-    return status, b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    reply = await call(app, "POST", path, json.dumps(body).encode(), JSON)
+    return reply.status, reply.body
 
 
 def sse_payloads(body: bytes) -> list[str]:

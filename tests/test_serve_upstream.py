@@ -14,6 +14,8 @@ from types import SimpleNamespace
 
 from coolfusion_local.api.app import ServeSettings, create_app
 from coolfusion_local.engine.events import AnswerDone, GenerationStats, SegmentChosen
+import api_standin
+from api_standin import JSON
 from scripted_engine import ScriptedEngine
 
 SECRET_URL = "http://user:hunter2@gpu-box:8000/v1?token=abc123"
@@ -39,35 +41,8 @@ class FailingEngine(ScriptedEngine):
 def call(app, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> tuple[int, bytes]:
     """One request through the ASGI app; the status and the whole body."""
     payload = json.dumps(body).encode() if body is not None else b""
-    sent: list[dict] = []
-
-    async def run() -> None:
-        finished = asyncio.Event()
-        delivered = False
-
-        async def receive() -> dict:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": payload, "more_body": False}
-            await finished.wait()  # the client stays until the response is complete
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            sent.append(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                finished.set()
-
-        raw_headers = [(b"content-type", b"application/json"), (b"host", b"127.0.0.1")]
-        raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
-                 "headers": raw_headers, "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8080)}
-        await app(scope, receive, send)
-
-    asyncio.run(run())
-    status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    reply = asyncio.run(api_standin.call(app, method, path, payload, {**JSON, **(headers or {})}))
+    return reply.status, reply.body
 
 
 def app_for(engine, api_key: str | None = None):
