@@ -158,13 +158,14 @@ def check_models(args: argparse.Namespace) -> int:
     configure_logging()  # llama.cpp's load chatter goes to the log file, not the terminal
     failures = 0
     extra_buffers = CpuExtraBuffers(config)
-    for spec in _selected(config, args.names):
+    selected = _selected(config, args.names)
+    for spec in selected:
         try:
             print(f"{spec.name}: {_smoke_test(spec, extra_buffers)}", flush=True)
         except (CoolfusionError, OSError) as error:
             print(f"{spec.name}: FAILED: {one_line(error)}", flush=True)
             failures += 1
-    if extra_buffers.decision is not None:
+    if extra_buffers.decision is not None and failures < len(selected):  # what the models that ran used
         print(f"llama.cpp extra CPU buffer types (AMX, repacking): {extra_buffers.decision.describe()}")
     return 1 if failures else 0
 
