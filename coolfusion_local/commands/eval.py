@@ -21,6 +21,7 @@ from ..errors import CoolfusionError
 from ..measure.eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
 from ..measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from ..measure.gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
+from . import eval_diff
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
 from .sampling_options import add_sampling_arguments, sampling_from_args
@@ -29,7 +30,7 @@ from .sampling_options import add_sampling_arguments, sampling_from_args
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="measure accuracy on a benchmark (gsm8k)",
                                    description="Measure the accuracy of each model alone and of the fusion modes.")
-    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK | diff")
     gsm8k = benchmarks.add_parser("gsm8k", help="grade-school math word problems (GSM8K JSONL)",
                                   description="Answer GSM8K problems in every mode and grade the final numbers.")
     gsm8k.add_argument("--data", required=True, type=Path, metavar="FILE.jsonl",
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gsm8k.add_argument("--out", type=Path, metavar="DIR",
                        help="run folder; an existing one is resumed (default: ./eval-runs/<timestamp>)")
     gsm8k.set_defaults(func=run_gsm8k)
+    eval_diff.register(benchmarks)
 
     def no_benchmark(args: argparse.Namespace) -> int:
         parser.print_help()

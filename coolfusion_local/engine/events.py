@@ -85,6 +85,9 @@ class SegmentChosen:
     decision: str
     ends_answer: bool
     seconds: float
+    # The winner's segment was cut at the proposal bound, not at a boundary the
+    # models share (counted as "forced" in GenerationStats.decisions beside `decision`).
+    forced: bool = False
 
 
 @dataclass(frozen=True)

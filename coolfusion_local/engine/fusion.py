@@ -529,6 +529,7 @@ def generate(
                 decision=current.decision,
                 ends_answer=ends or stopped,
                 seconds=time.perf_counter() - round_started,
+                forced=any(p.forced for p in winners),
             )
             if stopped:
                 yield done("stop_string")

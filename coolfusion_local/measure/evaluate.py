@@ -26,7 +26,7 @@ from ..files import replace_file
 from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
 
 if TYPE_CHECKING:
-    from ..engine import AnswerDone
+    from ..engine import AnswerDone, SegmentChosen
 
 ANSWERS_FILE = "answers.jsonl"
 # Long enough that the offline models finish their GSM8K working: an answer cut
@@ -104,6 +104,10 @@ class AnswerRecord:
     # cool+r made from this run's own cool and solo answers instead of writing them again
     composed_from: list[str] | None = None
     sampling: dict | None = None  # EvalSettings.sampling_record; None: greedy
+    # Fused modes: how each segment of the answer was decided (segment_entry());
+    # what `eval diff` reads to find where a fused answer parted from the lead's.
+    # None for solo answers, and in runs made before it was recorded.
+    segment_log: list[dict] | None = None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -130,8 +134,11 @@ class AnswerLog:
         self.folder = Path(folder)
         self.path = self.folder / ANSWERS_FILE
 
-    def read(self) -> list[AnswerRecord]:
+    def read(self, repair: bool = True) -> list[AnswerRecord]:
         """Every whole record; a last line cut short by a crash is dropped from the file.
+
+        `repair=False` leaves the file as it is (a reader such as `eval diff`,
+        which may look at a run still writing): a half last line is only skipped.
 
         Lines end at "\n" only: `splitlines()` would also split at U+2028, U+2029
         and U+0085, which `json.dumps(ensure_ascii=False)` writes raw inside a
@@ -147,11 +154,15 @@ class AnswerLog:
             try:
                 records.append(self._parse(tail, len(lines) + 1))
             except CoolfusionError:
+                if not repair:
+                    return records
                 # The process died while writing its last answer: drop the half line,
                 # through a new file renamed over the old, so a crash now loses nothing more.
                 replace_file(self.path, data[: len(data) - len(tail)])
                 return records
             # A whole last record without its newline: end it, or the next append would join it.
+            if not repair:
+                return records
             with self.path.open("ab") as stream:
                 stream.write(b"\n")
         return records
@@ -226,6 +237,25 @@ class Answered:
     seconds: float  # wall time, prompt included
     decoded_tokens: dict[str, int]  # tokens each model ran through llama_decode for it
     chosen: str | None = None  # cool+r: the answer it picked
+    segment_log: list[dict] | None = None  # the fused answer's segment_entry() per segment
+
+
+def segment_entry(segment: "SegmentChosen") -> dict:
+    """One fused segment as answers.jsonl keeps it: its text, winner and the rule that decided it.
+
+    The candidates and their cross-scores only where the models disagreed: an
+    agreed segment's candidates are its own text, and most segments agree, so
+    this keeps the log to a few times the answer's size.
+    """
+    entry: dict = {"text": segment.text, "winner": segment.winner, "decision": segment.decision}
+    if segment.forced:
+        entry["forced"] = True
+    if segment.decision != "agreed":
+        entry["candidates"] = {name: candidate.text for name, candidate in segment.candidates.items()}
+        if segment.scores:
+            entry["scores"] = {scorer: {name: round(nll, 3) for name, nll in by_name.items()}
+                               for scorer, by_name in segment.scores.items()}
+    return entry
 
 
 class _CostMeter:
@@ -250,24 +280,29 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
 
     Greedy answers run without the loop guard (as every earlier table did);
     sampled ones with it, as the chat app runs."""
-    from ..engine import AnswerDone, AnswerReranked
+    from ..engine import AnswerDone, AnswerReranked, SegmentChosen
 
     meter = _CostMeter(engine, models)
     events = engine.generate(messages, mode=mode, max_tokens=max_tokens, sampling=sampling,
                              loop_guard=not sampling.greedy, cancel=cancel)
     done = chosen = None
+    segments: list[dict] = []
     try:
         for event in events:
             if isinstance(event, AnswerDone):
                 done = event
             elif isinstance(event, AnswerReranked):
                 chosen = event.chosen
+            elif isinstance(event, SegmentChosen):
+                segments.append(segment_entry(event))
     finally:
         events.close()  # on Ctrl-C: let the engine leave its models in a clean state
     if done is None:
         raise CoolfusionError(f"the engine ended without an answer in mode {mode}")
     seconds, decoded = meter.read()
-    return Answered(done=done, seconds=seconds, decoded_tokens=decoded, chosen=chosen)
+    fused = not mode.startswith("solo:")
+    return Answered(done=done, seconds=seconds, decoded_tokens=decoded, chosen=chosen,
+                    segment_log=segments if fused else None)
 
 
 def _messages(problem: Problem, settings: EvalSettings) -> list:
@@ -319,6 +354,7 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
         decoded_tokens=decoded,
         chosen=reranked.chosen,
         composed_from=composed,
+        segment_log=picked.segment_log,  # a model's own answer has none: it was not fused
     )
 
 
@@ -350,6 +386,7 @@ def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettin
         policy=None if mode.startswith("solo:") else settings.policy,
         chosen=answered.chosen,
         sampling=settings.sampling_record,
+        segment_log=answered.segment_log,
     )
 
 

@@ -1,0 +1,44 @@
+"""`coolfusion eval diff RUN_FOLDER`: each fusion mode against the lead alone, problem by problem.
+
+Reads an eval run folder (answers.jsonl, results.json) and prints the paired
+comparison with a bootstrap interval, then the problems where fusion and the
+lead part in correctness and the segment where their answers part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import CoolfusionError
+from ..measure.eval_diff import diff_run, format_diff
+from ..measure.paired import DEFAULT_RESAMPLES, DEFAULT_SEED
+
+
+def register(benchmarks: argparse._SubParsersAction) -> None:
+    parser = benchmarks.add_parser(
+        "diff", help="compare the fusion modes of a run with the lead alone, problem by problem",
+        description="Paired comparison of each fusion mode in an eval run folder with one solo mode "
+                    "(the lead's by default): counts, difference with a bootstrap 95% interval, and "
+                    "the segment where each differing answer parts from the solo one.")
+    parser.add_argument("folder", type=Path, metavar="RUN_FOLDER", help="the --out folder of `coolfusion eval gsm8k`")
+    parser.add_argument("--against", metavar="MODE", default=None,
+                        help="the baseline mode, e.g. solo:NAME (default: solo: the run's first model, the lead)")
+    parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, metavar="N",
+                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
+                        help=f"bootstrap seed (default {DEFAULT_SEED}): the same seed gives the same interval")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
+    parser.set_defaults(func=run_diff)
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    if args.resamples < 1:
+        raise CoolfusionError("--resamples must be at least 1", exit_code=2)
+    report = diff_run(args.folder, args.against, args.resamples, args.seed)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        print(format_diff(report))
+    return 0
