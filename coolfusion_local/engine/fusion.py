@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, forced_cut, last_char_boundary
+from .drafting import DraftSettings, Drafting
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .lead import Standing, choose_lead
 from .prompts import ChatFormat
@@ -80,6 +81,9 @@ class AnswerSettings:
     # Keep a verbatim loop (engine/repetition.py) from winning a round; end
     # the answer with stop reason "loop" when every candidate would make one.
     loop_guard: bool = False
+    # Greedy cool/adaptive: the cheapest model drafts ahead, the others check in one batch
+    # (engine/drafting.py); the output is the same either way.
+    draft: DraftSettings = field(default_factory=DraftSettings)
 
 
 def prompt_tokens(member: Member, messages: list[Message]) -> list[int]:
@@ -234,6 +238,7 @@ class _FusionRun:
             m.name: None if settings.sampling.greedy else m.model.sampler(settings.sampling.for_model(m.name, m.temperature))
             for m in members
         }
+        self.drafting = Drafting(members, self.lead, settings.mode, settings.draft, settings.sampling.greedy, stats)
 
     def close(self) -> None:
         for sampler in self.samplers.values():
@@ -255,6 +260,8 @@ class _FusionRun:
 
     def play_round(self, room: int) -> _Round:
         members, settings = self.members, self.settings
+        lead_left = settings.max_tokens - len(self.lead.model.answer_tokens)
+        self.drafting.before_round(bytes(self.answer), self.held, room, lead_left)
         if len(members) == 1:
             current = _Round([self.propose(members[0], room)])
             current.decision, current.winner_key = "solo", current.keys[0]
@@ -457,8 +464,11 @@ def generate(
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
     shown = ShownText(stop_strings)  # answer text already emitted to the consumer
 
+    lead_decodes_before = [getattr(run.lead.model, "decode_calls", 0)]  # reset once the prompt is read
+
     def done(reason: str, error: str | None = None, failed_model: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
+        stats.lead_decodes = getattr(run.lead.model, "decode_calls", 0) - lead_decodes_before[0]
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
         stats.sampling = settings.sampling.as_dict()
@@ -479,6 +489,7 @@ def generate(
         for member in members:
             member.model.start_answer(prompts[member.name])
         stats.prompt_seconds = time.perf_counter() - started
+        lead_decodes_before[0] = getattr(run.lead.model, "decode_calls", 0)
         while True:
             if cancel is not None and cancel.is_set():
                 yield done("stopped")
