@@ -55,6 +55,7 @@ ACCEPTANCE_FLOOR = 0.3  # share of guess tokens accepted below which drafting st
 FLOOR_AFTER_CYCLES = 4  # cycles measured before the floor applies
 MAX_GUESS_TOKENS = 48  # one batch, well within the 64 logits rows a decode may return
 TOKENS_PER_WORD = 6  # bound on the drafter's tokens per drafted word (long numbers, code)
+RETRY_AFTER_ANSWERS = 8  # answers without drafting, after it did not pay, before measuring again
 ROOM_NEEDED = 160  # tokens of context left before drafting stops (the answer's reserve stays free)
 
 
@@ -69,6 +70,14 @@ def _guess(model, known: bytes, rest: bytes) -> list[int]:
     if whole is not None and whole[: len(look_ahead)] == look_ahead:
         return whole[len(look_ahead) :][:MAX_GUESS_TOKENS]
     return (model.tokenize_exactly(rest) or [])[:MAX_GUESS_TOKENS]
+
+
+@dataclass
+class DraftRecord:
+    """Whether drafting paid for these models on this machine, kept across answers."""
+
+    paid: bool | None = None  # None: not measured yet
+    answers_since: int = 0  # answers without drafting since it last did not pay
 
 
 @dataclass
@@ -90,6 +99,10 @@ class Drafting:
             and not any(getattr(m.model, "is_remote", False) for m in members)
         )
         self.exact = settings.mode == "auto"
+        self.record = lead.draft_records.setdefault((mode, settings.mode, tuple(m.name for m in members)), DraftRecord())
+        if self.active and self.record.paid is False:
+            self.record.answers_since += 1
+            self.active = self.record.answers_since > RETRY_AFTER_ANSWERS  # else measure again now
         self.cycles = 0
         self.saved_seconds = 0.0  # what the accepted tokens would have cost decoded one by one
         self.drafter: "Member | None" = None
@@ -185,4 +198,10 @@ class Drafting:
             self.stats.draft_accepted < ACCEPTANCE_FLOOR * self.stats.draft_offered
             or self.stats.check_seconds + self.stats.draft_seconds > self.saved_seconds
         ):
-            self.active = False  # it does not pay in this answer
+            self.active = False  # it does not pay here: off for this answer and the next few
+            self.record.paid, self.record.answers_since = False, 0
+
+    def finish(self) -> None:
+        """At the end of an answer: drafting that ran its course paid."""
+        if self.active and self.cycles >= FLOOR_AFTER_CYCLES:
+            self.record.paid = True

@@ -43,6 +43,8 @@ class Member:
     weight: float = 1.0
     standing: Standing | None = None  # what makes it lead (engine/lead.py); None: its weight alone
     temperature: float | None = None  # models.toml's own temperature for this model
+    # Whether drafting paid when this model led, kept across answers (engine/drafting.py).
+    draft_records: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.standing is None:
@@ -241,6 +243,7 @@ class _FusionRun:
         self.drafting = Drafting(members, self.lead, settings.mode, settings.draft, settings.sampling.greedy, stats)
 
     def close(self) -> None:
+        self.drafting.finish()
         for sampler in self.samplers.values():
             if sampler is not None:
                 sampler.close()
