@@ -251,6 +251,10 @@ class _FusionRun:
     def catch_up(self, member: Member) -> None:
         behind = bytes(self.answer[self.held[member.name] :])
         if behind:
+            # A lagging drafter's drafts have served as guesses; catching up takes the text
+            # the way it would without them, in one batch (the same numbers, see drafting.py).
+            if hasattr(member.model, "drop_hidden"):
+                member.model.drop_hidden()
             started = time.perf_counter()
             start, tokens = member.model.continuation(behind, self.settings.context_words)
             member.model.commit(start, tokens)

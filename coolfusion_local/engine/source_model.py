@@ -384,6 +384,10 @@ class SourceModel(SharedText):
         self._single_decode_seconds += time.perf_counter() - started
         self._single_decodes += 1
 
+    def drop_hidden(self) -> None:
+        """Forget the hidden look-ahead (its cells too): the model is then where it would be without drafts."""
+        self._drop_hidden()
+
     def _drop_hidden(self) -> None:
         keep = self._committed + self._visible
         self._truncate_sequence0(keep)
