@@ -20,8 +20,8 @@ What can differ is the arithmetic. llama.cpp picks its matrix kernels by
 batch size, and on a CPU with repacked quantised weights a decode of 4 or
 more tokens gives logits up to ~0.4 away from one-token decodes (llama.cpp
 #27407): a near-tie between two tokens then flips, and the answer goes
-another way from there (measured: 7 of 16 answers of 96 tokens differed,
-docs/eval-and-bench.md). So the default, "auto", checks in decodes no larger
+another way from there (measured: 7 of 16 answers of 96 tokens differed
+with drafts checked that way through whole answers, docs/eval-and-bench.md). So the default, "auto", checks in decodes no larger
 than the model's `exact_batch_size()` (measured once: the largest batch
 whose rows equal one-token rows bit for bit), and greedy output is unchanged
 token for token; "batch" checks a whole draft in one decode, faster where
