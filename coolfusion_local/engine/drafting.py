@@ -21,11 +21,12 @@ batch size, and on a CPU with repacked quantised weights a decode of 4 or
 more tokens gives logits up to ~0.4 away from one-token decodes (llama.cpp
 #27407): a near-tie between two tokens then flips, and the answer goes
 another way from there (measured: 7 of 16 answers of 96 tokens differed
-with drafts checked that way through whole answers, docs/eval-and-bench.md). So the default, "auto", checks in decodes no larger
-than the model's `exact_batch_size()` (measured once: the largest batch
-whose rows equal one-token rows bit for bit), and greedy output is unchanged
-token for token; "batch" checks a whole draft in one decode, faster where
-large batches pay, with those flips.
+with drafts checked that way through whole answers, docs/eval-and-bench.md).
+So the default, "auto", checks in decodes no larger than the model's
+`exact_batch_size()` (measured once: the largest batch whose rows equal
+one-token rows bit for bit), and greedy output is unchanged token for token;
+"batch" checks a whole draft in one decode, faster where large batches pay,
+with those flips.
 
 The draft grows with acceptance (up to `draft_max_segments` words) and
 shrinks when models reject it. Drafting stops for the rest of the answer when
