@@ -56,6 +56,16 @@ def test_a_bad_draft_key_is_one_line_and_exit_2(tmp_path, text, expected):
     assert len(result.stderr.splitlines()) == 1 and expected in result.stderr, result.stderr
 
 
+def test_the_chat_shows_the_draft_acceptance_of_an_answer_that_drafted():
+    from coolfusion_local.engine.events import GenerationStats
+    from coolfusion_local.tui.widgets.message_box import describe_stats
+
+    stats = GenerationStats(segments=12, answer_tokens=20, seconds=2.0, draft_offered=8, draft_accepted=6)
+    assert "drafts 75% accepted" in describe_stats(stats.as_dict())
+    assert "drafts" not in describe_stats(GenerationStats(segments=12, answer_tokens=20, seconds=2.0).as_dict())
+    assert "drafts" not in describe_stats({"segments": 3})  # stats saved before drafting existed
+
+
 # --------------------------------------------------------------------------- real models
 
 
