@@ -90,6 +90,11 @@ class FusionSettings:
     # How the chat app and `generate` sample (docs/sampling.md); eval and bench stay greedy unless asked.
     sampling: Sampling = field(default_factory=lambda: _chat_defaults())
     loop_guard: bool = True  # the chat app and `generate`: keep verbatim loops from winning
+    # Greedy cool/adaptive: the cheapest model drafts a few words ahead, the others check
+    # them in batches (engine/drafting.py). "auto" keeps greedy output unchanged bit for bit;
+    # "batch" checks in one decode (faster where that pays; near-ties may flip); "off".
+    draft: str = "auto"
+    draft_max_segments: int = 6
 
     @property
     def solo_name(self) -> str | None:
@@ -265,9 +270,11 @@ def _check_one_lead(source: Path, models: tuple[ModelSpec, ...]) -> None:
 _SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}
 _FUSION_KEYS = {
     "mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll", "loop_guard",
+    "draft", "draft_max_segments",
     *_SAMPLING_KEYS,
 }
 RULES = ("lead-veto", "mean-ppl")
+DRAFT_MODES = ("auto", "batch", "off")  # engine/drafting.py
 
 
 def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) -> FusionSettings:
@@ -289,8 +296,15 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
     rule = check.optional_str(raw, "rule", where, default=FusionSettings.rule)
     if rule not in RULES:
         check.fail(where, f"rule {rule!r} is not a rerank rule{check.closest(rule, RULES)}; use one of {', '.join(RULES)}")
+    draft = check.optional_str(raw, "draft", where, default=FusionSettings.draft)
+    if draft not in DRAFT_MODES:
+        check.fail(where, f"draft {draft!r} is not a drafting mode{check.closest(draft, DRAFT_MODES)}; "
+                          f"use one of {', '.join(DRAFT_MODES)}")
     return FusionSettings(
         mode=mode,
+        draft=draft,
+        draft_max_segments=check.optional_int(raw, "draft_max_segments", where, minimum=1,
+                                              default=FusionSettings.draft_max_segments),
         rule=rule,
         lead_margin=check.non_negative_float(raw, "lead_margin", where, FusionSettings.lead_margin),
         confident_nll=check.non_negative_float(raw, "confident_nll", where, FusionSettings.confident_nll),

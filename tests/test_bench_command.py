@@ -25,11 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "models.toml"
 
 
-def measure(mode, tokens, seconds, prompt_seconds=0.5, segments=10, decisions=None, **timings) -> RunMeasure:
+def measure(mode, tokens, seconds, prompt_seconds=0.5, segments=10, decisions=None, lead="a", draft=(0, 0),
+            lead_decodes=0, **timings) -> RunMeasure:
     return RunMeasure(mode=mode, prompt="math", stop_reason="max_tokens", answer_tokens=tokens, seconds=seconds,
                       prompt_seconds=prompt_seconds, segments=segments,
                       timings={f"{name}_seconds": value for name, value in timings.items()},
-                      decisions=decisions or {}, decoded_tokens={})
+                      decisions=decisions or {}, decoded_tokens={}, lead=lead, draft_offered=draft[0],
+                      draft_accepted=draft[1], lead_decodes=lead_decodes)
 
 
 def report(peak_rss=900_000_000) -> BenchReport:
@@ -62,9 +64,9 @@ def test_overhead_ratio_is_fused_time_per_token_over_the_solo_sum():
 def test_segment_time_split_folds_catch_up_into_propose_and_rest_into_other():
     cool, adaptive = report().fused
     assert cool.segment_split_ms() == pytest.approx(
-        {"propose": 60.0, "score": 20.0, "commit": 5.0, "boundary": 10.0, "other": 25.0})
+        {"propose": 60.0, "score": 20.0, "commit": 5.0, "boundary": 10.0, "draft": 0.0, "other": 25.0})
     assert adaptive.segment_split_ms() == pytest.approx(
-        {"propose": 40.0, "score": 0.0, "commit": 0.0, "boundary": 0.0, "other": 20.0})
+        {"propose": 40.0, "score": 0.0, "commit": 0.0, "boundary": 0.0, "draft": 0.0, "other": 20.0})
     assert adaptive.decision_shares() == pytest.approx(
         {"agreed": 40.0, "vetoed": 0.0, "scored": 10.0, "confident": 50.0, "forced": 0.0})
 
@@ -86,6 +88,22 @@ def test_repeated_passes_show_their_spread():
     assert r.as_dict()["fused"][0]["overhead_ratio_by_repeat"] == [1.2, 1.5]
 
 
+def test_drafting_columns_acceptance_segments_per_lead_decode_and_ratio_to_the_lead():
+    r = report()
+    # Two answers drafted: 30 of 40 and 10 of 20 guess tokens accepted; 50 segments in 25 lead decodes.
+    drafted = ModeBench("cool", (measure("cool", 60, 1.3, segments=30, draft=(40, 30), lead_decodes=15,
+                                         propose=0.3, check=0.2),
+                                 measure("cool", 40, 0.9, segments=20, draft=(20, 10), lead_decodes=10)))
+    assert drafted.draft_acceptance == pytest.approx(40 / 60)
+    assert drafted.segments_per_lead_decode == pytest.approx(2.0)
+    assert drafted.segment_split_ms()["draft"] == pytest.approx(1000 * 0.2 / 50)  # check time goes to "draft"
+    r = replace(r, fused=(drafted,))
+    assert r.lead_ratio(drafted) == pytest.approx((1.2 / 100) / 0.02)  # 12 ms/token against a's 20 alone
+    row = format_bench_table(r).splitlines()[4].split()
+    assert row[0] == "cool" and row[4] == "0.60" and row[-2:] == ["67%", "2.00"]
+    assert report().fused[0].draft_acceptance is None  # nothing drafted: "-", not 0%
+
+
 def test_memory_target_is_files_plus_kv_plus_15_percent():
     memory = report().memory
     assert memory.target == int(1.15 * 650_000_000)
@@ -97,15 +115,18 @@ def test_memory_target_is_files_plus_kv_plus_15_percent():
 def test_table_and_json():
     r = report()
     lines = format_bench_table(r).splitlines()
-    assert lines[0].split() == ["mode", "tok/s", "ms/tok", "ratio", "propose", "score", "commit", "boundary", "other",
-                                "agreed", "vetoed", "scored", "confident"]
-    assert lines[2].split() == ["solo:a", "50.0", "20.0", "-", "180.0", "0.0", "0.0", "10.0", "10.0", "-", "-", "-", "-"]
-    assert lines[4].split() == ["cool", "16.7", "60.0", "2.40", "60.0", "20.0", "5.0", "10.0", "25.0",
-                                "60%", "10%", "30%", "0%"]
+    assert lines[0].split() == ["mode", "tok/s", "ms/tok", "ratio", "vs", "lead", "propose", "score", "commit",
+                                "boundary", "draft", "other", "agreed", "vetoed", "scored", "confident", "drafted",
+                                "seg/lead-dec"]
+    assert lines[2].split() == ["solo:a", "50.0", "20.0", "-", "-", "180.0", "0.0", "0.0", "10.0", "0.0", "10.0",
+                                "-", "-", "-", "-", "-", "-"]
+    assert lines[4].split() == ["cool", "16.7", "60.0", "2.40", "3.00", "60.0", "20.0", "5.0", "10.0", "0.0", "25.0",
+                                "60%", "10%", "30%", "0%", "-", "-"]
     assert lines[-1] == ("memory: peak RSS 900 MB vs target 748 MB (files a 500 MB + b 100 MB; "
                          "KV caches 50 MB + ?; +15%): OVER target")
     data = json.loads(json.dumps(r.as_dict()))
     assert data["fused"][0]["overhead_ratio"] == 2.4
+    assert data["fused"][0]["lead_ratio"] == 3.0  # 60 ms/token against a's 20 alone
     assert data["fused"][1]["ms_per_segment"]["propose"] == 40.0
     assert data["memory"]["within_target"] is False
 

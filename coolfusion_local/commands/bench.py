@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..measure.bench import PROMPTS, format_bench_table, run_bench
-from ..config import load_config
+from ..config import DRAFT_MODES, load_config
 from ..errors import CoolfusionError
 from ..measure.eval_report import code_version
 from .common import add_config_argument, configure_logging
@@ -36,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int, default=128, metavar="N", help="answer length (default 128)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="run the whole measurement N times and show the spread between passes (default 1)")
+    parser.add_argument("--draft", choices=DRAFT_MODES, default=None,
+                        help="drafting in the fusion modes (default: the config's [fusion] draft, auto)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.repeat <= 20:
         raise CoolfusionError("--repeat must be between 1 and 20", exit_code=2)
     config = select_models(load_config(Path(args.config) if args.config else None), args.models)
+    if args.draft is not None:
+        config = replace(config, fusion=replace(config.fusion, draft=args.draft))
     names = [spec.name for spec in config.enabled_models]
     modes = parse_modes(args.modes, names, allow_solo=False)
 

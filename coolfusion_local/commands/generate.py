@@ -141,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
             stats = final.stats
             say(
                 f"[{final.stop_reason}] {stats.answer_tokens} tokens in {stats.generate_seconds:.1f}s "
-                f"({stats.tokens_per_second:.1f} tok/s, {stats.segments} segments, wins {stats.wins}; "
-                f"{replace(sampling, seed=stats.sampling.get('seed')).summary()})"
+                f"({stats.tokens_per_second:.1f} tok/s, {stats.segments} segments, wins {stats.wins}"
+                + (f", drafts by {stats.drafter} {100 * stats.draft_acceptance:.0f}% accepted"
+                   if stats.draft_acceptance is not None else "")
+                + f"; {replace(sampling, seed=stats.sampling.get('seed')).summary()})"
             )
         if final.stop_reason == "error":
             raise CoolfusionError(final.error or "generation failed")

@@ -29,6 +29,7 @@ from .events import (
     ModelLoadStarted,
     Notice,
 )
+from .drafting import DraftSettings
 from .fusion import AnswerSettings, Member, generate
 from .lead import Standing
 from .prompts import ChatFormat, TemplateError
@@ -240,13 +241,14 @@ class FusionEngine:
         sampling: Sampling | None = None,
         loop_guard: bool | None = None,
         cancel: threading.Event | None = None,
+        draft: str | None = None,
     ) -> Iterator[GenerationEvent]:
         """Answer the conversation; yields events and always ends with AnswerDone.
 
         `sampling` None is greedy (eval and bench stay comparable); the chat app
         and `generate` pass the config's `[fusion]` sampling. A sampled answer
         without a seed gets a fresh one, reported in its stats. `loop_guard`
-        None is the config's.
+        None is the config's, and so is `draft` None ("auto", "batch" or "off").
         """
         mode = check_mode(mode or self._mode, self._names)
         settings = AnswerSettings(
@@ -257,6 +259,7 @@ class FusionEngine:
             policy=self.policy,
             sampling=(sampling or GREEDY).with_seed(),
             loop_guard=self.config.fusion.loop_guard if loop_guard is None else loop_guard,
+            draft=DraftSettings(draft or self.config.fusion.draft, self.config.fusion.draft_max_segments),
         )
         with self._lock:
             try:

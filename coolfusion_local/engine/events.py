@@ -142,6 +142,15 @@ class GenerationStats:
     commit_seconds: float = 0.0  # appending the winner to every model (decoding it where not yet done)
     catch_up_seconds: float = 0.0  # adaptive: lagging models reading the text they skipped
     rerank_seconds: float = 0.0
+    # Drafting (engine/drafting.py): the cheapest model decodes a few words ahead,
+    # the others check them in one batch each.
+    draft_seconds: float = 0.0  # the drafter decoding ahead
+    check_seconds: float = 0.0  # the others' batched checks of the draft
+    drafter: str = ""  # "" when no model drafted
+    draft_cycles: int = 0
+    draft_offered: int = 0  # guess tokens the checking models were given
+    draft_accepted: int = 0  # of those, the ones that were their own greedy tokens
+    lead_decodes: int = 0  # llama_decode calls of the lead for this answer (a batch counts once)
     sampling: dict = field(default_factory=dict)  # Sampling.as_dict() of the answer, its seed included
 
     @property
@@ -157,10 +166,15 @@ class GenerationStats:
         return self.segments / self.generate_seconds
 
     @property
+    def draft_acceptance(self) -> float | None:
+        """Share of drafted guess tokens the checking models accepted; None when nothing was drafted."""
+        return self.draft_accepted / self.draft_offered if self.draft_offered else None
+
+    @property
     def bookkeeping_seconds(self) -> float:
         spent = (
             self.propose_seconds + self.score_seconds + self.boundary_seconds + self.commit_seconds
-            + self.catch_up_seconds + self.rerank_seconds
+            + self.catch_up_seconds + self.rerank_seconds + self.draft_seconds + self.check_seconds
         )
         return max(self.generate_seconds - spent, 0.0)
 
@@ -184,8 +198,18 @@ class GenerationStats:
             "commit_seconds": round(self.commit_seconds, 4),
             "catch_up_seconds": round(self.catch_up_seconds, 4),
             "rerank_seconds": round(self.rerank_seconds, 4),
+            "draft_seconds": round(self.draft_seconds, 4),
+            "check_seconds": round(self.check_seconds, 4),
             "bookkeeping_seconds": round(self.bookkeeping_seconds, 4),
             "sampling": dict(self.sampling),
+            "draft": {
+                "drafter": self.drafter or None,
+                "cycles": self.draft_cycles,
+                "offered": self.draft_offered,
+                "accepted": self.draft_accepted,
+                "acceptance": None if self.draft_acceptance is None else round(self.draft_acceptance, 3),
+            },
+            "lead_decodes": self.lead_decodes,
         }
 
 

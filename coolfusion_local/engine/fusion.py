@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, forced_cut, last_char_boundary
+from .drafting import DraftSettings, Drafting
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .lead import Standing, choose_lead
 from .prompts import ChatFormat
@@ -42,6 +43,8 @@ class Member:
     weight: float = 1.0
     standing: Standing | None = None  # what makes it lead (engine/lead.py); None: its weight alone
     temperature: float | None = None  # models.toml's own temperature for this model
+    # Whether drafting paid when this model led, kept across answers (engine/drafting.py).
+    draft_records: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.standing is None:
@@ -80,6 +83,9 @@ class AnswerSettings:
     # Keep a verbatim loop (engine/repetition.py) from winning a round; end
     # the answer with stop reason "loop" when every candidate would make one.
     loop_guard: bool = False
+    # Greedy cool/adaptive: the cheapest model drafts ahead, the others check in one batch
+    # (engine/drafting.py); the output is the same either way.
+    draft: DraftSettings = field(default_factory=DraftSettings)
 
 
 def prompt_tokens(member: Member, messages: list[Message]) -> list[int]:
@@ -234,8 +240,10 @@ class _FusionRun:
             m.name: None if settings.sampling.greedy else m.model.sampler(settings.sampling.for_model(m.name, m.temperature))
             for m in members
         }
+        self.drafting = Drafting(members, self.lead, settings.mode, settings.draft, settings.sampling.greedy, stats)
 
     def close(self) -> None:
+        self.drafting.finish()
         for sampler in self.samplers.values():
             if sampler is not None:
                 sampler.close()
@@ -243,6 +251,10 @@ class _FusionRun:
     def catch_up(self, member: Member) -> None:
         behind = bytes(self.answer[self.held[member.name] :])
         if behind:
+            # A lagging drafter's drafts have served as guesses; catching up takes the text
+            # the way it would without them, in one batch (the same numbers, see drafting.py).
+            if hasattr(member.model, "drop_hidden"):
+                member.model.drop_hidden()
             started = time.perf_counter()
             start, tokens = member.model.continuation(behind, self.settings.context_words)
             member.model.commit(start, tokens)
@@ -255,6 +267,8 @@ class _FusionRun:
 
     def play_round(self, room: int) -> _Round:
         members, settings = self.members, self.settings
+        lead_left = settings.max_tokens - len(self.lead.model.answer_tokens)
+        self.drafting.before_round(bytes(self.answer), self.held, room, lead_left)
         if len(members) == 1:
             current = _Round([self.propose(members[0], room)])
             current.decision, current.winner_key = "solo", current.keys[0]
@@ -457,8 +471,11 @@ def generate(
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
     shown = ShownText(stop_strings)  # answer text already emitted to the consumer
 
+    lead_decodes_before = [getattr(run.lead.model, "decode_calls", 0)]  # reset once the prompt is read
+
     def done(reason: str, error: str | None = None, failed_model: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
+        stats.lead_decodes = getattr(run.lead.model, "decode_calls", 0) - lead_decodes_before[0]
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
         stats.sampling = settings.sampling.as_dict()
@@ -479,6 +496,7 @@ def generate(
         for member in members:
             member.model.start_answer(prompts[member.name])
         stats.prompt_seconds = time.perf_counter() - started
+        lead_decodes_before[0] = getattr(run.lead.model, "decode_calls", 0)
         while True:
             if cancel is not None and cancel.is_set():
                 yield done("stopped")

@@ -6,7 +6,11 @@ written for Cool-Fusion's access pattern rather than for plain completion:
 * Sequence 0 of the KV cache holds the shared text (prompt + the answer agreed
   so far), followed by this model's own look-ahead ("pending" tokens,
   kept because if its proposal wins they are exactly what it would generate
-  next).
+  next). Past the look-ahead a proposal has seen may come more of the
+  model's own greedy path, worked out ahead of time ("hidden" look-ahead:
+  decoded by a drafter, or checked in one batch against a draft, see
+  `drafting.py`); `step` hands those tokens out one by one without decoding,
+  so every round reads exactly the tokens it would have decoded itself.
 * Candidates are scored in one batched decode: each candidate gets its own
   sequence id that shares the prefix cells of sequence 0 (`seq_cp` only tags
   cells in a unified KV cache), and logits are requested only for the rows
@@ -197,7 +201,13 @@ class SourceModel(SharedText):
         self._pending_rows: list[np.ndarray] = []  # the row that predicted each pending token
         self._row: np.ndarray | None = None  # the row after the last cached token
         self._scoring_in_use = False
+        self._visible = 0  # pending tokens a proposal has seen; the rest is hidden look-ahead
+        self._exact_batch: int | None = None  # see exact_batch_size()
         self.decoded_tokens = 0  # every token this model ran through llama_decode
+        self.decode_calls = 0  # llama_decode calls (a batch counts once)
+        # Measured cost of one single-token decode, to pick the cheapest drafter.
+        self._single_decode_seconds = 0.0
+        self._single_decodes = 0
 
     @classmethod
     def from_spec(
@@ -269,6 +279,7 @@ class SourceModel(SharedText):
         if status != 0:
             raise CoolfusionError(f"model {self.name!r}: llama_decode failed with status {status}")
         self.decoded_tokens += len(entries)
+        self.decode_calls += 1
         return [i for i, entry in enumerate(entries) if entry[3]]
 
     def _row_at(self, batch_index: int) -> np.ndarray:
@@ -322,6 +333,7 @@ class SourceModel(SharedText):
         self._extend_sequence0(prompt_tokens[common:])
         self._committed = self._answer_start = len(prompt_tokens)
         self._pending_nll, self._pending_rows = [], []
+        self._visible = 0
         return len(prompt_tokens) - common
 
     def forget(self) -> None:
@@ -334,6 +346,7 @@ class SourceModel(SharedText):
         self._scoring_in_use = False
         self._clear_shared_text()
         self._pending_rows = []
+        self._visible = 0
         self._row = None
 
     def sampler(self, sampling: "Sampling") -> "TokenSampler":
@@ -342,12 +355,60 @@ class SourceModel(SharedText):
 
         return TokenSampler(sampling, self.vocab_size)
 
+    @property
+    def pending(self) -> list[Step]:
+        """Proposed tokens already past the shared text (the hidden look-ahead left out)."""
+        tokens = self._cache[self._committed : self._committed + self._visible]
+        return [Step(t, n, False) for t, n in zip(tokens, self._pending_nll)]
+
+    @property
+    def hidden(self) -> list[int]:
+        """The model's own greedy tokens past what proposals have seen, already in the cache."""
+        return self._cache[self._committed + self._visible :]
+
+    @property
+    def look_ahead(self) -> list[int]:
+        """Every token past the shared text: seen by proposals, then hidden."""
+        return self._cache[self._committed :]
+
+    @property
+    def seconds_per_decode(self) -> float | None:
+        """Measured seconds of one single-token decode; None until a few were timed."""
+        if self._single_decodes < 4:
+            return None
+        return self._single_decode_seconds / self._single_decodes
+
+    def _decode_one(self, token: int) -> None:
+        started = time.perf_counter()
+        self._extend_sequence0([token])
+        self._single_decode_seconds += time.perf_counter() - started
+        self._single_decodes += 1
+
+    def drop_hidden(self) -> None:
+        """Forget the hidden look-ahead (its cells too): the model is then where it would be without drafts."""
+        self._drop_hidden()
+
+    def _drop_hidden(self) -> None:
+        keep = self._committed + self._visible
+        self._truncate_sequence0(keep)
+        if self._visible < len(self._pending_rows):
+            self._row = self._pending_rows[self._visible]
+        del self._pending_rows[self._visible :], self._pending_nll[self._visible :]
+
     def step(self, sampler: "TokenSampler | None" = None) -> Step:
         """Extend the look-ahead by one token (an end token is not decoded).
 
         Greedy without a sampler; with one, llama.cpp's sampler chain picks the
-        token. Its NLL is always the plain one, whatever picked it.
+        token. Its NLL is always the plain one, whatever picked it. Greedy
+        takes the next hidden token when there is one: it is this model's
+        argmax there, so the result is the same, with no decode.
         """
+        if len(self._cache) > self._committed + self._visible:
+            if sampler is None:
+                index = self._visible
+                self._visible += 1
+                return Step(self._cache[self._committed + index], self._pending_nll[index], False)
+            self._drop_hidden()  # sampling never drafts; never read a greedy path as a sample
         row = self._row
         if sampler is None:
             token = int(row.argmax())
@@ -357,9 +418,105 @@ class SourceModel(SharedText):
         if self.is_end(token):
             return Step(token, nll, True)
         self._pending_rows.append(row)
-        self._extend_sequence0([token])
+        self._decode_one(token)
         self._pending_nll.append(nll)
+        self._visible += 1
         return Step(token, nll, False)
+
+    def next_greedy_token(self) -> int:
+        """This model's greedy token after all of its look-ahead (known without decoding)."""
+        return int(self._row.argmax())
+
+    def draft(self, enough: Callable[[bytes], bool], limit: int) -> bool:
+        """Extend the hidden look-ahead greedily until `enough(text of all look-ahead)` or
+        `limit` look-ahead tokens; returns False when the model ends its turn first."""
+        text = self.detokenize(self.look_ahead)
+        while not enough(text) and len(self._cache) - self._committed < limit:
+            row = self._row
+            token = int(row.argmax())
+            if self.is_end(token):
+                return False
+            self._pending_rows.append(row)
+            self._pending_nll.append(_logsumexp(row) - float(row[token]))
+            self._decode_one(token)
+            text += self.piece(token)
+        return True
+
+    def exact_batch_size(self) -> int:
+        """The most tokens one decode may take and still give the rows one-token decodes give, bit for bit.
+
+        llama.cpp picks its matrix kernels by batch size: on a CPU with
+        repacked quantised weights, a decode of 4 or more tokens takes another
+        kernel whose logits differ from one-token decodes by up to ~0.4
+        (llama.cpp #27407), enough to flip a near-tie between two tokens.
+        Measured once per model on a spare sequence: the same tokens decoded
+        one by one, then in batches of 2..8.
+        """
+        if self._exact_batch is None:
+            self._exact_batch = self._probe_exact_batch()
+        return self._exact_batch
+
+    def _probe_exact_batch(self, largest: int = 8) -> int:
+        sequence = SCORING_SEQUENCES  # free outside scoring
+        self._release_scoring()
+        tokens = self.tokenize(b"The quick brown fox jumps over the lazy dog. 12 + 30 = 42")[: largest + 2]
+        if len(tokens) < largest + 2 or len(tokens) + 1 >= self.n_ctx:
+            return 1
+        bos = [self.bos_token] if self.add_bos else []
+        tokens = (bos + tokens)[: largest + 2]
+        one_by_one = []
+        for position, token in enumerate(tokens):
+            self._decode([(token, position, sequence, True)])
+            one_by_one.append(self._row_at(0).copy())
+        exact = 1
+        for size in range(2, largest + 1):
+            self._remove(sequence, 1)
+            self._decode([(token, 1 + i, sequence, True) for i, token in enumerate(tokens[1 : 1 + size])])
+            if not all(np.array_equal(self._row_at(i), one_by_one[1 + i]) for i in range(size)):
+                break
+            exact = size
+        self._remove(sequence, 0)
+        return exact
+
+    def check_draft(self, guess: list[int], chunk: int = MAX_OUTPUTS_PER_DECODE) -> int:
+        """Decode `guess` after the look-ahead in one batch; keep the longest prefix
+        that is this model's own greedy path, as hidden look-ahead; returns its length.
+
+        Row i of the batch predicts guess token i + 1, and the row before the
+        first token is already at hand, so a guess that is wrong from its first
+        token costs nothing. Cells past the kept prefix are rolled back.
+        `chunk`: at most that many tokens per decode (`exact_batch_size`
+        keeps the numbers of one-token decodes).
+        """
+        if not guess or self.is_end(guess[0]) or int(self._row.argmax()) != guess[0]:
+            return 0
+        if len(self._cache) + len(guess) >= self.n_ctx:
+            return 0
+        position = len(self._cache)
+        rows_per_decode = max(1, min(chunk, MAX_OUTPUTS_PER_DECODE, self.n_batch))
+        kept_rows: list[np.ndarray] = [self._row]  # kept_rows[i] predicts guess[i]
+        kept = 0
+        for chunk_start in range(0, len(guess), rows_per_decode):
+            chunk = guess[chunk_start : chunk_start + rows_per_decode]
+            self._decode([(token, position + chunk_start + i, 0, True) for i, token in enumerate(chunk)])
+            agreed = True
+            for i in range(len(chunk)):
+                kept += 1  # guess[chunk_start + i] was the argmax of the row before it
+                row = self._row_at(i).copy()
+                kept_rows.append(row)
+                following = chunk_start + i + 1
+                if following < len(guess) and (self.is_end(guess[following]) or int(row.argmax()) != guess[following]):
+                    agreed = False
+                    break
+            if not agreed:
+                break
+        for token, row in zip(guess[:kept], kept_rows):
+            self._pending_rows.append(row)
+            self._pending_nll.append(_logsumexp(row) - float(row[token]))
+        self._cache.extend(guess[:kept])
+        self._row = kept_rows[kept]
+        self._remove(0, len(self._cache))  # roll back the cells of the rejected tail
+        return kept
 
     @property
     def _committed_row(self) -> np.ndarray:
@@ -373,6 +530,8 @@ class SourceModel(SharedText):
 
     def end_nll(self) -> float:
         """-log P(the turn ends here | pending look-ahead), over all end tokens."""
+        if self._visible < len(self._pending_rows):  # hidden tokens follow: the row after the last seen one
+            return self._end_nll(self._pending_rows[self._visible])
         return self._end_nll(self._row)
 
     def _end_nll(self, row: np.ndarray) -> float:
@@ -455,6 +614,9 @@ class SourceModel(SharedText):
         if end >= self._committed and self._cache[:end] == target:
             self._pending_nll = self._pending_nll[end - self._committed :]
             self._pending_rows = self._pending_rows[end - self._committed :]
+            # Look-ahead the proposals had not seen stays hidden: a proposal
+            # then reads the same tokens as if it had decoded them itself.
+            self._visible = max(0, self._committed + self._visible - end)
             self._committed = end
         elif scored is not None and self._scoring_in_use and scored.start == start:
             # The candidate's sequence holds its cells from `start` on (and from
@@ -469,6 +631,7 @@ class SourceModel(SharedText):
                 self._row = scored.last_row
             self._committed = end
             self._pending_nll, self._pending_rows = [], []
+            self._visible = 0
         else:
             common = 0
             while common < min(len(self._cache), end) and self._cache[common] == target[common]:
@@ -478,6 +641,7 @@ class SourceModel(SharedText):
             self._extend_sequence0(target[common:])
             self._committed = end
             self._pending_nll, self._pending_rows = [], []
+            self._visible = 0
         self._release_scoring()
 
     def _release_scoring(self) -> None:

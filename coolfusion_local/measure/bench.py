@@ -12,8 +12,13 @@ any method where each model reads every answer token. Above 1 is overhead
 (cross-scoring, re-tokenising, Python bookkeeping); below 1 means segments
 were committed without every model decoding them.
 
-Counting caveat: fused answers are counted in the first (leading) model's
-tokens, solo answers in each model's own.
+Beside it, the ratio to the lead model alone (fused ms/token / the lead's
+solo ms/token): what a user who could ask the lead alone pays for fusing.
+Below 1 means fusing (with drafting: the cheaper model writing ahead, the
+lead checking in batches) answers faster than the lead alone.
+
+Counting caveat: fused answers are counted in the lead model's tokens, solo
+answers in each model's own.
 """
 
 from __future__ import annotations
@@ -67,6 +72,10 @@ class RunMeasure:
     repeat: int = 0  # which pass over all modes and prompts (--repeat)
     # Per served (remote) model: requests made and seconds spent waiting on them.
     remote: dict[str, tuple[int, float]] = field(default_factory=dict)
+    lead: str = ""  # the model whose tokens the answer is counted in
+    draft_offered: int = 0  # guess tokens drafted for the checking models (engine/drafting.py)
+    draft_accepted: int = 0
+    lead_decodes: int = 0  # llama_decode calls of the lead (a batch counts once)
 
     @property
     def generate_seconds(self) -> float:
@@ -75,9 +84,10 @@ class RunMeasure:
 
 _NOT_PHASES = ("seconds", "prompt_seconds", "bookkeeping_seconds")  # totals, not parts of the split
 # Table columns: engine phases folded into the five the table shows.
-SPLIT_COLUMNS = ("propose", "score", "commit", "boundary", "other")
+SPLIT_COLUMNS = ("propose", "score", "commit", "boundary", "draft", "other")
 _COLUMNS = {"propose_seconds": "propose", "catch_up_seconds": "propose", "score_seconds": "score",
-            "commit_seconds": "commit", "boundary_seconds": "boundary"}
+            "commit_seconds": "commit", "boundary_seconds": "boundary", "draft_seconds": "draft",
+            "check_seconds": "draft"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,22 @@ class ModeBench:
     @property
     def answer_tokens(self) -> int:
         return int(self._total("answer_tokens"))
+
+    @property
+    def lead(self) -> str:
+        """The model the answers are counted in (the mode's own model when solo)."""
+        return self.mode[5:] if not self.fused else next((r.lead for r in self.runs if r.lead), "")
+
+    @property
+    def draft_acceptance(self) -> float | None:
+        """Share of drafted guess tokens the checking models accepted; None when nothing was drafted."""
+        offered = self._total("draft_offered")
+        return self._total("draft_accepted") / offered if offered else None
+
+    @property
+    def segments_per_lead_decode(self) -> float | None:
+        decodes = self._total("lead_decodes")
+        return self.segments / decodes if decodes else None
 
     @property
     def segments(self) -> int:
@@ -170,6 +196,9 @@ class ModeBench:
             "ms_per_segment": {k: round(v, 2) for k, v in self.segment_split_ms().items()},
             "phase_seconds": {k: round(v, 4) for k, v in self.phase_seconds().items()},
             "decision_shares": {k: round(v, 1) for k, v in self.decision_shares().items()} if self.fused else {},
+            "draft_acceptance": None if self.draft_acceptance is None else round(self.draft_acceptance, 3),
+            "segments_per_lead_decode": (None if self.segments_per_lead_decode is None
+                                         else round(self.segments_per_lead_decode, 3)),
             "remote_per_segment": {name: {"requests": round(r, 2), "http_ms": round(ms, 1), "http_share": round(sh, 3)}
                                    for name, (r, ms, sh) in self.remote_per_segment().items()},
             "runs": [asdict(run) for run in self.runs],
@@ -205,6 +234,7 @@ class BenchReport:
     fused: tuple[ModeBench, ...]
     memory: MemoryCheck
     cpu_extra_buffers: str | None = None  # "on (why)" / "off (why)": llama.cpp's AMX and repacking buffers
+    draft: str | None = None  # [fusion] draft the fusion modes ran with
 
     @property
     def solo_seconds_per_token_sum(self) -> float:
@@ -212,6 +242,21 @@ class BenchReport:
 
     def overhead_ratio(self, bench: ModeBench) -> float:
         return bench.seconds_per_token / self.solo_seconds_per_token_sum
+
+    def _solo_of(self, name: str) -> ModeBench | None:
+        return next((b for b in self.solo if b.mode == f"solo:{name}"), None)
+
+    def lead_ratio(self, bench: ModeBench) -> float | None:
+        """Fused ms/token over the lead model's own ms/token alone; None when the lead was not timed alone."""
+        lead = self._solo_of(bench.lead)
+        return bench.seconds_per_token / lead.seconds_per_token if lead else None
+
+    def lead_ratio_by_repeat(self, bench: ModeBench) -> list[float]:
+        lead = self._solo_of(bench.lead)
+        if lead is None:
+            return []
+        return [fused / alone for fused, alone in zip(bench.seconds_per_token_by_repeat(),
+                                                      lead.seconds_per_token_by_repeat())]
 
     def overhead_ratio_by_repeat(self, bench: ModeBench) -> list[float]:
         """The ratio within each pass: fused and solo timed minutes apart, not a whole run apart."""
@@ -225,11 +270,15 @@ class BenchReport:
             "max_tokens": self.max_tokens,
             "solo": [b.as_dict() for b in self.solo],
             "fused": [{**b.as_dict(), "overhead_ratio": round(self.overhead_ratio(b), 3),
-                       "overhead_ratio_by_repeat": [round(r, 3) for r in self.overhead_ratio_by_repeat(b)]}
+                       "overhead_ratio_by_repeat": [round(r, 3) for r in self.overhead_ratio_by_repeat(b)],
+                       "lead": b.lead,
+                       "lead_ratio": None if self.lead_ratio(b) is None else round(self.lead_ratio(b), 3),
+                       "lead_ratio_by_repeat": [round(r, 3) for r in self.lead_ratio_by_repeat(b)]}
                       for b in self.fused],
             "solo_ms_per_token_sum": round(1000 * self.solo_seconds_per_token_sum, 2),
             "memory": self.memory.as_dict(),
             "cpu_extra_buffers": self.cpu_extra_buffers,
+            "draft": self.draft,
         }
 
 
@@ -261,6 +310,10 @@ def _answer(engine, mode: str, prompt: BenchPrompt, max_tokens: int, models: Seq
         decisions=dict(stats.decisions),
         decoded_tokens=answered.decoded_tokens,
         remote=remote,
+        lead=stats.lead,
+        draft_offered=stats.draft_offered,
+        draft_accepted=stats.draft_accepted,
+        lead_decodes=stats.lead_decodes,
     )
 
 
@@ -300,6 +353,7 @@ def run_bench(
         fused=tuple(benches[mode] for mode in modes),
         memory=memory_check(engine, models),
         cpu_extra_buffers=engine.cpu_extra_buffers.describe() if engine.cpu_extra_buffers else None,
+        draft=engine.config.fusion.draft,
     )
 
 
@@ -352,7 +406,8 @@ def _with_spread(value: float, passes: Sequence[float], spec: str) -> str:
 
 
 def format_bench_table(report: BenchReport) -> str:
-    headers = ["mode", "tok/s", "ms/tok", "ratio", *SPLIT_COLUMNS, *SHARED_DECISIONS]
+    headers = ["mode", "tok/s", "ms/tok", "ratio", "vs lead", *SPLIT_COLUMNS, *SHARED_DECISIONS, "drafted",
+               "seg/lead-dec"]
     rows = []
     for bench in (*report.solo, *report.fused):
         split = bench.segment_split_ms()
@@ -360,17 +415,26 @@ def format_bench_table(report: BenchReport) -> str:
                                     [1000 * s for s in bench.seconds_per_token_by_repeat()], ".1f")
         ratio = (_with_spread(report.overhead_ratio(bench), report.overhead_ratio_by_repeat(bench), ".2f")
                  if bench.fused else "-")
+        lead_ratio = report.lead_ratio(bench)
+        vs_lead = (_with_spread(lead_ratio, report.lead_ratio_by_repeat(bench), ".2f")
+                   if bench.fused and lead_ratio is not None else "-")
         shares = bench.decision_shares()
+        acceptance, per_decode = bench.draft_acceptance, bench.segments_per_lead_decode
         rows.append([
-            bench.mode, f"{bench.tokens_per_second:.1f}", ms_per_token, ratio,
+            bench.mode, f"{bench.tokens_per_second:.1f}", ms_per_token, ratio, vs_lead,
             *(f"{split[column]:.1f}" for column in SPLIT_COLUMNS),
             *([f"{shares[d]:.0f}%" for d in SHARED_DECISIONS] if bench.fused else ["-"] * len(SHARED_DECISIONS)),
+            "-" if acceptance is None else f"{100 * acceptance:.0f}%",
+            "-" if per_decode is None else f"{per_decode:.2f}",
         ])
     table = format_table(headers, rows, right=tuple(range(1, len(headers))))
-    legend = ("ratio: fused ms/tok / sum of the solo ms/tok.  ms per segment: propose (greedy decoding, "
-              "with adaptive catch-up), score (cross-scoring), commit (appending the winner to every model), "
-              "boundary (tokenizer calls), other (bookkeeping; cool+r: also its solo answers and rerank).  "
-              "vetoed: settled by the lead's veto before any scoring")
+    legend = ("ratio: fused ms/tok / sum of the solo ms/tok.  vs lead: fused ms/tok / the lead model's solo "
+              "ms/tok.  ms per segment: propose (greedy decoding, with adaptive catch-up), score (cross-scoring), "
+              "commit (appending the winner to every model), boundary (tokenizer calls), draft (the cheapest "
+              "model drafting ahead and the others checking it in batches), other (bookkeeping; cool+r: also its "
+              "solo answers and rerank).  vetoed: settled by the lead's veto before any scoring.  drafted: share "
+              "of drafted tokens the checking models accepted.  seg/lead-dec: segments per llama_decode call "
+              "of the lead")
     remote = [f"{bench.mode}: {name} {requests:.1f} requests/segment, {ms:.0f} ms/segment in HTTP "
               f"({100 * share:.0f}% of the time)"
               for bench in (*report.solo, *report.fused)
@@ -378,6 +442,8 @@ def format_bench_table(report: BenchReport) -> str:
     if remote:
         legend += "\nserved models (HTTP: request to answer, the server's compute included):\n  " + "\n  ".join(remote)
     lines = [table, legend, "", format_memory_line(report.memory)]
+    if report.draft:
+        lines.append(f"drafting: {report.draft}")
     if report.cpu_extra_buffers:
         lines.append(f"llama.cpp extra CPU buffer types (AMX, repacking): {report.cpu_extra_buffers}")
     return "\n".join(lines)

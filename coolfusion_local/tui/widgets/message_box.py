@@ -43,6 +43,9 @@ def describe_stats(stats: dict | None) -> str:
     if stats.get("answer_tokens"):
         parts.append(f"{stats.get('tokens_per_second', 0.0):.1f} tok/s")
         parts.append(f"{stats.get('segments_per_second', 0.0):.1f} seg/s")
+    acceptance = (stats.get("draft") or {}).get("acceptance")
+    if acceptance is not None:  # greedy answers with drafting (engine/drafting.py)
+        parts.append(f"drafts {100 * acceptance:.0f}% accepted")
     if stats.get("seconds"):
         parts.append(f"{stats['seconds']:.1f} s")
     return " · ".join(parts)

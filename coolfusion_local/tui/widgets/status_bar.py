@@ -44,6 +44,9 @@ class StatusBar(Static):
                 f"last answer {stats.get('tokens_per_second', 0.0):.1f} tok/s · "
                 f"{stats.get('segments_per_second', 0.0):.1f} seg/s"
             )
+            acceptance = (stats.get("draft") or {}).get("acceptance")
+            if acceptance is not None:  # greedy answers with drafting (engine/drafting.py)
+                self.speed += f" · drafts {100 * acceptance:.0f}% accepted"
             self.short_speed = f"{stats.get('tokens_per_second', 0.0):.1f} tok/s"
         self._render_line()
 
