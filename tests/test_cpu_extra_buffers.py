@@ -226,3 +226,20 @@ def test_the_test_server_launcher_applies_the_decision(home, smollm2_path, tmp_p
     assert "llama_server_launcher: extra CPU buffer types off (llama.cpp's AMX kernels crash" in text
     assert "load_tensors" in text  # the model was loaded, verbosely
     assert "preferred buffer type" not in text and "CPU_REPACK" not in text
+
+
+@pytest.mark.models
+def test_the_engine_reports_the_choice_with_every_local_model_and_notes_it_once(home, monkeypatch):
+    from coolfusion_local.engine import FusionEngine
+    from coolfusion_local.engine.events import ModelLoaded
+
+    monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash")
+    with FusionEngine(load_config(REPO / "models.toml")) as engine:
+        loaded = [event for event in engine.load() if isinstance(event, ModelLoaded)]
+        assert [event.model for event in loaded] == ["qwen-coder-0.5b", "smollm2-135m"]
+        assert all(event.cpu_extra_buffers == engine.cpu_extra_buffers.describe() for event in loaded)
+        assert engine.cpu_extra_buffers.describe().startswith("off (llama.cpp's AMX kernels crash on this CPU")
+        notes = [note for event in loaded for note in event.notices if "extra CPU buffer types" in note]
+        assert len(notes) == 1 and notes[0] in loaded[0].notices
+        assert all(member.model.cpu_extra_buffers is False
+                   for member in (engine.member("qwen-coder-0.5b"), engine.member("smollm2-135m")))

@@ -305,3 +305,30 @@ def test_a_file_system_error_in_an_engine_job_is_one_line_not_an_internal_error(
     runner.submit(job)
     runner.close(timeout=10)
     assert [message.text for message in posted] == ["No space left on device: /cache/models/x.gguf"]
+
+
+async def test_the_models_panel_says_whether_llama_cpp_s_extra_cpu_buffers_are_in_use_and_why():
+    from dataclasses import replace
+
+    from coolfusion_local.engine.events import ModelLoaded
+    from coolfusion_local.tui.screens.models import ModelsScreen
+
+    choice = ("off (llama.cpp's AMX kernels crash on this CPU (llama.cpp #20824; the probe died of SIGSEGV); "
+              "running without them)")
+
+    class AmxEngine(ScriptedEngine):
+        def load(self):
+            for event in super().load():
+                if isinstance(event, ModelLoaded):
+                    event = replace(event, cpu_extra_buffers=choice)
+                    self._status[event.model].info = event
+                yield event
+
+    app = make_app(AmxEngine())
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: loaded(app), what="models loaded")
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ModelsScreen))
+        await pilot.pause()
+        detail = shown_words(app.screen.query_one("#model-detail"))
+        assert f"llama.cpp extra CPU buffer types (AMX, repacking): {choice}" in detail
