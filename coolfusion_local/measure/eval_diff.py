@@ -254,7 +254,8 @@ def _describe_run(report: DiffReport) -> str:
 
 def _difference_lines(comparison: Comparison) -> list[str]:
     mode, against = comparison.mode, comparison.against
-    lines = [f"{mode} vs {against}: {len(comparison.differing)} problems differ in correctness"]
+    count = len(comparison.differing)
+    lines = [f"{mode} vs {against}: {count} problem{'' if count == 1 else 's'} differ{'s' if count == 1 else ''} in correctness"]
     for item in comparison.differing:
         answers, stops = item["answers"], item["stop_reasons"]
         lines.append(f"#{item['problem']}  {item['right']} right  (gold {item['gold']}; {mode} "
