@@ -471,11 +471,11 @@ def generate(
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
     shown = ShownText(stop_strings)  # answer text already emitted to the consumer
 
-    lead_decodes_before = [getattr(run.lead.model, "decode_calls", 0)]  # reset once the prompt is read
+    lead_decodes_before = getattr(run.lead.model, "decode_calls", 0)  # set again once the prompt is read
 
     def done(reason: str, error: str | None = None, failed_model: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
-        stats.lead_decodes = getattr(run.lead.model, "decode_calls", 0) - lead_decodes_before[0]
+        stats.lead_decodes = getattr(run.lead.model, "decode_calls", 0) - lead_decodes_before
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
         stats.sampling = settings.sampling.as_dict()
@@ -496,7 +496,7 @@ def generate(
         for member in members:
             member.model.start_answer(prompts[member.name])
         stats.prompt_seconds = time.perf_counter() - started
-        lead_decodes_before[0] = getattr(run.lead.model, "decode_calls", 0)
+        lead_decodes_before = getattr(run.lead.model, "decode_calls", 0)
         while True:
             if cancel is not None and cancel.is_set():
                 yield done("stopped")

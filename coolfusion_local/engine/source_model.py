@@ -386,9 +386,6 @@ class SourceModel(SharedText):
 
     def drop_hidden(self) -> None:
         """Forget the hidden look-ahead (its cells too): the model is then where it would be without drafts."""
-        self._drop_hidden()
-
-    def _drop_hidden(self) -> None:
         keep = self._committed + self._visible
         self._truncate_sequence0(keep)
         if self._visible < len(self._pending_rows):
@@ -408,7 +405,7 @@ class SourceModel(SharedText):
                 index = self._visible
                 self._visible += 1
                 return Step(self._cache[self._committed + index], self._pending_nll[index], False)
-            self._drop_hidden()  # sampling never drafts; never read a greedy path as a sample
+            self.drop_hidden()  # sampling never drafts; never read a greedy path as a sample
         row = self._row
         if sampler is None:
             token = int(row.argmax())
@@ -417,11 +414,15 @@ class SourceModel(SharedText):
         nll = _logsumexp(row) - float(row[token])
         if self.is_end(token):
             return Step(token, nll, True)
-        self._pending_rows.append(row)
-        self._decode_one(token)
-        self._pending_nll.append(nll)
+        self._extend_look_ahead(row, token, nll)
         self._visible += 1
         return Step(token, nll, False)
+
+    def _extend_look_ahead(self, row: np.ndarray, token: int, nll: float) -> None:
+        """Decode `token`, which `row` predicted, past the look-ahead."""
+        self._pending_rows.append(row)
+        self._pending_nll.append(nll)
+        self._decode_one(token)
 
     def next_greedy_token(self) -> int:
         """This model's greedy token after all of its look-ahead (known without decoding)."""
@@ -436,9 +437,7 @@ class SourceModel(SharedText):
             token = int(row.argmax())
             if self.is_end(token):
                 return False
-            self._pending_rows.append(row)
-            self._pending_nll.append(_logsumexp(row) - float(row[token]))
-            self._decode_one(token)
+            self._extend_look_ahead(row, token, _logsumexp(row) - float(row[token]))
             text += self.piece(token)
         return True
 
@@ -488,7 +487,7 @@ class SourceModel(SharedText):
         `chunk`: at most that many tokens per decode (`exact_batch_size`
         keeps the numbers of one-token decodes).
         """
-        if not guess or self.is_end(guess[0]) or int(self._row.argmax()) != guess[0]:
+        if not guess or self.is_end(guess[0]) or self.next_greedy_token() != guess[0]:
             return 0
         if len(self._cache) + len(guess) >= self.n_ctx:
             return 0

@@ -85,7 +85,7 @@ def parse_setting(value: object, where: str) -> str | bool:
     raise ConfigError(f"{where}: cpu_extra_buffers must be \"auto\", true or false, not {value!r}")
 
 
-_memo: dict[tuple[str, str | bool], ExtraBuffers] = {}
+_memo: dict[str, ExtraBuffers] = {}  # the probe's verdict per build-and-CPU key, for this process
 _memo_lock = threading.Lock()
 
 
@@ -108,9 +108,9 @@ def decide(setting: str | bool = "auto", *, probe_model: Path | None = None, set
         return ExtraBuffers(True, "this CPU has no AMX, so llama.cpp's AMX kernels are never used")
     key = _build_and_cpu_key(cpu)
     with _memo_lock:
-        known = _memo.get((key, "auto")) or _read_cached(key)
+        known = _memo.get(key) or _read_cached(key)
         if known is not None:
-            _memo[(key, "auto")] = known
+            _memo[key] = known
             return known
         if probe_model is None:
             return ExtraBuffers(False, "this CPU has AMX and has not been probed yet; running without llama.cpp's "
@@ -118,7 +118,7 @@ def decide(setting: str | bool = "auto", *, probe_model: Path | None = None, set
         verdict, keep = _probe(Path(probe_model))
         if keep:
             _write_cached(key, verdict)
-        _memo[(key, "auto")] = verdict  # an unkept verdict holds for this process: one probe per start
+        _memo[key] = verdict  # an unkept verdict holds for this process: one probe per start
         return verdict
 
 
