@@ -384,14 +384,19 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, argv, message, capsys, fake_
     assert made == []
 
 
-@pytest.mark.models
-def test_eval_on_the_real_models(tmp_path):
+def eval_two_real_problems(out: Path, modes: str, max_tokens: int) -> list[str]:
+    """The `coolfusion eval gsm8k` command for the first two shared GSM8K problems with the real models."""
     if not SHARED_DATA.exists():
         pytest.skip(f"GSM8K data not found at {SHARED_DATA} (the shared folder beside the repository)")
+    return [sys.executable, "-m", "coolfusion_local", "eval", "gsm8k", "--config", str(CONFIG),
+            "--data", str(SHARED_DATA), "--limit", "2", "--modes", modes, "--max-tokens", str(max_tokens),
+            "--out", str(out)]
+
+
+@pytest.mark.models
+def test_eval_on_the_real_models(tmp_path):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "coolfusion_local", "eval", "gsm8k", "--config", str(CONFIG),
-               "--data", str(SHARED_DATA), "--limit", "2", "--modes", "solo,cool,cool+r", "--max-tokens", "48",
-               "--out", str(out)]
+    command = eval_two_real_problems(out, "solo,cool,cool+r", 48)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}

@@ -22,10 +22,8 @@ from coolfusion_local.measure.eval_report import summarize, write_results
 from coolfusion_local.measure.evaluate import AnswerLog, AnswerRecord, EvalSettings, answer_one
 from coolfusion_local.measure.gsm8k import Problem
 from coolfusion_local.measure.paired import bootstrap_interval, paired_counts
+from test_eval_command import eval_two_real_problems
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "models.toml"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 LEAD, PARTNER = "qwen-coder-0.5b", "smollm2-135m"
 SOLO = f"solo:{LEAD}"
 
@@ -244,13 +242,9 @@ def test_a_fused_answer_records_each_segment_compactly_and_a_solo_one_none():
 
 @pytest.mark.models
 def test_eval_then_diff_on_the_real_models(tmp_path):
-    if not SHARED_DATA.exists():
-        pytest.skip(f"GSM8K data not found at {SHARED_DATA} (the shared folder beside the repository)")
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "coolfusion_local", "eval", "gsm8k", "--config", str(CONFIG),
-               "--data", str(SHARED_DATA), "--limit", "2", "--modes", f"{SOLO},cool,adaptive",
-               "--max-tokens", "40", "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(eval_two_real_problems(out, f"{SOLO},cool,adaptive", 40),
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text(encoding="utf-8").split("\n") if line]
     for answer in answers:
