@@ -87,6 +87,10 @@ class FusionSettings:
     rule: str = "lead-veto"
     lead_margin: float = 0.0
     confident_nll: float = 0.4  # adaptive mode: the lead's mean NLL below which others are not asked
+    # Where partners may win at all (engine/guard.py): only where the lead's top-1 probability
+    # beats its top-2 by less than sure_margin, and never inside a number (keep_numbers).
+    sure_margin: float = 0.1
+    keep_numbers: bool = True
     # How the chat app and `generate` sample (docs/sampling.md); eval and bench stay greedy unless asked.
     sampling: Sampling = field(default_factory=lambda: _chat_defaults())
     loop_guard: bool = True  # the chat app and `generate`: keep verbatim loops from winning
@@ -270,7 +274,7 @@ def _check_one_lead(source: Path, models: tuple[ModelSpec, ...]) -> None:
 _SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "seed"}
 _FUSION_KEYS = {
     "mode", "max_tokens", "stop", "context_words", "rule", "lead_margin", "confident_nll", "loop_guard",
-    "draft", "draft_max_segments",
+    "sure_margin", "keep_numbers", "draft", "draft_max_segments",
     *_SAMPLING_KEYS,
 }
 RULES = ("lead-veto", "mean-ppl")
@@ -308,6 +312,8 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
         rule=rule,
         lead_margin=check.non_negative_float(raw, "lead_margin", where, FusionSettings.lead_margin),
         confident_nll=check.non_negative_float(raw, "confident_nll", where, FusionSettings.confident_nll),
+        sure_margin=check.fraction(raw, "sure_margin", where, FusionSettings.sure_margin),
+        keep_numbers=check.optional_bool(raw, "keep_numbers", where, default=FusionSettings.keep_numbers),
         max_tokens=check.optional_int(raw, "max_tokens", where, minimum=1, default=FusionSettings.max_tokens),
         stop=check.string_list(raw, "stop", where),
         context_words=check.optional_int(raw, "context_words", where, minimum=1, default=FusionSettings.context_words),

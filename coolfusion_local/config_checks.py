@@ -100,6 +100,12 @@ class Checker:
             self.fail(where, f"{key} = {value} must be a finite number, 0 or above")
         return float(value)
 
+    def fraction(self, raw: dict, key: str, where: str, default: float) -> float:
+        value = self.non_negative_float(raw, key, where, default)
+        if value > 1:
+            self.fail(where, f"{key} = {value} must be between 0 and 1 (a difference of two probabilities)")
+        return value
+
     def string_list(self, raw: dict, key: str, where: str) -> tuple[str, ...]:
         value = raw.get(key, [])
         if isinstance(value, str):

@@ -68,7 +68,7 @@ def test_segment_time_split_folds_catch_up_into_propose_and_rest_into_other():
     assert adaptive.segment_split_ms() == pytest.approx(
         {"propose": 40.0, "score": 0.0, "commit": 0.0, "boundary": 0.0, "draft": 0.0, "other": 20.0})
     assert adaptive.decision_shares() == pytest.approx(
-        {"agreed": 40.0, "vetoed": 0.0, "scored": 10.0, "confident": 50.0, "forced": 0.0})
+        {"agreed": 40.0, "sure": 0.0, "number": 0.0, "vetoed": 0.0, "scored": 10.0, "confident": 50.0, "forced": 0.0})
 
 
 def test_repeated_passes_show_their_spread():
@@ -116,12 +116,13 @@ def test_table_and_json():
     r = report()
     lines = format_bench_table(r).splitlines()
     assert lines[0].split() == ["mode", "tok/s", "ms/tok", "ratio", "vs", "lead", "propose", "score", "commit",
-                                "boundary", "draft", "other", "agreed", "vetoed", "scored", "confident", "drafted",
+                                "boundary", "draft", "other", "agreed", "sure", "number", "vetoed", "scored", "confident",
+                                "drafted",
                                 "seg/lead-dec"]
     assert lines[2].split() == ["solo:a", "50.0", "20.0", "-", "-", "180.0", "0.0", "0.0", "10.0", "0.0", "10.0",
-                                "-", "-", "-", "-", "-", "-"]
+                                "-", "-", "-", "-", "-", "-", "-", "-"]
     assert lines[4].split() == ["cool", "16.7", "60.0", "2.40", "3.00", "60.0", "20.0", "5.0", "10.0", "0.0", "25.0",
-                                "60%", "10%", "30%", "0%", "-", "-"]
+                                "60%", "0%", "0%", "10%", "30%", "0%", "-", "-"]
     assert lines[-1] == ("memory: peak RSS 900 MB vs target 748 MB (files a 500 MB + b 100 MB; "
                          "KV caches 50 MB + ?; +15%): OVER target")
     data = json.loads(json.dumps(r.as_dict()))
@@ -176,7 +177,7 @@ def test_bench_on_the_real_models():
         assert bench["answer_tokens"] >= 16 and bench["tokens_per_second"] > 0
     cool = data["fused"][0]
     assert cool["overhead_ratio"] > 0
-    assert sum(cool["decision_shares"][d] for d in ("agreed", "vetoed", "scored")) == pytest.approx(100, abs=0.2)
+    assert sum(cool["decision_shares"][d] for d in ("agreed", "sure", "number", "vetoed", "scored")) == pytest.approx(100, abs=0.2)
     assert len(cool["overhead_ratio_by_repeat"]) == 2 and len(cool["ms_per_token_by_repeat"]) == 2
     memory = data["memory"]
     assert memory["peak_rss"] > sum(memory["model_files"].values()) / 2

@@ -128,7 +128,7 @@ def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, caps
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[:3] for row in rows] == [
         ["solo:qwen-coder-0.5b", "100.0%", "3"], ["solo:smollm2-135m", "0.0%", "3"], ["cool", "100.0%", "3"]]
-    assert rows[2][6:] == ["50%", "0%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
+    assert rows[2][6:] == ["50%", "0%", "0%", "0%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
     assert rows[2][3] == "0%"  # none cut at the limit
 
     answers = read_answers(out)
@@ -329,19 +329,20 @@ def test_summary_table(tmp_path):
     records = [
         record(0, "solo:a", answer_tokens=10, seconds=2.0),
         record(1, "solo:a", "What is 1?", correct=False, answer_tokens=20, seconds=4.0),
-        record(0, "adaptive", decisions={"agreed": 1, "confident": 2, "scored": 1}, wins={"a": 3, "b": 1}, segments=4),
+        record(0, "adaptive", decisions={"agreed": 1, "confident": 2, "scored": 1, "sure": 4}, wins={"a": 7, "b": 1},
+               segments=8),
         record(5, "adaptive", "not in this run"),
     ]
     summaries = summarize(records, ["solo:a", "adaptive"], problems)
     assert [(s.mode, s.n, s.correct) for s in summaries] == [("solo:a", 2, 1), ("adaptive", 1, 1)]
     table = format_summary_table(summaries).splitlines()
-    assert table[0].split() == ["mode", "accuracy", "n", "cut", "tokens", "s/problem", "agreed", "vetoed", "scored",
-                                "confident", "wins"]
-    assert table[2].split() == ["solo:a", "50.0%", "2", "0%", "15", "3.0", "-", "-", "-", "-", "-"]
-    assert table[3].split() == ["adaptive", "100.0%", "1", "0%", "5", "1.0", "25%", "0%", "25%", "50%",
-                                "a", "75%,", "b", "25%"]
+    assert table[0].split() == ["mode", "accuracy", "n", "cut", "tokens", "s/problem", "agreed", "sure", "number",
+                                "vetoed", "scored", "confident", "wins"]
+    assert table[2].split() == ["solo:a", "50.0%", "2", "0%", "15", "3.0", "-", "-", "-", "-", "-", "-", "-"]
+    assert table[3].split() == ["adaptive", "100.0%", "1", "0%", "5", "1.0", "12%", "50%", "0%", "0%", "12%", "25%",
+                                "a", "88%,", "b", "12%"]
     # Every number column is right-aligned, the last decision share included.
-    assert table[3].index("50%") + len("50%") == table[0].index("confident") + len("confident")
+    assert table[3].index("25%") + len("25%") == table[0].index("confident") + len("confident")
 
 
 def test_answers_cut_at_the_limit_are_counted_per_mode_and_warned_about(tmp_path):

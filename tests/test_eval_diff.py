@@ -253,7 +253,7 @@ def test_eval_then_diff_on_the_real_models(tmp_path):
             continue
         log = answer["segment_log"]
         assert len(log) == answer["segments"] and "".join(s["text"] for s in log) == answer["text"]
-        assert {s["decision"] for s in log} <= {"agreed", "vetoed", "scored", "confident", "unlooped"}
+        assert {s["decision"] for s in log} <= {"agreed", "sure", "number", "vetoed", "scored", "confident", "unlooped"}
         assert all(s["winner"] in (LEAD, PARTNER) for s in log)
     diff = subprocess.run([sys.executable, "-m", "coolfusion_local", "eval", "diff", str(out), "--json"],
                           capture_output=True, text=True, timeout=120)

@@ -78,7 +78,10 @@ class SegmentChosen:
     # How the segment was decided: "agreed" (all proposals equal), "confident"
     # (adaptive mode accepted one model's confident proposal), "scored"
     # (cross-scored rerank), "vetoed" (the lead's veto settled it before any
-    # scoring: the others' first tokens alone were too unlikely for it),
+    # scoring: the others' first tokens alone were too unlikely for it), "sure"
+    # (the lead-sure guard kept the lead's own: it was sure where the others
+    # part from it, engine/guard.py; in adaptive mode the others were not
+    # asked), "number" (the guard kept the lead's own: they part inside a number),
     # "forced" (no common boundary within the bound), "unlooped" (the loop
     # guard passed over a candidate that would repeat the answer verbatim),
     # "solo" (a single model).
@@ -88,6 +91,9 @@ class SegmentChosen:
     # The winner's segment was cut at the proposal bound, not at a boundary the
     # models share (counted as "forced" in GenerationStats.decisions beside `decision`).
     forced: bool = False
+    # proposer -> the lead's top-1 − top-2 probability margin at its token where
+    # that proposer's candidate parts from the lead's (rounds the guard judged).
+    lead_margins: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

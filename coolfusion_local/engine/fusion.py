@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 from ..errors import CoolfusionError
 from .boundary import BoundaryDetector, forced_cut, last_char_boundary
 from .drafting import DraftSettings, Drafting
+from .guard import Parting, parting_token, parts_in_number, token_ends
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
 from .lead import Standing, choose_lead
 from .prompts import ChatFormat
@@ -60,6 +61,9 @@ class Proposal:
     ends: bool
     forced: bool
     end_nll: float = 0.0
+    # The lead's top-1 − top-2 margin at each of its tokens and after them (guard.py);
+    # worked out when first needed, before the round commits.
+    margins: list[float] | None = None
 
     @property
     def key(self) -> tuple[bytes, bool]:
@@ -218,6 +222,7 @@ class _Round:
         self.scores: dict[str, dict[str, float]] = {}
         self.continuations: dict[tuple[str, tuple[bytes, bool]], tuple[int, list[int]]] = {}
         self.scored: dict[tuple[str, tuple[bytes, bool]], Scored] = {}
+        self.partings: dict[tuple[bytes, bool], Parting] = {}  # other candidates vs the lead's (guard.py)
         self.decision = ""
         self.winner_key: tuple[bytes, bool] | None = None
 
@@ -275,6 +280,11 @@ class _FusionRun:
             return current
         if settings.mode == "adaptive":
             lead_proposal = self.propose(self.lead, room)
+            if self.lead_sure_throughout(lead_proposal):
+                # No candidate could win against it (guard.py): the others need not propose.
+                current = _Round([lead_proposal])
+                current.decision, current.winner_key = "sure", lead_proposal.key
+                return current
             if settings.policy.is_confident(lead_proposal):
                 current = _Round([lead_proposal])
                 current.decision, current.winner_key = "confident", lead_proposal.key
@@ -289,14 +299,59 @@ class _FusionRun:
             self.cross_score(current)
         return current
 
+    def lead_margins(self, proposal: Proposal) -> list[float]:
+        """The lead's top-1 − top-2 margin at each token of its proposal and after them.
+
+        A lead that cannot tell (a served model) counts as unsure everywhere,
+        so its partners are heard as they were before the guard.
+        """
+        if proposal.margins is None:
+            top_margin = getattr(self.lead.model, "top_margin", None)
+            count = len(proposal.tokens) + 1
+            started = time.perf_counter()
+            proposal.margins = [top_margin(i) for i in range(count)] if top_margin else [0.0] * count
+            self.stats.boundary_seconds += time.perf_counter() - started
+        return proposal.margins
+
+    def lead_sure_throughout(self, proposal: Proposal) -> bool:
+        """Whether the lead is sure at every token a candidate could part from its proposal."""
+        return all(self.settings.policy.lead_is_sure(m) for m in self.lead_margins(proposal))
+
+    def parting(self, lead_proposal: Proposal, key: tuple[bytes, bool]) -> Parting:
+        """Where candidate `key` parts from the lead's proposal, and whether the guard lets it win."""
+        policy = self.settings.policy
+        ends = token_ends([self.lead.model.piece(t) for t in lead_proposal.tokens])
+        margin = self.lead_margins(lead_proposal)[parting_token(lead_proposal.text, ends, key[0])]
+        in_number = parts_in_number(bytes(self.answer[-1:]), lead_proposal.text, key[0])
+        allowed = not policy.lead_is_sure(margin) and not (policy.keep_numbers and in_number)
+        return Parting(margin, in_number, allowed)
+
+    def guarded_keys(self, current: _Round, lead_proposal: Proposal) -> list[tuple[bytes, bool]]:
+        """The round's candidates the guard lets compete: the lead's, and those parting where it is unsure."""
+        keys = []
+        for key in current.keys:
+            if key != lead_proposal.key:
+                current.partings[key] = parting = self.parting(lead_proposal, key)
+                if not parting.allowed:
+                    continue
+            keys.append(key)
+        return keys
+
     def cross_score(self, current: _Round, keys: list[tuple[bytes, bool]] | None = None) -> None:
-        """Every model scores every distinct candidate (or just `keys`); the policy picks the winner."""
+        """Every model scores every distinct candidate the guard lets compete (or just `keys`,
+        the loop guard's, unguarded); the policy picks the winner."""
         stats, settings = self.stats, self.settings
         lead_proposal = next(p for p in current.proposals if p.member is self.lead)
-        keys = current.keys if keys is None else keys
+        if keys is None:
+            keys = self.guarded_keys(current, lead_proposal)
+            if keys == [lead_proposal.key]:
+                in_numbers = all(p.in_number and not p.allowed for p in current.partings.values())
+                current.decision = "number" if in_numbers and settings.policy.keep_numbers else "sure"
+                current.winner_key = lead_proposal.key
+                return
+            if self.lead_vetoes_all(current, lead_proposal, keys):
+                return
         lead_key = lead_proposal.key if lead_proposal.key in keys else None
-        if keys is current.keys and self.lead_vetoes_all(current, lead_proposal):
-            return
         mean_nll: dict[str, dict[tuple[bytes, bool], float]] = {}
         lead_totals: dict[tuple[bytes, bool], float] = {}
         for member in self.members:
@@ -345,7 +400,7 @@ class _FusionRun:
 
         if not loops(current.winner_key):
             return current
-        if current.decision == "confident":
+        if current.decision in ("confident", "sure") and len(current.proposals) == 1:
             others = [self.propose(m, room) for m in self.members if m is not self.lead]
             current = _Round([*current.proposals, *others])
         fresh = [key for key in current.keys if not loops(key)]
@@ -367,7 +422,7 @@ class _FusionRun:
             )
         return found
 
-    def lead_vetoes_all(self, current: _Round, lead_proposal: Proposal) -> bool:
+    def lead_vetoes_all(self, current: _Round, lead_proposal: Proposal, keys: list[tuple[bytes, bool]]) -> bool:
         """Settle the round without scoring when the lead vetoes every other candidate.
 
         A segment is never more probable than its first token, and the lead
@@ -380,7 +435,7 @@ class _FusionRun:
         own_total, _ = lead_proposal.own_nll()
         started = time.perf_counter()
         settled = 0
-        for key in current.keys:
+        for key in keys:
             if key == lead_proposal.key:
                 continue
             start, tokens = self.continuation(current, self.lead, key)
@@ -390,7 +445,7 @@ class _FusionRun:
                 break
             settled += 1
         self.stats.boundary_seconds += time.perf_counter() - started
-        if settled != len(current.keys) - 1:
+        if settled != len(keys) - 1:
             return False
         current.decision, current.winner_key = "vetoed", lead_proposal.key
         return True
@@ -548,6 +603,8 @@ def generate(
                 ends_answer=ends or stopped,
                 seconds=time.perf_counter() - round_started,
                 forced=any(p.forced for p in winners),
+                lead_margins={current.by_key[key][0].member.name: round(parting.margin, 4)
+                              for key, parting in current.partings.items()},
             )
             if stopped:
                 yield done("stop_string")

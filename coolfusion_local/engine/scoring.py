@@ -54,16 +54,27 @@ class ScorePolicy:
     # that starts with another token, so 0.4 skips only rounds whose outcome
     # was (nearly) settled.
     confident_nll: float = 0.4
+    # The lead-sure guard (engine/guard.py): partners may win only where the
+    # lead's top-1 − top-2 probability is below sure_margin (1 turns it off),
+    # and never inside a number.
+    sure_margin: float = 0.1
+    keep_numbers: bool = True
 
     @classmethod
     def from_config(cls, fusion) -> "ScorePolicy":
         """The policy models.toml's [fusion] table asks for."""
-        return cls(rule=fusion.rule, lead_margin=fusion.lead_margin, confident_nll=fusion.confident_nll)
+        return cls(rule=fusion.rule, lead_margin=fusion.lead_margin, confident_nll=fusion.confident_nll,
+                   sure_margin=fusion.sure_margin, keep_numbers=fusion.keep_numbers)
 
     @property
     def label(self) -> str:
         """What decides fused answers, in one line (eval runs record it)."""
-        return f"{self.rule} lead_margin={self.lead_margin:g} confident_nll={self.confident_nll:g}"
+        return (f"{self.rule} lead_margin={self.lead_margin:g} confident_nll={self.confident_nll:g} "
+                f"sure_margin={self.sure_margin:g} keep_numbers={str(self.keep_numbers).lower()}")
+
+    def lead_is_sure(self, margin: float) -> bool:
+        """Whether a lead this sure of a token keeps it whatever the partners say."""
+        return margin >= self.sure_margin
 
     def combined(self, members: Sequence["Member"], key: Key, mean_nll: dict[str, dict[Key, float]]) -> float:
         total_weight = sum(m.weight for m in members)

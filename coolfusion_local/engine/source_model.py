@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import CoolfusionError
 from . import llama_log
+from .guard import top_two_margin
 from .shared_text import SharedText, Step
 from .vocabulary import Vocabulary
 
@@ -521,6 +522,12 @@ class SourceModel(SharedText):
     def _committed_row(self) -> np.ndarray:
         """The row predicting the first token after the shared text."""
         return self._pending_rows[0] if self._pending_rows else self._row
+
+    def top_margin(self, index: int) -> float:
+        """p(top-1) − p(top-2) where look-ahead token `index` was chosen (index = the number
+        of proposed tokens: the row after them). From rows already decoded: no decode."""
+        rows = self._pending_rows
+        return top_two_margin(rows[index] if index < len(rows) else self._row)
 
     def next_token_nll(self, token: int) -> float:
         """-log P(token | the shared text), from the row already computed: no decode."""

@@ -432,7 +432,7 @@ def format_bench_table(report: BenchReport) -> str:
               "ms/tok.  ms per segment: propose (greedy decoding, with adaptive catch-up), score (cross-scoring), "
               "commit (appending the winner to every model), boundary (tokenizer calls), draft (the cheapest "
               "model drafting ahead and the others checking it in batches), other (bookkeeping; cool+r: also its "
-              "solo answers and rerank).  vetoed: settled by the lead's veto before any scoring.  drafted: share "
+              "solo answers and rerank).  sure / number: the lead kept its own, sure of its tokens or inside a number (the guard).  vetoed: settled by the lead's veto before any scoring.  drafted: share "
               "of drafted tokens the checking models accepted.  seg/lead-dec: segments per llama_decode call "
               "of the lead")
     remote = [f"{bench.mode}: {name} {requests:.1f} requests/segment, {ms:.0f} ms/segment in HTTP "

@@ -15,7 +15,7 @@ from .text_table import format_table
 
 RESULTS_FILE = "results.json"
 CUT_WARNING_SHARE = 5.0  # % of a mode's answers cut at the limit worth a warning
-SHARED_DECISIONS = ("agreed", "vetoed", "scored", "confident")  # the ways a fused segment is decided
+SHARED_DECISIONS = ("agreed", "sure", "number", "vetoed", "scored", "confident")  # the ways a fused segment is decided
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,8 @@ def segment_entry(segment: "SegmentChosen") -> dict:
         entry["forced"] = True
     if segment.decision != "agreed":
         entry["candidates"] = {name: candidate.text for name, candidate in segment.candidates.items()}
+        if segment.lead_margins:
+            entry["lead_margins"] = dict(segment.lead_margins)
         if segment.scores:
             entry["scores"] = {scorer: {name: round(nll, 3) for name, nll in by_name.items()}
                                for scorer, by_name in segment.scores.items()}

@@ -16,6 +16,8 @@ from .message_box import mean_nll, perplexity
 DECISIONS = {
     "agreed": "every model proposed the same text",
     "confident": "one model was confident enough (adaptive mode)",
+    "sure": "the lead kept its own: it was sure where the others part from it",
+    "number": "the lead kept its own: the others part from it inside a number",
     "scored": "cross-scored: lowest average perplexity won",
     "vetoed": "the lead model kept its own: the others' first tokens alone were too unlikely for it",
     "forced": "no common word boundary in reach; forced",
