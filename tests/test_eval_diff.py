@@ -94,7 +94,8 @@ def hand_made_run(folder: Path) -> Path:
     cool_5 = [
         {"text": "3 + 2", "winner": LEAD, "decision": "agreed"},
         {"text": " = 6.", "winner": PARTNER, "decision": "scored", "forced": True,
-         "candidates": {LEAD: " = 5.", PARTNER: " = 6."}, "scores": {LEAD: {LEAD: 0.1, PARTNER: 2.3}}},
+         "candidates": {LEAD: " = 5.", PARTNER: " = 6."}, "scores": {LEAD: {LEAD: 0.1, PARTNER: 2.3}},
+         "lead_margins": {PARTNER: 0.0421}},
         {"text": " #### 6", "winner": LEAD, "decision": "agreed"},
     ]
     cool_6 = [{"text": "It is 6.", "winner": LEAD, "decision": "agreed"},
@@ -140,7 +141,9 @@ def test_diff_prints_the_table_and_the_differences(tmp_path, capsys):
     assert row[1:7] == ["4", "1", "0", "1", "2", "-25.0"]
     assert "#5  solo:qwen-coder-0.5b right" in out
     assert "parts at segment 2 of 3 (char 5): scored, forced, won by smollm2-135m" in out
-    assert 'candidate qwen-coder-0.5b: " = 5." nll qwen-coder-0.5b 0.10' in out
+    assert 'candidate qwen-coder-0.5b: " = 5." nll qwen-coder-0.5b 0.10\n' in out
+    # How sure the lead was where the partner's candidate parts from its own (engine/guard.py).
+    assert 'candidate smollm2-135m: " = 6." nll qwen-coder-0.5b 2.30; lead\'s top-1 - top-2 there 0.042' in out
     assert NOT_RECORDED in out
 
 

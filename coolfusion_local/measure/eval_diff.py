@@ -104,7 +104,7 @@ def parting_segment(fused: AnswerRecord, baseline: AnswerRecord) -> dict:
         "baseline_text": baseline.text[start:start + shown],
         "offset": start,
     }
-    for key in ("forced", "candidates", "scores"):
+    for key in ("forced", "candidates", "scores", "lead_margins"):
         if key in segment:
             part[key] = segment[key]
     if parted_at == len(fused_text) and parted_at < len(baseline.text):
@@ -275,6 +275,9 @@ def _difference_lines(comparison: Comparison) -> list[str]:
             if scores:
                 score = " nll " + ", ".join(f"{scorer} {by_name[name]:.2f}"
                                             for scorer, by_name in scores.items() if name in by_name)
+            margin = (part.get("lead_margins") or {}).get(name)
+            if margin is not None:  # where this candidate parts from the lead's (engine/guard.py)
+                score += f"; lead's top-1 - top-2 there {margin:.3f}"
             lines.append(f"      candidate {name}: {_quote(text)}{score}")
         if part.get("note"):
             lines.append(f"    {part['note']}")
