@@ -126,3 +126,18 @@ def test_adaptive_asks_no_partner_while_the_lead_is_sure_and_answers_as_cool_doe
         assert partner.decode_calls - before < cool_work / 2  # catching up takes one batch
         # The same rule decides both; only catching up in batches differs (last bits of a logit).
         assert adaptive.text == cool.text
+
+
+def test_models_toml_sets_the_guard(tmp_path):
+    from pathlib import Path
+
+    from coolfusion_local.config import load_config
+
+    shipped = (Path(__file__).parent.parent / "models.toml").read_text(encoding="utf-8")
+    assert "\n[fusion]\n" in shipped
+    path = tmp_path / "models.toml"
+    path.write_text(shipped.replace("\n[fusion]\n", "\n[fusion]\nsure_margin = 0.25\nkeep_numbers = false\n"),
+                    encoding="utf-8")
+    policy = ScorePolicy.from_config(load_config(path).fusion)
+    assert (policy.sure_margin, policy.keep_numbers) == (0.25, False)
+    assert ScorePolicy.from_config(load_config(None).fusion) == ScorePolicy()  # the shipped defaults
