@@ -1,10 +1,12 @@
 """Where a partner's segment may win at all: the lead-sure guard.
 
 With a partner much weaker than the lead (SmolLM2 135M beside Qwen 0.5B),
-the paper's average lets the partner decide every near-tie of the lead, and
-a 300-problem study showed those decisions to be coin flips that lost more
-often than they won (docs/eval-and-bench.md). Two rules keep the lead's text
-wherever the partner can only add noise:
+the paper's average lets the partner decide the lead's near-ties, and the
+lead's veto alone (scoring.py) still let it win where the lead was all but
+certain: a one-token " months" beat the lead's longer segment by total NLL
+where the lead's top-1 led its top-2 by 0.999 (GSM8K 3020; the study is in
+docs/eval-and-bench.md).
+Two rules keep the lead's text wherever the partner can only add noise:
 
 - the lead is *sure* of a token when its top-1 probability beats its top-2 by
   at least `sure_margin`; a partner candidate that parts from the lead's

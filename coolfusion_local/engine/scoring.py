@@ -20,6 +20,10 @@ the partners act as proposers the lead judges; a larger margin gives them
 more say, which pays only with partners about as strong as the lead. Weights
 turn the average into a weighted one in both rules.
 
+Before any of this, the lead-sure guard (guard.py) takes out the candidates
+that part from the lead's segment where the lead was sure of its token, or
+inside a number: those never reach the average.
+
 Whole answers (Cool+R) differ in length by hundreds of tokens, so there the
 veto compares per-token NLL: a whole answer's probability mostly measures
 its length.
