@@ -47,7 +47,8 @@ def token_ends(pieces: Sequence[bytes]) -> list[int]:
     return ends
 
 
-def common_prefix(a: bytes, b: bytes) -> int:
+def common_prefix(a: bytes | str, b: bytes | str) -> int:
+    """How many leading bytes (or characters) `a` and `b` share."""
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..engine.guard import common_prefix
 from ..errors import CoolfusionError
 from .eval_report import RESULTS_FILE
 from .evaluate import ANSWERS_FILE, AnswerLog, AnswerRecord
@@ -65,14 +66,6 @@ def read_run(folder: Path) -> RunFolder:
 # --------------------------------------------------------------------------- where two answers part
 
 
-def _common_prefix(a: str, b: str) -> int:
-    size = min(len(a), len(b))
-    for i in range(size):
-        if a[i] != b[i]:
-            return i
-    return size
-
-
 def parting_segment(fused: AnswerRecord, baseline: AnswerRecord) -> dict:
     """The first segment of `fused` whose text leaves `baseline`'s answer, or a note saying why there is none."""
     if fused.chosen not in (None, "fused"):
@@ -83,7 +76,7 @@ def parting_segment(fused: AnswerRecord, baseline: AnswerRecord) -> dict:
     if not segments:
         return {"note": "the fused answer has no segments"}
     fused_text = "".join(segment["text"] for segment in segments)
-    parted_at = _common_prefix(fused_text, baseline.text)
+    parted_at = common_prefix(fused_text, baseline.text)
     start = 0
     for index, segment in enumerate(segments):
         end = start + len(segment["text"])
