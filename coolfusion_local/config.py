@@ -89,7 +89,7 @@ class FusionSettings:
     confident_nll: float = 0.4  # adaptive mode: the lead's mean NLL below which others are not asked
     # Where partners may win at all (engine/guard.py): only where the lead's top-1 probability
     # beats its top-2 by less than sure_margin, and never inside a number (keep_numbers).
-    sure_margin: float = 0.1
+    sure_margin: float = 0.15
     keep_numbers: bool = True
     # How the chat app and `generate` sample (docs/sampling.md); eval and bench stay greedy unless asked.
     sampling: Sampling = field(default_factory=lambda: _chat_defaults())

@@ -57,7 +57,7 @@ def test_parts_in_number(before, lead, other, inside):
 
 
 def test_the_policy_label_names_the_guard_so_eval_runs_record_it():
-    assert "sure_margin=0.1 keep_numbers=true" in ScorePolicy().label
+    assert "sure_margin=0.15 keep_numbers=true" in ScorePolicy().label
     assert ScorePolicy(sure_margin=0.25).lead_is_sure(0.25) and not ScorePolicy(sure_margin=0.25).lead_is_sure(0.2)
     assert not ScorePolicy(sure_margin=1.0).lead_is_sure(0.9999)  # 1 turns the guard off
 
@@ -96,9 +96,9 @@ def test_partners_win_only_where_the_lead_hesitates_and_never_inside_a_number(of
                 guarded += 1
                 assert segment.winner == LEAD and set(segment.lead_margins) == {PARTNER}
                 if segment.decision == "sure":
-                    assert segment.lead_margins[PARTNER] >= 0.1
+                    assert segment.lead_margins[PARTNER] >= 0.15
             if segment.winner != LEAD and LEAD not in segment.proposers:
-                assert segment.lead_margins[PARTNER] < 0.1
+                assert segment.lead_margins[PARTNER] < 0.15
                 ahead = "".join(s.text for s in segments[: segment.index])
                 assert not parts_in_number(ahead[-1:].encode(), segment.candidates[LEAD].text.encode(),
                                            segment.text.encode())

@@ -61,7 +61,7 @@ class ScorePolicy:
     # The lead-sure guard (engine/guard.py): partners may win only where the
     # lead's top-1 − top-2 probability is below sure_margin (1 turns it off),
     # and never inside a number.
-    sure_margin: float = 0.1
+    sure_margin: float = 0.15
     keep_numbers: bool = True
 
     @classmethod
