@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..measure.bench import PROMPTS, format_bench_table, run_bench
+from ..measure.decode_cost import format_decode_costs, measure_decode_costs
 from ..config import DRAFT_MODES, load_config
 from ..errors import CoolfusionError
 from ..measure.eval_report import code_version
@@ -39,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run the whole measurement N times and show the spread between passes (default 1)")
     parser.add_argument("--draft", choices=DRAFT_MODES, default=None,
                         help="drafting in the fusion modes (default: the config's [fusion] draft, auto)")
+    parser.add_argument("--decode-costs", action="store_true",
+                        help="instead: time each model's decodes of 1 to 16 tokens, with a logits row per token "
+                             "(what a draft check costs), and say what drafting could save on this machine")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
     with FusionEngine(config) as engine:
         load_models(engine, names, say)
+        if args.decode_costs:
+            return _decode_costs(engine, names, say, args.json)
         say(f"bench: {len(names)} models alone, then {', '.join(modes)}; "
             f"{args.prompts} prompts, {args.max_tokens} tokens each"
             + (f", {args.repeat} passes" if args.repeat > 1 else ""))
@@ -72,4 +78,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({**report.as_dict(), "code": code_version()}, ensure_ascii=False))
     else:
         print(format_bench_table(report))
+    return 0
+
+
+def _decode_costs(engine, names: list[str], say, as_json: bool) -> int:
+    say("timing decodes of 1 to 16 tokens (median of 6 each)")
+    costs = measure_decode_costs([engine.member(name).model for name in names], say=say)
+    if as_json:
+        print(json.dumps({"decode_costs": [c.as_dict() for c in costs], "code": code_version()}))
+    else:
+        print(format_decode_costs(costs))
     return 0

@@ -478,6 +478,29 @@ class SourceModel(SharedText):
         self._remove(sequence, 0)
         return exact
 
+    def time_decodes(self, size: int, repeats: int, context: int = 32) -> list[float]:
+        """Seconds of `repeats` decodes of `size` tokens with a logits row for each (what a draft
+        check costs), after `context` tokens, on the spare sequence: the answer's cache is untouched."""
+        size = max(1, min(size, MAX_OUTPUTS_PER_DECODE, self.n_batch))
+        sequence = SCORING_SEQUENCES  # free outside scoring
+        self._release_scoring()
+        text = b"The quick brown fox jumps over the lazy dog. 12 + 30 = 42. "
+        tokens = self.tokenize(text * (1 + (context + size) // 8))[: context + size]
+        if len(tokens) < context + size or context + size + 1 >= self.n_ctx:
+            raise CoolfusionError(f"model {self.name!r}: its context is too small to time a decode of {size}")
+        self._remove(sequence, 0)
+        for start in range(0, context, self.n_batch):
+            chunk = tokens[start : min(context, start + self.n_batch)]
+            self._decode([(t, start + i, sequence, False) for i, t in enumerate(chunk)])
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self._decode([(t, context + i, sequence, True) for i, t in enumerate(tokens[context:])])
+            timings.append(time.perf_counter() - started)
+            self._remove(sequence, context)
+        self._remove(sequence, 0)
+        return timings
+
     def check_draft(self, guess: list[int], chunk: int = MAX_OUTPUTS_PER_DECODE) -> int:
         """Decode `guess` after the look-ahead in one batch; keep the longest prefix
         that is this model's own greedy path, as hidden look-ahead; returns its length.
