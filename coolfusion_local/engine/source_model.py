@@ -478,10 +478,16 @@ class SourceModel(SharedText):
         self._remove(sequence, 0)
         return exact
 
+    @property
+    def largest_decode(self) -> int:
+        """The most tokens one decode may take with a logits row for each."""
+        return min(MAX_OUTPUTS_PER_DECODE, self.n_batch)
+
     def time_decodes(self, size: int, repeats: int, context: int = 32) -> list[float]:
         """Seconds of `repeats` decodes of `size` tokens with a logits row for each (what a draft
         check costs), after `context` tokens, on the spare sequence: the answer's cache is untouched."""
-        size = max(1, min(size, MAX_OUTPUTS_PER_DECODE, self.n_batch))
+        if not 1 <= size <= self.largest_decode:
+            raise ValueError(f"a decode takes 1 to {self.largest_decode} tokens with a row each, not {size}")
         sequence = SCORING_SEQUENCES  # free outside scoring
         self._release_scoring()
         text = b"The quick brown fox jumps over the lazy dog. 12 + 30 = 42. "
@@ -516,7 +522,7 @@ class SourceModel(SharedText):
         if len(self._cache) + len(guess) >= self.n_ctx:
             return 0
         position = len(self._cache)
-        rows_per_decode = max(1, min(chunk, MAX_OUTPUTS_PER_DECODE, self.n_batch))
+        rows_per_decode = max(1, min(chunk, self.largest_decode))
         kept_rows: list[np.ndarray] = [self._row]  # kept_rows[i] predicts guess[i]
         kept = 0
         for chunk_start in range(0, len(guess), rows_per_decode):
@@ -611,7 +617,7 @@ class SourceModel(SharedText):
                 following = tokens[first_position + offset + 1 - start] if first_position + offset + 1 - start < len(tokens) else None
                 entries.append((token, first_position + offset, sequence, True))
                 targets.append((index, following))
-        rows_per_decode = min(MAX_OUTPUTS_PER_DECODE, self.n_batch)
+        rows_per_decode = self.largest_decode
         for chunk_start in range(0, len(entries), rows_per_decode):
             chunk = entries[chunk_start : chunk_start + rows_per_decode]
             self._decode(chunk)

@@ -53,8 +53,9 @@ def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats
             say(f"{model.name}: served by its own server; its decode cost is not ours to measure")
             continue
         cost = DecodeCost(model.name, model.exact_batch_size())
-        model.time_decodes(max(sizes), 1)  # warm-up: the first decode of a size allocates
-        for size in sizes:
+        fitting = [s for s in sizes if s <= model.largest_decode]  # a tiny n_ctx caps a decode
+        model.time_decodes(max(fitting), 1)  # warm-up: the first decode of a size allocates
+        for size in fitting:
             cost.ms[size] = statistics.median(model.time_decodes(size, repeats)) * 1000
         say(f"{model.name}: {', '.join(f'{s}: {v:.1f} ms' for s, v in cost.ms.items())}")
         costs.append(cost)
@@ -64,12 +65,13 @@ def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats
 def format_decode_costs(costs: Sequence[DecodeCost]) -> str:
     if not costs:
         return "no local model to measure"
-    sizes = list(costs[0].ms)
+    sizes = sorted({s for cost in costs for s in cost.ms})
     headers = ["model", "", *[f"{s} tok" for s in sizes], "exact"]
     rows = []
     for cost in costs:
-        rows.append([cost.model, "ms/decode", *[f"{cost.ms[s]:.1f}" for s in sizes], str(cost.exact_batch)])
-        rows.append(["", "ms/token", *[f"{cost.per_token(s):.1f}" for s in sizes], ""])
+        rows.append([cost.model, "ms/decode", *[f"{cost.ms[s]:.1f}" if s in cost.ms else "-" for s in sizes],
+                     str(cost.exact_batch)])
+        rows.append(["", "ms/token", *[f"{cost.per_token(s):.1f}" if s in cost.ms else "-" for s in sizes], ""])
     lines = [format_table(headers, rows, right=range(2, len(headers))), ""]
     for cost in costs:
         exact, anyhow = cost.best(cost.exact_batch), cost.best()
