@@ -23,8 +23,8 @@ more tokens gives logits up to ~0.4 away from one-token decodes (llama.cpp
 another way from there (measured: 7 of 16 answers of 96 tokens differed
 with drafts checked that way through whole answers, docs/eval-and-bench.md).
 So the default, "auto", checks in decodes no larger than the model's
-`exact_batch_size()` (measured once: the largest batch whose rows equal
-one-token rows bit for bit), and greedy output is unchanged token for token;
+`exact_batch_size()` (measured once per model and machine: the largest
+batch whose rows equal one-token rows bit for bit), and greedy output is unchanged token for token;
 "batch" checks a whole draft in one decode, faster where large batches pay,
 with those flips.
 
@@ -147,6 +147,9 @@ class Drafting:
         self.stats.draft_seconds += time.perf_counter() - started
         draft = drafter.model.detokenize(drafter.model.look_ahead)[len(behind) :]
         draft = draft[: last_char_boundary(draft)]
+        if self.exact:  # measured once per model and machine, and not a cost of this check
+            for member in useful:
+                member.model.exact_batch_size()
         started = time.perf_counter()
         checked = accepted = most_kept = 0
         for member in useful:

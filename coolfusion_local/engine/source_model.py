@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
 MAX_OUTPUTS_PER_DECODE = 64  # bounds the logits buffer: 64 rows x vocab floats
+EXACT_BATCH_PROBED = 8  # the largest batch exact_batch_size() tries (it reports this size as "8 or more")
 
 
 class ContextFull(CoolfusionError):
@@ -204,6 +205,7 @@ class SourceModel(SharedText):
         self._scoring_in_use = False
         self._visible = 0  # pending tokens a proposal has seen; the rest is hidden look-ahead
         self._exact_batch: int | None = None  # see exact_batch_size()
+        self.exact_batch_probe_seconds = 0.0  # spent measuring it in this process (0: read from the cache)
         self.decoded_tokens = 0  # every token this model ran through llama_decode
         self.decode_calls = 0  # llama_decode calls (a batch counts once)
         # Measured cost of one single-token decode, to pick the cheapest drafter.
@@ -449,19 +451,34 @@ class SourceModel(SharedText):
         repacked quantised weights, a decode of 4 or more tokens takes another
         kernel whose logits differ from one-token decodes by up to ~0.4
         (llama.cpp #27407), enough to flip a near-tie between two tokens.
-        Measured once per model on a spare sequence: the same tokens decoded
-        one by one, then in batches of 2..8.
+        Measured on a spare sequence, the same tokens decoded one by one, then
+        in batches of 2..8, once per model and machine: the cache folder keeps
+        it (runtime/exact_batch_cache.py).
         """
         if self._exact_batch is None:
-            self._exact_batch = self._probe_exact_batch()
+            from ..runtime import exact_batch_cache
+
+            key = exact_batch_cache.model_key(
+                self.path, extra_buffers=self.cpu_extra_buffers, threads=self.n_threads,
+                gpu_layers=self.n_gpu_layers, ubatch=min(self.n_batch, MAX_OUTPUTS_PER_DECODE),
+                largest=EXACT_BATCH_PROBED)
+            self._exact_batch = exact_batch_cache.recall(key)
+            if self._exact_batch is None:
+                started = time.perf_counter()
+                measured = self._probe_exact_batch()
+                self.exact_batch_probe_seconds = time.perf_counter() - started
+                self._exact_batch = measured or 1
+                if measured:
+                    exact_batch_cache.remember(key, measured, self.name)
         return self._exact_batch
 
-    def _probe_exact_batch(self, largest: int = 8) -> int:
+    def _probe_exact_batch(self, largest: int = EXACT_BATCH_PROBED) -> int | None:
+        """None where the context is too small to probe (1 is then the safe size)."""
         sequence = SCORING_SEQUENCES  # free outside scoring
         self._release_scoring()
         tokens = self.tokenize(b"The quick brown fox jumps over the lazy dog. 12 + 30 = 42")[: largest + 2]
         if len(tokens) < largest + 2 or len(tokens) + 1 >= self.n_ctx:
-            return 1
+            return None
         bos = [self.bos_token] if self.add_bos else []
         tokens = (bos + tokens)[: largest + 2]
         one_by_one = []

@@ -23,7 +23,6 @@ COOLFUSION_CPU_EXTRA_BUFFERS variable (which wins) override the probe.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -36,7 +35,8 @@ from pathlib import Path
 
 from .. import locations
 from ..errors import ConfigError, CoolfusionError
-from .cpu import Cpu, this_cpu
+from .cpu import this_cpu
+from .machine_key import build_and_cpu_key
 
 VARIABLE = "COOLFUSION_CPU_EXTRA_BUFFERS"
 UPSTREAM_ISSUE = "llama.cpp #20824"
@@ -106,7 +106,7 @@ def decide(setting: str | bool = "auto", *, probe_model: Path | None = None, set
     cpu = this_cpu()
     if cpu.flags_known and not cpu.has_amx:
         return ExtraBuffers(True, "this CPU has no AMX, so llama.cpp's AMX kernels are never used")
-    key = _build_and_cpu_key(cpu)
+    key = build_and_cpu_key(cpu)
     with _memo_lock:
         known = _memo.get(key) or _read_cached(key)
         if known is not None:
@@ -182,21 +182,6 @@ def _signal_name(number: int) -> str:
 
 
 # ------------------------------------------------------------------ the cache
-
-def _build_and_cpu_key(cpu: Cpu) -> str:
-    """Changes when llama.cpp is rebuilt or upgraded, or the CPU is another."""
-    import llama_cpp
-
-    library = Path(llama_cpp.__file__).parent / "lib"
-    files = []
-    if library.is_dir():
-        for path in sorted(library.glob("*ggml*")):
-            stat = path.stat()
-            files.append([path.name, stat.st_size, stat.st_mtime_ns])
-    system_info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    identity = [llama_cpp.__version__, system_info, files, cpu.model, sorted(cpu.flags)]
-    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
-
 
 def _read_cached(key: str) -> ExtraBuffers | None:
     try:

@@ -1,0 +1,74 @@
+"""Each model's exact batch size on this machine, measured once and kept across processes.
+
+`SourceModel.exact_batch_size()` decodes a few tokens one by one and then
+in batches to find the largest batch whose logits equal one-token logits
+bit for bit (about a second for a 0.5B model on a laptop CPU). The answer
+depends on the llama.cpp build, the CPU, the model file and how it is loaded
+(extra buffer types, threads, GPU layers, micro-batch), never on the
+conversation; so it is measured the first time drafting needs it and read
+from the cache folder after that, instead of costing every `generate` and
+the first answer of every chat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from .. import locations
+from .cpu import this_cpu
+from .machine_key import build_and_cpu_key
+
+_CACHE_FILE = "exact-batch.json"
+KEPT_ENTRIES = 64  # oldest dropped past this: models come and go
+
+
+def cache_file() -> Path:
+    return locations.cache_dir() / "runtime" / _CACHE_FILE
+
+
+def model_key(path: Path, **loaded_as: object) -> str | None:
+    """What the probe's answer depends on; None where the model file cannot be read."""
+    try:
+        stat = Path(path).stat()
+        where = str(Path(path).resolve())
+    except OSError:
+        return None
+    identity = [build_and_cpu_key(this_cpu()), where, stat.st_size, stat.st_mtime_ns, sorted(loaded_as.items())]
+    return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:32]
+
+
+def recall(key: str | None) -> int | None:
+    if key is None:
+        return None
+    entry = _read().get(key)
+    size = entry.get("size") if isinstance(entry, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+
+
+def remember(key: str | None, size: int, model: str) -> None:
+    if key is None:
+        return
+    entries = _read()
+    entries.pop(key, None)
+    entries[key] = {"size": size, "model": model, "probed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    kept = dict(list(entries.items())[-KEPT_ENTRIES:])
+    path = cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(kept, indent=1))
+        partial.replace(path)  # whole or not at all: two processes at once lose one entry, not the file
+    except OSError:
+        pass  # a read-only cache: it is measured again next time, nothing else is lost
+
+
+def _read() -> dict:
+    try:
+        stored = json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
