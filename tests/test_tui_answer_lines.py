@@ -6,6 +6,7 @@ Scripted engine (see scripted_engine.py): these check the UI only.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from scripted_engine import ScriptedEngine
 from tui_helpers import data_dir, idle, make_app, markdown_lines, send, wait_until  # noqa: F401  (data_dir: autouse fixture)
@@ -86,7 +87,8 @@ async def test_the_screen_is_busy_from_the_question_until_the_answer_is_shown_sa
         chat = app.chat
         chat.post_message(PromptArea.Submitted(chat.query_one(PromptArea), "Second question"))
         seen_busy = False
-        for _ in range(5000):
+        deadline = time.monotonic() + 30  # a bound on a hang: a loaded machine takes many more loop turns
+        while time.monotonic() < deadline:
             await asyncio.sleep(0)
             boxes = list(chat.query(AnswerBox))
             if not idle(app):
