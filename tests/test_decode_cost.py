@@ -28,6 +28,9 @@ def test_savings_per_token_and_the_verdict_lines():
     ms_per_token = next(line for line in table.splitlines() if line.strip().startswith("ms/token"))
     assert ms_per_token.split() == ["ms/token", "16.0", "16.0", "16.0", "13.0", "9.0", "6.0"]
     assert format_decode_costs([]) == "no local model to measure"
+    # A probe that stopped at its largest size says so: larger batches may be exact too.
+    capped = format_decode_costs([DecodeCost("drafter", exact_batch=8, ms={1: 5.0, 2: 6.0}, exact_capped=True)])
+    assert capped.splitlines()[2].split()[-1] == "8+" and "(draft = \"auto\", up to 8+)" in capped
 
 
 @pytest.mark.models

@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..engine.source_model import EXACT_BATCH_PROBED
 from .text_table import format_table
 
 SIZES = (1, 2, 3, 4, 8, 16)
@@ -26,6 +27,11 @@ class DecodeCost:
     model: str
     exact_batch: int  # the largest batch whose rows equal one-token rows bit for bit
     ms: dict[int, float] = field(default_factory=dict)  # median ms of one decode, by tokens in it
+    exact_capped: bool = False  # the probe stopped at its largest size: larger batches may be exact too
+
+    @property
+    def exact_label(self) -> str:
+        return f"{self.exact_batch}+" if self.exact_capped else str(self.exact_batch)
 
     def per_token(self, size: int) -> float:
         return self.ms[size] / size
@@ -40,7 +46,7 @@ class DecodeCost:
         return min(sizes, key=self.per_token)
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "exact_batch": self.exact_batch,
+        return {"model": self.model, "exact_batch": self.exact_batch, "exact_capped": self.exact_capped,
                 "ms_per_decode": {str(s): round(v, 3) for s, v in self.ms.items()}}
 
 
@@ -52,7 +58,8 @@ def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats
         if not hasattr(model, "time_decodes"):
             say(f"{model.name}: served by its own server; its decode cost is not ours to measure")
             continue
-        cost = DecodeCost(model.name, model.exact_batch_size())
+        exact = model.exact_batch_size()
+        cost = DecodeCost(model.name, exact, exact_capped=exact >= EXACT_BATCH_PROBED)
         fitting = [s for s in sizes if s <= model.largest_decode]  # a tiny n_ctx caps a decode
         model.time_decodes(max(fitting), 1)  # warm-up: the first decode of a size allocates
         for size in fitting:
@@ -70,13 +77,13 @@ def format_decode_costs(costs: Sequence[DecodeCost]) -> str:
     rows = []
     for cost in costs:
         rows.append([cost.model, "ms/decode", *[f"{cost.ms[s]:.1f}" if s in cost.ms else "-" for s in sizes],
-                     str(cost.exact_batch)])
+                     cost.exact_label])
         rows.append(["", "ms/token", *[f"{cost.per_token(s):.1f}" if s in cost.ms else "-" for s in sizes], ""])
     lines = [format_table(headers, rows, right=range(2, len(headers))), ""]
     for cost in costs:
         exact, anyhow = cost.best(cost.exact_batch), cost.best()
         lines.append(
-            f"{cost.model}: checks in exact batches (draft = \"auto\", up to {cost.exact_batch}) save at most "
+            f"{cost.model}: checks in exact batches (draft = \"auto\", up to {cost.exact_label}) save at most "
             f"{cost.saving(exact):.0%} of a token's decode; one-batch checks (\"batch\") at most "
             f"{cost.saving(anyhow):.0%} (at {anyhow} tokens, every guess accepted)")
     return "\n".join(lines)
