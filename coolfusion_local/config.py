@@ -98,7 +98,7 @@ class FusionSettings:
     # them in batches (engine/drafting.py). "auto" keeps greedy output unchanged bit for bit;
     # "batch" checks in one decode (faster where that pays; near-ties may flip); "off".
     draft: str = "auto"
-    draft_max_segments: int = 6
+    draft_max_segments: int = 2  # = engine/drafting.py DEFAULT_MAX_SEGMENTS (the engine imports this module)
 
     @property
     def solo_name(self) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from coolfusion_local.config import load_config
-from coolfusion_local.engine.drafting import DraftSettings
+from coolfusion_local.engine.drafting import DEFAULT_MAX_SEGMENTS, DraftSettings
 from coolfusion_local.engine.events import AnswerDone, Message, SegmentChosen
 from coolfusion_local.engine.fusion import AnswerSettings, generate, prompt_tokens
 from coolfusion_local.engine.sampling import Sampling
@@ -37,7 +37,8 @@ def test_drafting_is_on_by_default_and_settable(tmp_path):
     toml = tmp_path / "models.toml"
     toml.write_text(GOOD_MODEL)
     fusion = load_config(toml).fusion
-    assert (fusion.draft, fusion.draft_max_segments) == ("auto", 6)
+    assert (fusion.draft, fusion.draft_max_segments) == ("auto", 2)
+    assert fusion.draft_max_segments == DEFAULT_MAX_SEGMENTS  # the engine's default and the config's agree
     toml.write_text(GOOD_MODEL + '[fusion]\ndraft = "off"\ndraft_max_segments = 3\n')
     fusion = load_config(toml).fusion
     assert (fusion.draft, fusion.draft_max_segments) == ("off", 3)
@@ -172,3 +173,15 @@ def test_sampling_never_drafts(offline_members):
     warm_up(members)
     sampled, _ = answer(members, PROMPTS[1], "cool", "auto", max_tokens=24, sampling=Sampling(temperature=0.8, seed=3))
     assert sampled.stats.draft_cycles == 0 and sampled.stats.drafter == ""
+
+
+@pytest.mark.models
+def test_cool_drafting_counts_the_drafted_tokens_the_drafters_own_proposals_read(offline_members):
+    """The stop rule credits those: every cool round would have decoded them anyway."""
+    members = offline_members(*PAIR)
+    warm_up(members)
+    drafter = members[1].model
+    before = drafter.hidden_read
+    done, _ = answer(members, PROMPTS[0], "cool", "auto")
+    assert done.stats.drafter == drafter.name and done.stats.draft_cycles > 0
+    assert drafter.hidden_read > before

@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     from .fusion import Member
 
 DRAFT_MODES = ("auto", "batch", "off")
-DEFAULT_MAX_SEGMENTS = 6
-FIRST_SEGMENTS = 3  # words drafted in the first cycle of an answer
+DEFAULT_MAX_SEGMENTS = 2  # longer drafts waste more of the drafter than they save the lead (docs/eval-and-bench.md)
+FIRST_SEGMENTS = 2  # words drafted in the first cycle of an answer
 ACCEPTANCE_FLOOR = 0.3  # share of guess tokens accepted below which drafting stops
 FLOOR_AFTER_CYCLES = 4  # cycles measured before the floor applies
 MAX_GUESS_TOKENS = 48  # one batch, well within the 64 logits rows a decode may return
@@ -105,8 +105,9 @@ class Drafting:
             self.record.answers_since += 1
             self.active = self.record.answers_since > RETRY_AFTER_ANSWERS  # else measure again now
         self.cycles = 0
-        self.saved_seconds = 0.0  # what the accepted tokens would have cost decoded one by one
+        self.saved_seconds = 0.0  # what the checkers' accepted tokens would have cost decoded one by one
         self.drafter: "Member | None" = None
+        self._drafter_read_before = 0  # the drafter's hidden_read when it was chosen
 
     def _choose_drafter(self) -> "Member | None":
         """The member with the cheapest measured decode; in adaptive mode only one cheaper than the lead."""
@@ -119,6 +120,7 @@ class Drafting:
             self.active = False  # checking the lead's words would cost more than the lead writing them
             return None
         self.stats.drafter = fastest.name
+        self._drafter_read_before = fastest.model.hidden_read
         return fastest
 
     def before_round(self, answer: bytes, held: dict[str, int], room: int, lead_tokens_left: int) -> None:
@@ -151,7 +153,7 @@ class Drafting:
             for member in useful:
                 member.model.exact_batch_size()
         started = time.perf_counter()
-        checked = accepted = most_kept = 0
+        checked = accepted = 0
         for member in useful:
             mine = known[member.name]
             if not draft.startswith(mine) or len(draft) <= len(mine):
@@ -163,10 +165,7 @@ class Drafting:
             kept = member.model.check_draft(guess, chunk)
             accepted += kept
             checked += len(guess)
-            most_kept = max(most_kept, kept)
             self.saved_seconds += kept * (member.model.seconds_per_decode or 0.0)
-        if self.mode == "cool":  # there the drafter would have decoded the accepted words too
-            self.saved_seconds += most_kept * (drafter.model.seconds_per_decode or 0.0)
         self.stats.check_seconds += time.perf_counter() - started
         if checked:
             self._adapt(checked, accepted)
@@ -200,10 +199,23 @@ class Drafting:
             self.segments = max(1, self.segments - 1)
         if self.cycles >= FLOOR_AFTER_CYCLES and (
             self.stats.draft_accepted < ACCEPTANCE_FLOOR * self.stats.draft_offered
-            or self.stats.check_seconds + self.stats.draft_seconds > self.saved_seconds
+            or self.stats.check_seconds + self.stats.draft_seconds > self.saved_seconds + self._drafter_credit()
         ):
             self.active = False  # it does not pay here: off for this answer and the next few
             self.record.paid, self.record.answers_since = False, 0
+
+    def _drafter_credit(self) -> float:
+        """Cool mode: what the drafted tokens its own proposals then read would have cost anyway.
+
+        Every model proposes in every cool round, so those decodes were due;
+        only the drafted tokens thrown away (past the word where the others
+        part from the drafter) are drafting's own cost. In adaptive mode the
+        drafter would mostly not have decoded at all (it catches up in batches).
+        """
+        if self.mode != "cool" or self.drafter is None:
+            return 0.0
+        read = self.drafter.model.hidden_read - self._drafter_read_before
+        return read * (self.drafter.model.seconds_per_decode or 0.0)
 
     def finish(self) -> None:
         """At the end of an answer: drafting that ran its course paid."""

@@ -207,6 +207,7 @@ class SourceModel(SharedText):
         self._exact_batch: int | None = None  # see exact_batch_size()
         self.exact_batch_probe_seconds = 0.0  # spent measuring it in this process (0: read from the cache)
         self.decoded_tokens = 0  # every token this model ran through llama_decode
+        self.hidden_read = 0  # look-ahead tokens a step took ready-made (drafted or checked) instead of decoding
         self.decode_calls = 0  # llama_decode calls (a batch counts once)
         # Measured cost of one single-token decode, to pick the cheapest drafter.
         self._single_decode_seconds = 0.0
@@ -407,6 +408,7 @@ class SourceModel(SharedText):
             if sampler is None:
                 index = self._visible
                 self._visible += 1
+                self.hidden_read += 1
                 return Step(self._cache[self._committed + index], self._pending_nll[index], False)
             self.drop_hidden()  # sampling never drafts; never read a greedy path as a sample
         row = self._row
