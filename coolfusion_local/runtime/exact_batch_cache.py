@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from .. import locations
+from ..files import replace_text
 from .cpu import this_cpu
 from .machine_key import build_and_cpu_key
 
@@ -59,9 +59,7 @@ def remember(key: str | None, size: int, model: str) -> None:
     path = cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(kept, indent=1))
-        partial.replace(path)  # whole or not at all: two processes at once lose one entry, not the file
+        replace_text(path, json.dumps(kept, indent=1))  # two processes at once lose one entry, not the file
     except OSError:
         pass  # a read-only cache: it is measured again next time, nothing else is lost
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .. import locations
 from ..errors import ConfigError, CoolfusionError
+from ..files import replace_text
 from .cpu import this_cpu
 from .machine_key import build_and_cpu_key
 
@@ -201,8 +202,6 @@ def _write_cached(key: str, verdict: ExtraBuffers) -> None:
               "probed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps(record, indent=1))
-        partial.replace(path)
+        replace_text(path, json.dumps(record, indent=1))
     except OSError:
         pass  # a read-only cache: the probe runs again next time, nothing else is lost
