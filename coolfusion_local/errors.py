@@ -8,6 +8,8 @@ class CoolfusionError(Exception):
     Anything else escaping the engine is a bug.
     """
 
+    model: str | None = None  # the fusion member whose model failed, where one did (a served one's server)
+
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code

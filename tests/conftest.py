@@ -116,7 +116,7 @@ def offline_members(offline_model_path):
     """offline_members(*names) -> fusion Members of real models, loaded once per session."""
     from coolfusion_local.config import ModelSpec
     from coolfusion_local.engine.engine import chat_format_for
-    from coolfusion_local.engine.fusion import Member
+    from coolfusion_local.engine.members import Member
     from coolfusion_local.engine.source_model import SourceModel
 
     loaded: dict[str, Member] = {}

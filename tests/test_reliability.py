@@ -134,7 +134,8 @@ from coolfusion_local.models import preflight
 from coolfusion_local.config import Config, ModelSpec
 from coolfusion_local.engine.engine import FusionEngine, chat_format_for
 from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded, ModelLoadFailed, ModelLoadStarted
-from coolfusion_local.engine.fusion import Member, prompt_tokens
+from coolfusion_local.engine.fusion import prompt_tokens
+from coolfusion_local.engine.members import Member
 from coolfusion_local.engine.prompts import ChatFormat, TemplateError
 from coolfusion_local.engine.source_model import SourceModel
 from coolfusion_local.errors import CoolfusionError

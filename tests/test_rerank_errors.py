@@ -8,8 +8,9 @@ from coolfusion_local.config import ModelSpec
 from coolfusion_local.engine import rerank
 from coolfusion_local.engine.engine import chat_format_for
 from coolfusion_local.engine.events import AnswerDone, AnswerReranked, Message, Notice, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings, Member
-from coolfusion_local.engine.source_model import ContextFull, SourceModel
+from coolfusion_local.engine.fusion import AnswerSettings
+from coolfusion_local.engine.members import ContextFull, Member
+from coolfusion_local.engine.source_model import SourceModel
 
 pytestmark = pytest.mark.models
 

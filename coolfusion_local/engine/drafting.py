@@ -47,7 +47,7 @@ from .boundary import last_char_boundary, word_boundaries
 
 if TYPE_CHECKING:
     from .events import GenerationStats
-    from .fusion import Member
+    from .members import Member
 
 DRAFT_MODES = ("auto", "batch", "off")
 DEFAULT_MAX_SEGMENTS = 2  # longer drafts waste more of the drafter than they save the lead (docs/eval-and-bench.md)
@@ -97,7 +97,7 @@ class Drafting:
         self.segments = min(FIRST_SEGMENTS, self.max_segments)
         self.active = (
             settings.mode in ("auto", "batch") and greedy and mode in ("cool", "adaptive") and len(members) > 1
-            and not any(getattr(m.model, "is_remote", False) for m in members)
+            and all(m.model.can_draft for m in members)
         )
         self.exact = settings.mode == "auto"
         self.record = lead.draft_records.setdefault((mode, settings.mode, tuple(m.name for m in members)), DraftRecord())

@@ -30,7 +30,8 @@ from .events import (
     Notice,
 )
 from .drafting import DraftSettings
-from .fusion import AnswerSettings, Member, generate
+from .fusion import AnswerSettings, generate
+from .members import Member
 from .lead import Standing
 from .prompts import ChatFormat, TemplateError
 from .rerank import generate_reranked, rank_answers

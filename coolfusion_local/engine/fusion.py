@@ -21,57 +21,15 @@ from .boundary import BoundaryDetector, forced_cut, last_char_boundary
 from .drafting import DraftSettings, Drafting
 from .guard import Parting, parting_token, parts_in_number, token_ends
 from .events import AnswerDone, Candidate, GenerationStats, Message, Notice, SegmentChosen
-from .lead import Standing, choose_lead
-from .prompts import ChatFormat
+from .lead import choose_lead
 from .repetition import completes_loop
 from .sampling import GREEDY, Sampling
 from .scoring import ScorePolicy
 from .shown_text import ShownText
-from .source_model import ContextFull, Scored, SourceModel
-from .token_sampler import TokenSampler
+from .members import ContextFull, Member, Proposal, Scored, TokenPicker
 
 MAX_SEGMENT_TOKENS = 16  # force a cut when tokenizers never agree (long URLs, '=====')
 ANSWER_RESERVE = 64  # tokens kept free in every context for the answer's last segments
-
-
-@dataclass
-class Member:
-    """A loaded source model taking part in fusion."""
-
-    name: str
-    model: SourceModel
-    chat: ChatFormat
-    weight: float = 1.0
-    standing: Standing | None = None  # what makes it lead (engine/lead.py); None: its weight alone
-    temperature: float | None = None  # models.toml's own temperature for this model
-    # Whether drafting paid when this model led, kept across answers (engine/drafting.py).
-    draft_records: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.standing is None:
-            self.standing = Standing(self.name, weight=self.weight)
-
-
-@dataclass
-class Proposal:
-    member: Member
-    text: bytes
-    tokens: list[int]
-    nlls: list[float]
-    ends: bool
-    forced: bool
-    end_nll: float = 0.0
-    # The lead's top-1 − top-2 margin at each of its tokens and after them (guard.py);
-    # worked out when first needed, before the round commits.
-    margins: list[float] | None = None
-
-    @property
-    def key(self) -> tuple[bytes, bool]:
-        return (self.text, self.ends)
-
-    def own_nll(self) -> tuple[float, int]:
-        total = sum(self.nlls) + (self.end_nll if self.ends else 0.0)
-        return total, len(self.nlls) + (1 if self.ends else 0)
 
 
 @dataclass
@@ -157,7 +115,7 @@ def _propose(
     left: bytes,
     room: int,
     stats: GenerationStats,
-    sampler: TokenSampler | None = None,
+    sampler: TokenPicker | None = None,
 ) -> Proposal:
     """The member's own tokens (greedy, or from its sampler) until the shortest common word boundary."""
     model = member.model
@@ -258,8 +216,7 @@ class _FusionRun:
         if behind:
             # A lagging drafter's drafts have served as guesses; catching up takes the text
             # the way it would without them, in one batch (the same numbers, see drafting.py).
-            if hasattr(member.model, "drop_hidden"):
-                member.model.drop_hidden()
+            member.model.drop_hidden()
             started = time.perf_counter()
             start, tokens = member.model.continuation(behind, self.settings.context_words)
             member.model.commit(start, tokens)
@@ -302,14 +259,13 @@ class _FusionRun:
     def lead_margins(self, proposal: Proposal) -> list[float]:
         """The lead's top-1 − top-2 margin at each token of its proposal and after them.
 
-        A lead that cannot tell (a served model) counts as unsure everywhere,
-        so its partners are heard as they were before the guard.
+        A lead that cannot tell (a served model: `top_margin` 0) counts as
+        unsure everywhere, so its partners are heard as they were before the guard.
         """
         if proposal.margins is None:
-            top_margin = getattr(self.lead.model, "top_margin", None)
             count = len(proposal.tokens) + 1
             started = time.perf_counter()
-            proposal.margins = [top_margin(i) for i in range(count)] if top_margin else [0.0] * count
+            proposal.margins = [self.lead.model.top_margin(i) for i in range(count)]
             self.stats.boundary_seconds += time.perf_counter() - started
         return proposal.margins
 
@@ -526,11 +482,11 @@ def generate(
         stop_strings += [s for s in member.chat.stop_strings() if s not in stop_strings]
     shown = ShownText(stop_strings)  # answer text already emitted to the consumer
 
-    lead_decodes_before = getattr(run.lead.model, "decode_calls", 0)  # set again once the prompt is read
+    lead_decodes_before = run.lead.model.decode_calls  # set again once the prompt is read
 
     def done(reason: str, error: str | None = None, failed_model: str | None = None) -> AnswerDone:
         stats.seconds = time.perf_counter() - started
-        stats.lead_decodes = getattr(run.lead.model, "decode_calls", 0) - lead_decodes_before
+        stats.lead_decodes = run.lead.model.decode_calls - lead_decodes_before
         stats.answer_tokens = len(run.lead.model.answer_tokens)
         stats.tokens_per_model = {m.name: len(m.model.answer_tokens) for m in members}
         stats.sampling = settings.sampling.as_dict()
@@ -551,7 +507,7 @@ def generate(
         for member in members:
             member.model.start_answer(prompts[member.name])
         stats.prompt_seconds = time.perf_counter() - started
-        lead_decodes_before = getattr(run.lead.model, "decode_calls", 0)
+        lead_decodes_before = run.lead.model.decode_calls
         while True:
             if cancel is not None and cancel.is_set():
                 yield done("stopped")
@@ -619,6 +575,6 @@ def generate(
         yield Notice(str(error))
         yield done("context_full")
     except CoolfusionError as error:
-        yield done("error", str(error), getattr(error, "model", None))
+        yield done("error", str(error), error.model)
     finally:
         run.close()

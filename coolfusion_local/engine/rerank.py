@@ -23,9 +23,9 @@ from typing import Iterator
 
 from ..errors import CoolfusionError
 from .events import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloAnswerStarted, SoloTextDelta
-from .fusion import ANSWER_RESERVE, AnswerSettings, Member, fit_prompts, generate, lead_member
+from .fusion import ANSWER_RESERVE, AnswerSettings, fit_prompts, generate, lead_member
 from .scoring import ScorePolicy
-from .source_model import ContextFull, Scored
+from .members import ContextFull, Member, Scored
 
 FUSED = "fused"
 

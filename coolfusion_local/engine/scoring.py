@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from .fusion import Member, Proposal
+    from .members import Member, Proposal
 
 Key = tuple[bytes, bool]
 

@@ -11,19 +11,9 @@ are the same for both, and live here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import CoolfusionError
+from .members import Step
 from .vocabulary import Vocabulary
-
-
-@dataclass(frozen=True)
-class Step:
-    """One proposed token: its id, its NLL under the model, whether it ends the turn."""
-
-    token: int
-    nll: float
-    ends: bool
 
 
 class SharedText(Vocabulary):

@@ -28,9 +28,8 @@ import ctypes
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import llama_cpp
 import numpy as np
@@ -38,20 +37,16 @@ import numpy as np
 from ..errors import CoolfusionError
 from . import llama_log
 from .guard import top_two_margin
-from .shared_text import SharedText, Step
+from .members import ContextFull, Scored, Step
+from .shared_text import SharedText
 from .vocabulary import Vocabulary
 
-if TYPE_CHECKING:
-    from .sampling import Sampling
-    from .token_sampler import TokenSampler
+from .sampling import Sampling
+from .token_sampler import TokenSampler
 
 SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
 MAX_OUTPUTS_PER_DECODE = 64  # bounds the logits buffer: 64 rows x vocab floats
 EXACT_BATCH_PROBED = 8  # the largest batch exact_batch_size() tries (it reports this size as "8 or more")
-
-
-class ContextFull(CoolfusionError):
-    """The model's context window cannot hold more tokens."""
 
 
 def _logsumexp(values: np.ndarray) -> float:
@@ -68,24 +63,11 @@ def default_threads() -> int:
     return cores if cores <= 4 else max(1, cores // 2)
 
 
-@dataclass
-class Scored:
-    """What scoring one candidate's tokens gave, and where its cells live."""
-
-    nll_sum: float
-    count: int
-    sequence: int
-    start: int
-    decoded: int  # candidate tokens whose cells the sequence holds
-    last_row: np.ndarray | None  # logits after the last token, when it was decoded
-
-    @property
-    def mean_nll(self) -> float:
-        return self.nll_sum / max(self.count, 1)
-
-
 class SourceModel(SharedText):
-    """A loaded GGUF model with its own llama.cpp context and KV cache."""
+    """A loaded GGUF model with its own llama.cpp context and KV cache (an engine/members.py `DraftingModel`)."""
+
+    is_local = True
+    can_draft = True
 
     def __init__(
         self,
@@ -353,10 +335,8 @@ class SourceModel(SharedText):
         self._visible = 0
         self._row = None
 
-    def sampler(self, sampling: "Sampling") -> "TokenSampler":
+    def sampler(self, sampling: Sampling) -> TokenSampler:
         """llama.cpp's sampler chain over this model's logits rows, for one answer."""
-        from .token_sampler import TokenSampler
-
         return TokenSampler(sampling, self.vocab_size)
 
     @property
@@ -396,7 +376,7 @@ class SourceModel(SharedText):
             self._row = self._pending_rows[self._visible]
         del self._pending_rows[self._visible :], self._pending_nll[self._visible :]
 
-    def step(self, sampler: "TokenSampler | None" = None) -> Step:
+    def step(self, sampler: TokenSampler | None = None) -> Step:
         """Extend the look-ahead by one token (an end token is not decoded).
 
         Greedy without a sampler; with one, llama.cpp's sampler chain picks the

@@ -289,7 +289,7 @@ def _answer(engine, mode: str, prompt: BenchPrompt, max_tokens: int, models: Seq
     from ..engine import Message
 
     clients = {name: engine.member(name).model.client for name in models
-               if getattr(engine.member(name).model, "is_remote", False)}
+               if not engine.member(name).model.is_local}
     before = {name: (client.requests, client.seconds) for name, client in clients.items()}
     answered = answer_with_cost(engine, [Message("user", prompt.text)], mode, max_tokens, models)
     remote = {name: (client.requests - before[name][0], client.seconds - before[name][1])
@@ -383,7 +383,7 @@ def memory_check(engine, models: Sequence[str]) -> MemoryCheck:
     files, caches = {}, {}
     for name in models:
         model = engine.member(name).model
-        if getattr(model, "is_remote", False):  # its weights and cache live on the server
+        if not model.is_local:  # its weights and cache live on the server
             files[name], caches[name] = 0, 0
             continue
         files[name] = model.path.stat().st_size

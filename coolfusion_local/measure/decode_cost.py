@@ -55,7 +55,7 @@ def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats
     """Median time of a decode of each size, with a logits row per token, for each local model."""
     costs = []
     for model in models:
-        if not hasattr(model, "time_decodes"):
+        if not model.is_local:
             say(f"{model.name}: served by its own server; its decode cost is not ours to measure")
             continue
         exact = model.exact_batch_size()

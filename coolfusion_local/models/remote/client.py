@@ -23,9 +23,10 @@ from ...errors import CoolfusionError
 
 
 class RemoteError(CoolfusionError):
-    """A served model failed: the message is one line naming the member and the server."""
+    """A served model failed: the message is one line naming the member and the server.
 
-    model: str | None = None  # the member's name, once a RemoteModel method let the error out
+    `model` (CoolfusionError's) is the member's name, once a RemoteModel method let the error out.
+    """
 
 
 class ServerUnreachable(RemoteError):

@@ -40,8 +40,9 @@ import math
 from dataclasses import dataclass
 
 from ...engine.sampling import Sampling
-from ...engine.shared_text import SharedText, Step
-from ...engine.source_model import ContextFull, Scored, SourceModel
+from ...engine.members import ContextFull, Scored, Step
+from ...engine.shared_text import SharedText
+from ...engine.source_model import SourceModel
 from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
 from .text_tokens import SplitCharacter, TextTokens
@@ -75,9 +76,12 @@ class ServerSampler:
 
 
 class RemoteModel(SharedText):
-    """A model behind an OpenAI-compatible /v1/completions endpoint, with a local tokenizer."""
+    """A model behind an OpenAI-compatible /v1/completions endpoint, with a local tokenizer
+    (an engine/members.py `MemberModel`)."""
 
-    is_remote = True
+    is_local = False
+    can_draft = False  # its server decodes: nothing to gain from checking drafts in batches here
+    decode_calls = 0  # the server's decodes are not ours to count
 
     def __init__(
         self,
@@ -370,6 +374,14 @@ class RemoteModel(SharedText):
             return nll
         rest = -math.expm1(-nll)  # 1 - p(greedy)
         return -math.log(rest) if rest > 0 else math.inf
+
+    def top_margin(self, index: int) -> float:
+        """0: the server gives no whole rows, so the lead-sure guard counts this model unsure everywhere
+        (its partners are heard as they were before the guard)."""
+        return 0.0
+
+    def drop_hidden(self) -> None:
+        """Nothing to drop: a served model keeps no look-ahead past what proposals have seen."""
 
     @_naming_member
     def end_nll(self) -> float:
