@@ -25,12 +25,8 @@ def finish_reason(stop_reason: str) -> str:
 
 
 def segment_extra(event: SegmentChosen) -> dict:
-    return {
-        "segment": event.index,
-        "winner": event.winner,
-        "decision": event.decision,
-        "proposers": list(event.proposers),
-    }
+    record = event.as_record()
+    return {"segment": record["index"], **{key: record[key] for key in ("winner", "decision", "proposers")}}
 
 
 def answer_extra(done: AnswerDone, reranked: AnswerReranked | None) -> dict:

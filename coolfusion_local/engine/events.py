@@ -95,6 +95,23 @@ class SegmentChosen:
     # that proposer's candidate parts from the lead's (rounds the guard judged).
     lead_margins: dict[str, float] = field(default_factory=dict)
 
+    def as_record(self) -> dict:
+        """The segment as plain JSON-ready data; `generate --json`, the API, eval's log and the
+        chat's store each keep the part of it they need."""
+        return {
+            "index": self.index,
+            "text": self.text,
+            "winner": self.winner,
+            "proposers": list(self.proposers),
+            "decision": self.decision,
+            "candidates": {name: c.text for name, c in self.candidates.items()},
+            "ends": {name: c.ends_answer for name, c in self.candidates.items() if c.ends_answer},
+            "scores": {scorer: dict(row) for scorer, row in self.scores.items()},
+            "seconds": round(self.seconds, 4),
+            "forced": self.forced,
+            "lead_margins": dict(self.lead_margins),
+        }
+
 
 @dataclass(frozen=True)
 class Notice:
