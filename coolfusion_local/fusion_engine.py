@@ -1,7 +1,10 @@
 """`FusionEngine`: the configured models, loaded, and one `generate()` for every mode.
 
-This is the library's front door (`from coolfusion_local import FusionEngine`):
-the CLI, the chat UI, eval and bench never touch llama.cpp themselves.
+This is the library's front door (`from coolfusion_local import FusionEngine`)
+and the one place that composes the layers: models.toml (config/), where each
+model comes from (models/) and the fusion itself (engine/, which knows
+neither of the others). The CLI, the chat UI, eval and bench never touch
+llama.cpp themselves.
 llama.cpp contexts are not thread-safe, so every public call takes one lock:
 callers may use any thread, one call runs at a time.
 """
@@ -14,10 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..config import Config, ModelSpec
-from ..errors import CoolfusionError, describe_os_error
-from ..runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers
-from .events import (
+from . import config as config_package
+from .config import Config, ModelSpec
+from .engine.events import (
     AnswerDone,
     AnswerReranked,
     GenerationEvent,
@@ -29,17 +31,26 @@ from .events import (
     ModelLoadStarted,
     Notice,
 )
-from .drafting import DraftSettings
-from .fusion import AnswerSettings, generate
-from .members import Member
-from .lead import Standing
-from .prompts import ChatFormat, TemplateError
-from .rerank import generate_reranked, rank_answers
-from .sampling import GREEDY, Sampling
-from .scoring import ScorePolicy
-from .source_model import SourceModel
+from .engine.drafting import DraftSettings
+from .engine.lead import Standing
+from .engine.members import Member, MemberModel
+from .engine.modes import answer_settings, check_mode, mode_named, solo_name
+from .engine.prompts import ChatFormat, TemplateError
+from .engine.rerank import rank_answers
+from .engine.sampling import GREEDY, Sampling
+from .engine.scoring import ScorePolicy
+from .errors import CoolfusionError, describe_os_error
+from .models import integrity
+from .models.hub import resolve_model_path
+from .models.preflight import preflight
+from .models.pypi import OFFLINE_MODELS
+from .runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers
 
-MODES = ("cool", "cool+r", "adaptive")
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate models.toml (`path` None: `config.find_config_file()`), knowing the
+    PyPI-carried models this install can assemble (models/pypi.py)."""
+    return config_package.load_config(path, offline_models=tuple(OFFLINE_MODELS))
 
 
 @dataclass
@@ -51,16 +62,7 @@ class ModelStatus:
     progress: float = 0.0
 
 
-def check_mode(mode: str, names: Sequence[str]) -> str:
-    if mode in MODES:
-        return mode
-    if mode.startswith("solo:") and mode[5:] in names:
-        return mode
-    choices = ", ".join([*MODES, *(f"solo:{n}" for n in names)])
-    raise CoolfusionError(f"unknown mode {mode!r}; choose one of: {choices}", exit_code=2)
-
-
-def chat_format_for(spec: ModelSpec, model: SourceModel) -> tuple[ChatFormat, str]:
+def chat_format_for(spec: ModelSpec, model: MemberModel) -> tuple[ChatFormat, str]:
     """The model's chat format and where it came from ("gguf", "plain", "override", ...)."""
     bos = model.token_text(model.bos_token) if model.bos_token >= 0 else ""
     eos = model.token_text(model.eos_token) if model.eos_token >= 0 else ""
@@ -135,7 +137,7 @@ class FusionEngine:
     def load(self, names: Sequence[str] | None = None) -> Iterator[LoadEvent]:
         """Load every enabled model (or `names`) not loaded yet, one after another."""
         wanted = list(names) if names is not None else [n for n in self._names if self._status[n].state == "unloaded"]
-        solo = self._mode[5:] if self._mode.startswith("solo:") else None
+        solo = solo_name(self._mode)
         if names is None and solo and solo not in self._members and self._status[solo].state == "disabled":
             wanted.append(solo)
         for name in wanted:
@@ -151,9 +153,10 @@ class FusionEngine:
         yield ModelLoadStarted(name)
         started = time.perf_counter()
         try:
-            from ..models import integrity
-            from ..models.hub import resolve_model_path
-            from ..models.preflight import preflight
+            # Deliberately lazy, the only llama.cpp imports on this path: `coolfusion --help`,
+            # `load_config` and building an engine must not load llama.cpp; loading a model does.
+            from .models.local import load_local
+            from .models.remote.load import load_remote
 
             path = resolve_model_path(spec)
 
@@ -161,15 +164,11 @@ class FusionEngine:
                 status.progress = fraction
 
             if spec.is_remote:  # served over HTTP; the file gives only its tokenizer
-                from ..models.remote.load import load_remote
-
                 model, notices = load_remote(spec, path, progress=on_progress)
             else:
                 notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
                 notices += self._decide_cpu_extra_buffers(path)
-                model = SourceModel.from_spec(
-                    spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled
-                )
+                model = load_local(spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled)
             notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
             chat, template_kind = chat_format_for(spec, model)
         except CoolfusionError as error:
@@ -218,8 +217,8 @@ class FusionEngine:
         return [f"llama.cpp's extra CPU buffer types are off: {self.cpu_extra_buffers.reason}"]
 
     def _active_members(self, mode: str) -> list[Member]:
-        if mode.startswith("solo:"):
-            name = mode[5:]
+        name = solo_name(mode)
+        if name is not None:
             if name not in self._members:
                 reason = self._status[name].reason or "it is not loaded"
                 raise CoolfusionError(f"model {name!r} cannot answer alone: {reason}")
@@ -252,8 +251,8 @@ class FusionEngine:
         None is the config's, and so is `draft` None ("auto", "batch" or "off").
         """
         mode = check_mode(mode or self._mode, self._names)
-        settings = AnswerSettings(
-            mode="solo" if mode.startswith("solo:") else mode,
+        settings = answer_settings(
+            mode,
             max_tokens=max_tokens or self.config.fusion.max_tokens,
             stop=tuple(stop if stop is not None else self.config.fusion.stop),
             context_words=self.config.fusion.context_words,
@@ -268,11 +267,10 @@ class FusionEngine:
             except CoolfusionError as error:
                 yield AnswerDone("", "error", GenerationStats(mode=mode), str(error))
                 return
-            if len(members) == 1 and not mode.startswith("solo:"):
+            if len(members) == 1 and solo_name(mode) is None:
                 yield Notice(f"only {members[0].name} is loaded: it answers alone")
                 settings = replace(settings, mode="solo")
-            run = generate_reranked if settings.mode == "cool+r" else generate
-            yield from run(members, messages, settings, cancel)
+            yield from mode_named(settings.mode).runner(members, messages, settings, cancel)
 
     def forget_cached_text(self) -> None:
         """Every loaded model starts its next answer from an empty cache (reproducible runs)."""

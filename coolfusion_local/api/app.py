@@ -22,7 +22,9 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..engine import AnswerDone, AnswerReranked, FusionEngine, Notice, SegmentChosen, SoloTextDelta
+from ..engine import AnswerDone, AnswerReranked, Notice, SegmentChosen, SoloTextDelta
+from ..engine.modes import mode_named
+from ..fusion_engine import FusionEngine
 from .browser import BrowserGuard
 from .catalog import Catalog
 from .errors import ApiError, answer_failure, error_body, error_response
@@ -275,7 +277,7 @@ async def _stream(worker: EngineWorker, job: Job, opening: list[object], shape: 
     that fails or is stopped by a shutdown once the stream is open ends with
     an error chunk instead of a finish chunk.
     """
-    whole_at_end = mode == "cool+r"
+    whole_at_end = mode_named(mode).whole_at_end
     outcome = _Outcome()
     try:
         if shape.chat:

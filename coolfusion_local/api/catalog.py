@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from ..engine import FusionEngine
-from ..engine.engine import MODES
+from ..engine.modes import FUSION_MODES, SOLO_PREFIX
+from ..fusion_engine import FusionEngine
 from .errors import ApiError
 
 FUSED = "coolfusion"
@@ -31,9 +31,9 @@ class Catalog:
 
     def listing(self) -> dict:
         members = self._fused_members()
-        fused = [(FUSED, self.engine.mode)] + [(f"{FUSED}:{mode}", mode) for mode in MODES]
+        fused = [(FUSED, self.engine.mode)] + [(f"{FUSED}:{mode}", mode) for mode in FUSION_MODES]
         data = [self._entry(name, mode, members) for name, mode in fused]
-        data += [self._entry(name, f"solo:{name}", [name]) for name in self._answering_alone()]
+        data += [self._entry(name, f"{SOLO_PREFIX}{name}", [name]) for name in self._answering_alone()]
         missing = [{"id": name, "reason": self.engine.status(name).reason} for name in self._source_names("failed")]
         return {"object": "list", "data": data, "missing": missing}
 
@@ -50,10 +50,10 @@ class Catalog:
         """The engine mode a request's `model` names; ApiError when it names nothing served."""
         if model == FUSED:
             return self.engine.mode
-        if model.startswith(f"{FUSED}:") and model[len(FUSED) + 1:] in MODES:
+        if model.startswith(f"{FUSED}:") and model[len(FUSED) + 1:] in FUSION_MODES:
             return model[len(FUSED) + 1:]
         if model in self._answering_alone():
-            return f"solo:{model}"
+            return f"{SOLO_PREFIX}{model}"
         if model in self.engine.model_names and self.engine.status(model).state == "failed":
             raise ApiError(503, f"model {model!r} failed to load: {self.engine.status(model).reason}",
                            type="server_error", code="model_unavailable", param="model")

@@ -22,7 +22,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..engine import AnswerDone, FusionEngine, GenerationStats, Message
+from ..engine import AnswerDone, GenerationStats, Message
+from ..fusion_engine import FusionEngine
 from ..engine.sampling import Sampling
 
 log = logging.getLogger("coolfusion.serve")

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..measure.bench import PROMPTS, format_bench_table, run_bench
 from ..measure.decode_cost import format_decode_costs, measure_decode_costs
-from ..config import DRAFT_MODES, load_config
+from ..engine.drafting import DRAFT_MODES
 from ..errors import CoolfusionError
+from ..fusion_engine import FusionEngine, load_config
 from ..measure.eval_report import code_version
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
@@ -63,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
-
-    from ..engine import FusionEngine
 
     with FusionEngine(config) as engine:
         load_models(engine, names, say)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..engine.modes import check_mode
+from ..fusion_engine import FusionEngine, load_config
 from .common import add_config_argument, configure_logging
 from .sampling_options import add_sampling_arguments, sampling_from_args
 
@@ -24,10 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging()
-    from ..config import load_config
-    from ..engine import FusionEngine, check_mode
-    from ..store import Store
+    # Deliberately lazy: Textual loads for the chat only, not for every `coolfusion` command's --help.
     from ..tui.app import CoolfusionApp
+    from ..tui.store import Store
 
     config = load_config(Path(args.config) if args.config else None)
     names = [spec.name for spec in config.models]

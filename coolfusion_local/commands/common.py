@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from .. import locations
+from ..engine.events import ModelLoaded, ModelLoadFailed
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +35,6 @@ def configure_logging() -> None:
 
 def describe_load_event(event) -> list[str]:
     """The stderr lines for one load event: 'loaded NAME in 0.5s (...)', its notes, or a warning."""
-    from ..engine import ModelLoaded, ModelLoadFailed
-
     if isinstance(event, ModelLoaded):
         gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
         return [f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})",

@@ -16,8 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from ..config import load_config
+from dataclasses import replace
+
+from ..engine.sampling import GREEDY
+from ..engine.scoring import ScorePolicy
 from ..errors import CoolfusionError
+from ..fusion_engine import FusionEngine, load_config
 from ..measure.eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
 from ..measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from ..measure.gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
@@ -131,10 +135,6 @@ def _resume_command(args: argparse.Namespace, out: Path) -> str:
 
 def _eval_sampling(args: argparse.Namespace, configured):
     """Greedy unless --temperature is above 0; then the config's other values, seed 0 unless given."""
-    from dataclasses import replace
-
-    from ..engine.sampling import GREEDY
-
     if not args.temperature:
         if args.seed is not None:
             raise CoolfusionError("--seed only matters with a --temperature above 0", exit_code=2)
@@ -155,8 +155,6 @@ def run_gsm8k(args: argparse.Namespace) -> int:
     out = args.out or Path("eval-runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if out.exists() and not out.is_dir():
         raise CoolfusionError(f"--out {out} is a file; pass a folder", exit_code=2)
-    from ..engine.scoring import ScorePolicy
-
     policy = ScorePolicy.from_config(config.fusion)
     sampling = _eval_sampling(args, config.fusion.sampling)
     settings = EvalSettings(modes=tuple(modes), models=tuple(names), max_tokens=args.max_tokens,
@@ -175,8 +173,6 @@ def run_gsm8k(args: argparse.Namespace) -> int:
     else:
         say(f"writing answers to {out}/")
     if jobs:
-        from ..engine import FusionEngine
-
         with FusionEngine(config) as engine:
             load_models(engine, names, say)
             say(f"{len(problems)} problems x {len(modes)} modes ({', '.join(modes)}), max {args.max_tokens} tokens")

@@ -19,8 +19,17 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from ..config import load_config
+from ..engine import (
+    AnswerDone,
+    AnswerReranked,
+    Message,
+    Notice,
+    SegmentChosen,
+    SoloAnswerStarted,
+    SoloTextDelta,
+)
 from ..errors import CoolfusionError
+from ..fusion_engine import FusionEngine, load_config
 from .common import add_config_argument, configure_logging, describe_load_event
 from .sampling_options import add_sampling_arguments, sampling_from_args
 
@@ -41,33 +50,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _segment_record(event) -> dict:
-    return {
-        "index": event.index,
-        "text": event.text,
-        "winner": event.winner,
-        "proposers": list(event.proposers),
-        "decision": event.decision,
-        "candidates": {name: c.text for name, c in event.candidates.items()},
-        "ends": {name: c.ends_answer for name, c in event.candidates.items() if c.ends_answer},
-        "scores": event.scores,
-        "seconds": round(event.seconds, 4),
-    }
+# What one `--json` line of a segment holds (docs: README's command table).
+_JSON_SEGMENT_KEYS = ("index", "text", "winner", "proposers", "decision", "candidates", "ends", "scores", "seconds")
+
+
+def _segment_record(event: SegmentChosen) -> dict:
+    record = event.as_record()
+    return {key: record[key] for key in _JSON_SEGMENT_KEYS}
 
 
 def run(args: argparse.Namespace) -> int:
     configure_logging()
-    from ..engine import (
-        AnswerDone,
-        AnswerReranked,
-        FusionEngine,
-        Message,
-        Notice,
-        SegmentChosen,
-        SoloAnswerStarted,
-        SoloTextDelta,
-    )
-
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if args.max_tokens is not None and args.max_tokens < 1:
         raise CoolfusionError("--max-tokens must be at least 1", exit_code=2)

@@ -12,12 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import Config, ModelSpec, load_config
+from ..config import Config, ModelSpec
 from ..engine.lead import Standing, choose_lead, human_count, lead_reason
 from ..errors import CoolfusionError, one_line
+from ..fusion_engine import load_config
 from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
 from ..models import integrity
 from ..models.hub import ModelState, model_status, resolve_model_path
+from ..models.preflight import preflight
+from ..runtime.extra_buffers import check_loadable, decide
+from .common import configure_logging
 from .progress_line import ProgressLine
 from .models_init import init_config
 
@@ -95,7 +99,7 @@ def list_models(args: argparse.Namespace) -> int:
         damaged = status.path is not None and info is None
         state = "damaged" if damaged else status.state.value
         if spec.is_remote:  # the server's state; the file only lends the tokenizer
-            from ..models.remote.load import server_state
+            from ..models.remote.load import server_state  # lazy: it loads llama.cpp (the tokenizer)
 
             state = f"remote: {server_state(spec)}" + ("" if status.path else f", tokenizer {state}")
         rows.append([
@@ -152,8 +156,6 @@ def pull_models(args: argparse.Namespace) -> int:
 
 
 def check_models(args: argparse.Namespace) -> int:
-    from .common import configure_logging
-
     config = load_config(args.config)
     configure_logging()  # llama.cpp's load chatter goes to the log file, not the terminal
     failures = 0
@@ -178,8 +180,6 @@ class CpuExtraBuffers:
         self.decision = None
 
     def for_model(self, path: Path) -> bool:
-        from ..runtime.extra_buffers import check_loadable, decide
-
         if self.decision is None:
             self.decision = decide(self.config.runtime.cpu_extra_buffers, probe_model=path,
                                    set_in=str(self.config.source))
@@ -187,14 +187,9 @@ class CpuExtraBuffers:
         return self.decision.enabled
 
 
-def _load(spec: ModelSpec, path: Path, extra_buffers: CpuExtraBuffers):
-    from ..engine.source_model import SourceModel
-
-    return SourceModel.from_spec(spec, path, cpu_extra_buffers=extra_buffers.for_model(path))
-
-
 def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
-    from ..models.preflight import preflight
+    # Deliberately lazy: these load llama.cpp, which `models list` and --help never need.
+    from ..models.local import load_local
     from ..models.remote.load import load_remote
 
     path = resolve_model_path(spec, download=False)
@@ -207,7 +202,7 @@ def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
             model, remote_notes = load_remote(spec, path)
             notes += remote_notes
         else:
-            model = _load(spec, path, extra_buffers)
+            model = load_local(spec, path, cpu_extra_buffers=extra_buffers.for_model(path))
     except CoolfusionError:
         raise
     except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader

@@ -11,7 +11,9 @@ import argparse
 from dataclasses import replace
 from typing import Callable
 
-from ..config import FUSION_MODES, Config
+from ..config import Config
+from ..engine.events import ModelLoaded, ModelLoadFailed
+from ..engine.modes import FUSION_MODES, SOLO_PREFIX, solo_name
 from ..errors import CoolfusionError
 
 
@@ -48,11 +50,11 @@ def parse_modes(text: str, names: list[str], *, allow_solo: bool = True) -> list
         if not item:
             continue
         if item == "solo" and allow_solo:
-            expanded = [f"solo:{name}" for name in names]
-        elif item.startswith("solo:") and allow_solo:
-            if item[5:] not in names:
+            expanded = [f"{SOLO_PREFIX}{name}" for name in names]
+        elif solo_name(item) is not None and allow_solo:
+            if solo_name(item) not in names:
                 raise CoolfusionError(
-                    f"mode {item!r}: {item[5:]!r} is not among the selected models ({', '.join(names)})",
+                    f"mode {item!r}: {solo_name(item)!r} is not among the selected models ({', '.join(names)})",
                     exit_code=2)
             expanded = [item]
         elif item in FUSION_MODES:
@@ -68,8 +70,6 @@ def parse_modes(text: str, names: list[str], *, allow_solo: bool = True) -> list
 
 def load_models(engine, names: list[str], say: Callable[[str], None]) -> None:
     """Load `names` into `engine`; a model that fails to load stops the run (its results would be missing)."""
-    from ..engine import ModelLoaded, ModelLoadFailed
-
     for event in engine.load(names):
         if isinstance(event, ModelLoaded):
             say(f"loaded {event.model} in {event.seconds:.1f}s")

@@ -15,8 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import load_config
 from ..errors import CoolfusionError
+from ..fusion_engine import FusionEngine, load_config
 from .common import add_config_argument, configure_logging, describe_load_event
 
 SHUTDOWN_GRACE_SECONDS = 10  # uvicorn's cap on waiting for open connections once stopping
@@ -91,12 +91,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: serving on {args.host} with no API key: anyone who can reach this port can use it "
               "(set one with --api-key-env VAR)", file=sys.stderr, flush=True)
 
+    # Deliberately lazy: the web stack loads for `serve` only, not for every command's --help.
     import uvicorn
     from sse_starlette.sse import AppStatus
 
     from ..api import ServeSettings, create_app
     from ..api.server import StoppingServer
-    from ..engine import FusionEngine
 
     with FusionEngine(config) as engine:
         for event in engine.load():

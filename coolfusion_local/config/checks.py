@@ -1,7 +1,7 @@
 """Field checks for models.toml, each failing with one line a user can act on.
 
 `Checker` knows the file being read so that every message starts with it;
-`config.py` decides which checks each table gets.
+`loading.py` decides which checks each table gets.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import NoReturn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # Names appear on the command line (`coolfusion models info NAME`) and in
 # "solo:NAME", so keep them to characters that need no quoting.
@@ -29,8 +29,10 @@ def _type_name(value: object) -> str:
 
 
 class Checker:
-    def __init__(self, source: Path):
+    def __init__(self, source: Path, offline_models: Collection[str]):
+        """`offline_models`: the PyPI-carried models a `pypi = ...` entry may name (models/pypi.py's)."""
         self.source = source
+        self.offline_models = tuple(offline_models)
 
     def fail(self, where: str, problem: str) -> NoReturn:
         raise ConfigError(f"{self.source}: {where}: {problem}")
@@ -163,14 +165,12 @@ class Checker:
         return value
 
     def pypi_name(self, raw: dict, where: str) -> str:
-        from .models.pypi import OFFLINE_MODELS
-
         value = self.optional_str(raw, "pypi", where)
         assert value is not None
-        if value not in OFFLINE_MODELS:
-            hint = self.closest(value, OFFLINE_MODELS)
+        if value not in self.offline_models:
+            hint = self.closest(value, self.offline_models)
             self.fail(where, f"pypi = {value!r} is not a known PyPI-carried model{hint}; "
-                             f"known: {', '.join(OFFLINE_MODELS)}")
+                             f"known: {', '.join(self.offline_models)}")
         return value
 
     def local_gguf_path(self, raw: dict, where: str) -> Path:

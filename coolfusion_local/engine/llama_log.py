@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import re
 import signal
 import threading
 from collections import deque
@@ -93,3 +94,47 @@ def interrupts_held(pressed: threading.Event, on_interrupt: Callable[[], None] =
         if pressed.is_set():
             on_interrupt()
             raise KeyboardInterrupt
+
+
+_FUNCTION_PREFIX = re.compile(r"^[a-z_][a-z0-9_]*: ")
+_CAUSE_PREFIXES = (
+    "error loading model architecture: ",
+    "error loading model hyperparameters: ",
+    "error loading model vocabulary: ",
+)
+
+
+def _without_function_name(line: str) -> str:
+    """ "check_tensor_dims: tensor 'x' not found" -> "tensor 'x' not found"."""
+    return _FUNCTION_PREFIX.sub("", line, count=1)
+
+
+def load_failure_reason(problems: list[str]) -> str:
+    """The line of llama.cpp's log that says why a load failed, cleaned up for one line.
+
+    `problems` are the warnings and errors logged during the load
+    (`llama_log.take_recent_problems()`), oldest first. llama.cpp logs the
+    cause ("llama_model_load: error loading model: error loading model
+    vocabulary: unknown pre-tokenizer type: 'smollx'") and then a generic
+    "llama_model_load_from_file_impl: failed to load model", so the last line
+    alone tells the user nothing. When the cause is only "failed to load model
+    from FILE", the GGUF reader said why just before ("invalid magic
+    characters", "this GGUF file is version 7 ...").
+    """
+    lines = [" ".join(p.split()) for p in problems if p and p.strip()]
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if "error loading model:" not in line:
+            continue
+        cause = line.rsplit("error loading model:", 1)[-1].strip()
+        for prefix in _CAUSE_PREFIXES:
+            cause = cause.removeprefix(prefix)
+        if cause.startswith("llama_model_loader: failed to load model from"):
+            earlier = [l for l in lines[:index] if l.startswith("gguf_")] or lines[:index]
+            if earlier:
+                return _without_function_name(earlier[0])
+        return _without_function_name(cause) or "llama.cpp could not load it"
+    specific = [l for l in lines if not l.endswith("failed to load model")]
+    if specific:
+        return _without_function_name(specific[-1])
+    return "llama.cpp could not load it"

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .members import Member, Proposal
 
 Key = tuple[bytes, bool]
+RULES = ("lead-veto", "mean-ppl")  # ScorePolicy.rule: ours (the default) and the paper's
 
 
 def perplexity(mean_nll: float) -> float:

@@ -35,6 +35,8 @@ import llama_cpp
 import numpy as np
 
 from ..errors import CoolfusionError
+from ..runtime import exact_batch_cache
+from ..runtime.extra_buffers import check_loadable, decide
 from . import llama_log
 from .guard import top_two_margin
 from .members import ContextFull, Scored, Step
@@ -46,7 +48,7 @@ from .token_sampler import TokenSampler
 
 SCORING_SEQUENCES = 8  # candidates scored in one batch (sequence ids 1..8)
 MAX_OUTPUTS_PER_DECODE = 64  # bounds the logits buffer: 64 rows x vocab floats
-EXACT_BATCH_PROBED = 8  # the largest batch exact_batch_size() tries (it reports this size as "8 or more")
+EXACT_BATCH_PROBED = exact_batch_cache.PROBED_UP_TO  # the largest batch exact_batch_size() tries
 
 
 def _logsumexp(values: np.ndarray) -> float:
@@ -102,8 +104,6 @@ class SourceModel(SharedText):
         # llama.cpp's AMX kernels crash some CPUs (runtime/extra_buffers.py): None asks
         # the per-machine decision, which probes a CPU with AMX in a child process first.
         if cpu_extra_buffers is None and not vocab_only:
-            from ..runtime.extra_buffers import check_loadable, decide
-
             decision = decide(probe_model=self.path)
             check_loadable(decision)
             cpu_extra_buffers = decision.enabled
@@ -127,9 +127,7 @@ class SourceModel(SharedText):
         with llama_log.interrupts_held(interrupted, on_interrupt=self.close):
             self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), model_params)
         if not self._model:
-            from ..models.preflight import load_failure_reason
-
-            reason = load_failure_reason(llama_log.take_recent_problems())
+            reason = llama_log.load_failure_reason(llama_log.take_recent_problems())
             raise CoolfusionError(f"model {name!r}: cannot load {self.path}: {reason}")
         Vocabulary.__init__(self, llama_cpp.llama_model_get_vocab(self._model))
         self.n_layers = llama_cpp.llama_model_n_layer(self._model)
@@ -194,28 +192,6 @@ class SourceModel(SharedText):
         # Measured cost of one single-token decode, to pick the cheapest drafter.
         self._single_decode_seconds = 0.0
         self._single_decodes = 0
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec,
-        path: Path,
-        progress: Callable[[float], None] | None = None,
-        *,
-        cpu_extra_buffers: bool | None = None,
-    ) -> "SourceModel":
-        """Load a models.toml entry (`ModelSpec`) from its resolved file."""
-        from ..config import effective_gpu_layers
-
-        return cls(
-            spec.name,
-            path,
-            n_ctx=spec.n_ctx,
-            n_gpu_layers=effective_gpu_layers(spec),
-            n_threads=spec.n_threads,
-            cpu_extra_buffers=cpu_extra_buffers,
-            progress=progress,
-        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -438,8 +414,6 @@ class SourceModel(SharedText):
         it (runtime/exact_batch_cache.py).
         """
         if self._exact_batch is None:
-            from ..runtime import exact_batch_cache
-
             key = exact_batch_cache.model_key(
                 self.path, extra_buffers=self.cpu_extra_buffers, threads=self.n_threads,
                 gpu_layers=self.n_gpu_layers, ubatch=min(self.n_batch, MAX_OUTPUTS_PER_DECODE),

@@ -30,7 +30,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..engine.events import Message
 from ..errors import CoolfusionError
+from ..models.gguf_info import GgufError, kv_cache_bytes as cache_size, read_gguf_metadata
 from .eval_report import SHARED_DECISIONS
 from .evaluate import add_counts, answer_with_cost
 from .text_table import format_table
@@ -286,8 +288,6 @@ class BenchReport:
 
 
 def _answer(engine, mode: str, prompt: BenchPrompt, max_tokens: int, models: Sequence[str]) -> RunMeasure:
-    from ..engine import Message
-
     clients = {name: engine.member(name).model.client for name in models
                if not engine.member(name).model.is_local}
     before = {name: (client.requests, client.seconds) for name, client in clients.items()}
@@ -371,8 +371,6 @@ def peak_rss_bytes() -> int | None:
 
 def kv_cache_bytes(path: Path, n_ctx: int) -> int | None:
     """The model's whole f16 KV cache at `n_ctx` (see gguf_info.kv_cache_bytes); None when unknown."""
-    from ..models.gguf_info import GgufError, kv_cache_bytes as cache_size, read_gguf_metadata
-
     try:
         return cache_size(read_gguf_metadata(path, array_head=0), n_ctx)
     except GgufError:

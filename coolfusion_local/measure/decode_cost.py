@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..engine.source_model import EXACT_BATCH_PROBED
+from ..runtime.exact_batch_cache import PROBED_UP_TO as EXACT_BATCH_PROBED
 from .text_table import format_table
 
 SIZES = (1, 2, 3, 4, 8, 16)

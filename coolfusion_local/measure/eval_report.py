@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .evaluate import AnswerRecord, add_counts
+from .. import __version__
 from ..files import replace_text
 from .gsm8k import Problem
 from .text_table import format_table
@@ -154,8 +155,6 @@ def cut_warning(summaries: Sequence[ModeSummary], max_tokens: int) -> str | None
 
 def code_version() -> dict:
     """The package version, and the git commit when running from a checkout (results name their code)."""
-    from .. import __version__
-
     version: dict = {"version": __version__, "git_commit": None, "git_dirty": None}
     root = Path(__file__).resolve().parent.parent
     if (root / ".git").exists():

@@ -17,23 +17,22 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
+from ..engine.events import AnswerDone, AnswerReranked, Message, SegmentChosen
+from ..engine.modes import MODES, SOLO_PREFIX, solo_name
 from ..engine.rerank import competing
 from ..engine.sampling import GREEDY, Sampling
 from ..errors import CoolfusionError
 from ..files import replace_file
 from .gsm8k import DEFAULT_PROMPT, Problem, build_prompt, extract_answer, is_correct
 
-if TYPE_CHECKING:
-    from ..engine import AnswerDone, SegmentChosen
-
 ANSWERS_FILE = "answers.jsonl"
 # Long enough that the offline models finish their GSM8K working: an answer cut
 # at the limit is graded wrong whatever it was heading for (docs/eval-and-bench.md
 # has the answer lengths this was chosen from).
 DEFAULT_MAX_TOKENS = 768
-RERANK_MODE = "cool+r"
+RERANK_MODE = MODES["cool+r"].name  # composed from the cool and solo answers where the run has them
 
 
 class Engine(Protocol):
@@ -75,7 +74,7 @@ class EvalSettings:
 
     def rerank_parts(self) -> tuple[str, ...]:
         """The answers Cool+R reranks: the fused one and each model's own."""
-        return ("cool", *(f"solo:{name}" for name in self.models))
+        return ("cool", *(f"{SOLO_PREFIX}{name}" for name in self.models))
 
 
 @dataclass(frozen=True)
@@ -207,7 +206,7 @@ def plan_jobs(
             checks = [("--max-tokens", settings.max_tokens, record.max_tokens),
                       ("--prompt", settings.prompt, record.prompt),
                       ("sampling", _sampling_text(settings.sampling_record), _sampling_text(record.sampling))]
-            if not record.mode.startswith("solo:") and None not in (record.policy, settings.policy):
+            if solo_name(record.mode) is None and None not in (record.policy, settings.policy):
                 checks.append(("the fusion rule", settings.policy, record.policy))
             for name, ours, theirs in checks:
                 if ours != theirs:
@@ -240,23 +239,24 @@ class Answered:
     segment_log: list[dict] | None = None  # the fused answer's segment_entry() per segment
 
 
-def segment_entry(segment: "SegmentChosen") -> dict:
+def segment_entry(segment: SegmentChosen) -> dict:
     """One fused segment as answers.jsonl keeps it: its text, winner and the rule that decided it.
 
     The candidates and their cross-scores only where the models disagreed: an
     agreed segment's candidates are its own text, and most segments agree, so
     this keeps the log to a few times the answer's size.
     """
-    entry: dict = {"text": segment.text, "winner": segment.winner, "decision": segment.decision}
-    if segment.forced:
+    record = segment.as_record()
+    entry: dict = {key: record[key] for key in ("text", "winner", "decision")}
+    if record["forced"]:
         entry["forced"] = True
-    if segment.decision != "agreed":
-        entry["candidates"] = {name: candidate.text for name, candidate in segment.candidates.items()}
-        if segment.lead_margins:
-            entry["lead_margins"] = dict(segment.lead_margins)
-        if segment.scores:
+    if record["decision"] != "agreed":
+        entry["candidates"] = record["candidates"]
+        if record["lead_margins"]:
+            entry["lead_margins"] = record["lead_margins"]
+        if record["scores"]:
             entry["scores"] = {scorer: {name: round(nll, 3) for name, nll in by_name.items()}
-                               for scorer, by_name in segment.scores.items()}
+                               for scorer, by_name in record["scores"].items()}
     return entry
 
 
@@ -282,8 +282,6 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
 
     Greedy answers run without the loop guard (as every earlier table did);
     sampled ones with it, as the chat app runs."""
-    from ..engine import AnswerDone, AnswerReranked, SegmentChosen
-
     meter = _CostMeter(engine, models)
     events = engine.generate(messages, mode=mode, max_tokens=max_tokens, sampling=sampling,
                              loop_guard=not sampling.greedy, cancel=cancel)
@@ -302,14 +300,12 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
     if done is None:
         raise CoolfusionError(f"the engine ended without an answer in mode {mode}")
     seconds, decoded = meter.read()
-    fused = not mode.startswith("solo:")
+    fused = solo_name(mode) is None
     return Answered(done=done, seconds=seconds, decoded_tokens=decoded, chosen=chosen,
                     segment_log=segments if fused else None)
 
 
 def _messages(problem: Problem, settings: EvalSettings) -> list:
-    from ..engine import Message
-
     return [Message("user", build_prompt(problem.question, settings.prompt))]
 
 
@@ -324,7 +320,7 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
     what Cool+R alone would have spent.
     """
     fused = parts["cool"]
-    solos = {name: parts[f"solo:{name}"] for name in settings.models}
+    solos = {name: parts[f"{SOLO_PREFIX}{name}"] for name in settings.models}
     composed = list(settings.rerank_parts())
     keep_fused = replace(fused, mode=RERANK_MODE, chosen="fused", composed_from=composed)
     if fused.stop_reason in ("stopped", "error", "context_full") or len(solos) == 1:
@@ -385,7 +381,7 @@ def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettin
         max_tokens=settings.max_tokens,
         prompt=settings.prompt,
         error=done.error,
-        policy=None if mode.startswith("solo:") else settings.policy,
+        policy=None if solo_name(mode) is not None else settings.policy,
         chosen=answered.chosen,
         sampling=settings.sampling_record,
         segment_log=answered.segment_log,

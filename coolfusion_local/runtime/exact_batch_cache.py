@@ -23,6 +23,7 @@ from .cpu import this_cpu
 from .machine_key import build_and_cpu_key
 
 _CACHE_FILE = "exact-batch.json"
+PROBED_UP_TO = 8  # the largest batch the measurement tries (a model that passes it reports "8 or more")
 KEPT_ENTRIES = 64  # oldest dropped past this: models come and go
 
 

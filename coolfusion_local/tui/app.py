@@ -11,7 +11,8 @@ from textual.screen import Screen
 
 from ..engine.events import AnswerDone, ModelLoaded, ModelLoadFailed, ModelLoadStarted
 from ..engine.sampling import CHAT, Sampling
-from ..store import Store
+from ..engine.modes import FUSION_MODES, SOLO_PREFIX
+from .store import Store
 from .colours import model_colours
 from .messages import EngineProblem, LoadFraction, LoadProgress, ModelsChanged, ModelsSnapshot, ModelView
 from .palette import chat_commands
@@ -23,7 +24,6 @@ from .session import ChatSession
 
 log = logging.getLogger("coolfusion.tui")
 
-FUSION_MODES = ("cool", "cool+r", "adaptive")
 
 
 class CoolfusionApp(App):
@@ -106,7 +106,7 @@ class CoolfusionApp(App):
         self._models_changed()
 
     def modes(self) -> list[str]:
-        return [*FUSION_MODES, *(f"solo:{view.name}" for view in self.model_views)]
+        return [*FUSION_MODES, *(f"{SOLO_PREFIX}{view.name}" for view in self.model_views)]
 
     def cycle_mode(self) -> None:
         modes = self.modes()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..models.gguf_info import read_gguf_info
+from ..models.hub import model_status
+
 
 @dataclass(frozen=True)
 class ModelFacts:
@@ -34,7 +37,7 @@ def human_size(n: int | None) -> str:
 
 def model_facts(spec) -> ModelFacts:
     facts = _file_facts(spec)
-    if getattr(spec, "url", None):
+    if spec.is_remote:
         # A served model: the GGUF read here only lends its tokenizer; the weights are on the server.
         return replace(facts, quant="remote", size="served", note=facts.note or spec.url)
     return facts
@@ -46,11 +49,6 @@ def _file_facts(spec) -> ModelFacts:
         source = spec.describe_source()
     except Exception:
         pass
-    try:
-        from ..models.hub import model_status
-        from ..models.gguf_info import read_gguf_info
-    except ImportError:  # an older checkout without these modules
-        return ModelFacts(source=source)
     try:
         status = model_status(spec)
     except Exception as error:

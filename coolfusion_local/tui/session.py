@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..engine.events import Message
-from ..store import ConversationMissing, Store, StoredMessage
+from .store import ConversationMissing, Store, StoredMessage
 
 NEW_TITLE = "New chat"
 

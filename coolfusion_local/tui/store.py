@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import locations
-from .files import PRIVATE_FILE, make_private_folder
+from .. import locations
+from ..files import PRIVATE_FILE, make_private_folder
 from .line_breaks import hard_line_breaks
 
 DB_FILENAME = "history.sqlite3"
@@ -64,6 +64,12 @@ class StoredSegment:
     proposers: tuple[str, ...] = ()
     candidates: dict[str, str] = field(default_factory=dict)  # model -> proposed text
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # scorer -> proposer -> nll
+
+    @classmethod
+    def from_record(cls, record: dict) -> "StoredSegment":
+        """From an event's `SegmentChosen.as_record()`: the part the chat keeps."""
+        return cls(index=record["index"], text=record["text"], winner=record["winner"], decision=record["decision"],
+                   proposers=tuple(record["proposers"]), candidates=record["candidates"], scores=record["scores"])
 
     def detail_json(self) -> str:
         return json.dumps(

@@ -29,7 +29,7 @@ from ...engine.events import (
     SoloAnswerStarted,
     SoloTextDelta,
 )
-from ...store import StoredMessage, StoredSegment
+from ..store import StoredMessage, StoredSegment
 from ..messages import EngineEvent, ModelsChanged
 from ..plain_text import plain
 from ..runner import answer_job
@@ -40,22 +40,12 @@ from ..widgets.message_box import AnswerBox, UserMessage
 from ..widgets.prompt import PromptArea
 from ..widgets.segment_panel import SegmentPanel
 from ..widgets.status_bar import StatusBar, legend
+from .compare import CompareScreen
 from .conversation_actions import ConversationActions
+from .models import ModelsScreen
 
 _tags = itertools.count(1)
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.S)
-
-
-def segment_record(event: SegmentChosen) -> StoredSegment:
-    return StoredSegment(
-        index=event.index,
-        text=event.text,
-        winner=event.winner,
-        decision=event.decision,
-        proposers=tuple(event.proposers),
-        candidates={name: c.text for name, c in event.candidates.items()},
-        scores={scorer: dict(row) for scorer, row in event.scores.items()},
-    )
 
 
 @dataclass
@@ -159,7 +149,7 @@ class ChatScreen(ConversationActions, Screen):
             return  # a late event of an answer already closed
         event, box = message.event, pending.box
         if isinstance(event, SegmentChosen):
-            await box.add_segment(segment_record(event))
+            await box.add_segment(StoredSegment.from_record(event.as_record()))
         elif isinstance(event, Notice):
             self.notify(event.message, timeout=8)
         elif isinstance(event, SoloAnswerStarted):
@@ -316,15 +306,11 @@ class ChatScreen(ConversationActions, Screen):
             self.notify("No model is loaded yet (Ctrl+O shows them).", severity="warning")
             return
         index, fused = exchange
-        from .compare import CompareScreen  # only needed here
-
         self.app.push_screen(
             CompareScreen(self.session.history(upto=index + 1), fused, loaded, self.colours)
         )
 
     def action_models(self) -> None:
-        from .models import ModelsScreen
-
         self.app.push_screen(ModelsScreen())
 
     def action_cycle_mode(self) -> None:

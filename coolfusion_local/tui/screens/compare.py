@@ -17,12 +17,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from ...engine.events import AnswerDone, Message, SegmentChosen, SoloTextDelta
-from ...store import StoredMessage
+from ..store import StoredMessage, StoredSegment
 from ..messages import EngineEvent
 from ..runner import answer_job
 from ..plain_text import plain
 from ..widgets.message_box import AnswerBox
-from .chat import segment_record
 
 _runs = itertools.count(1)
 
@@ -89,7 +88,7 @@ class CompareScreen(Screen):
             return
         event = message.event
         if isinstance(event, SegmentChosen):
-            await box.add_segment(segment_record(event))
+            await box.add_segment(StoredSegment.from_record(event.as_record()))
         elif isinstance(event, SoloTextDelta):
             await box.add_text(event.text)
         elif isinstance(event, AnswerDone):

@@ -31,7 +31,7 @@ def state_text(view: ModelView, progress: float | None) -> str:
 
 
 def gpu_text(view: ModelView) -> str:
-    if getattr(view.spec, "url", None):
+    if view.spec is not None and view.spec.is_remote:
         return "server"  # a served model: its server decides
     info = view.info
     if info is not None and getattr(info, "n_layers", None):

@@ -9,7 +9,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Label, ListItem, ListView
 
-from ...store import ConversationSummary
+from ..store import ConversationSummary
 
 
 def _when(timestamp: float) -> str:

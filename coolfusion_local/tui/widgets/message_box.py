@@ -16,8 +16,8 @@ from textual.message import Message
 from textual.style import Style
 from textual.widgets import Markdown, Static
 
-from ...line_breaks import hard_line_breaks
-from ...store import StoredMessage, StoredSegment
+from ..line_breaks import hard_line_breaks
+from ..store import StoredMessage, StoredSegment
 from ..colours import UNKNOWN
 from ..plain_text import plain
 

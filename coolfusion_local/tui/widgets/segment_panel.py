@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from ...store import StoredSegment
+from ..store import StoredSegment
 from ..colours import UNKNOWN
 from ..plain_text import plain_cell
 from .message_box import mean_nll, perplexity
