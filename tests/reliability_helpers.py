@@ -292,7 +292,7 @@ def guarded_env(home: Home, guard_dir: Path, log: Path, **extra: str) -> dict[st
 STORE_WRITER = textwrap.dedent(
     """
     import sys
-    from coolfusion_local.store import Store, StoredMessage, StoredSegment
+    from coolfusion_local.tui.store import Store, StoredMessage, StoredSegment
 
     path, tag, count, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     store = Store(path)
@@ -320,7 +320,8 @@ TURNS_SCRIPT = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     from coolfusion_local.config import Config, FusionSettings, ModelSpec
-    from coolfusion_local.engine import AnswerDone, FusionEngine, Message, ModelLoaded, Notice
+    from coolfusion_local.engine import AnswerDone, Message, ModelLoaded, Notice
+    from coolfusion_local.fusion_engine import FusionEngine
 
     def rss():
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -33,6 +33,11 @@ class FakeSpec:
     path: Path | None = None  # a local-file source, like config.ModelSpec
     pypi: str | None = None
     repo: str | None = None
+    url: str | None = None  # a served model, like config.ModelSpec
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url is not None
 
     def describe_source(self) -> str:
         return f"scripted:{self.name}"

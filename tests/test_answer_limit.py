@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from coolfusion_local.engine.events import AnswerDone, Message, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings, generate, lead_member, prompt_tokens
+from coolfusion_local.engine.fusion import lead_member, prompt_tokens
+from helpers import answer_events
 
 pytestmark = pytest.mark.models
 
@@ -22,9 +23,8 @@ PAIR = ("qwen-coder-0.5b", "smollm2-135m")
 
 
 def answer(members, messages, **settings) -> tuple[list[SegmentChosen], AnswerDone]:
-    events = list(generate(members, messages, AnswerSettings(**settings)))
-    assert isinstance(events[-1], AnswerDone), events[-1]
-    return [e for e in events if isinstance(e, SegmentChosen)], events[-1]
+    answered = answer_events(members, messages, **settings)
+    return answered.segments, answered.done
 
 
 def held_text(member) -> str:

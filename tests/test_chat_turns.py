@@ -17,7 +17,7 @@ from tui_helpers import data_dir, idle, send, wait_until  # noqa: F401
 from coolfusion_local.engine.events import Message
 from coolfusion_local.engine.prompts import ChatFormat
 from coolfusion_local.engine.turns import alternating
-from coolfusion_local.store import Store, StoredMessage
+from coolfusion_local.tui.store import Store, StoredMessage
 from coolfusion_local.tui.session import ChatSession
 
 # Gemma 3's chat template (google/gemma-3-*-it tokenizer_config.json), text content only.
@@ -97,8 +97,8 @@ def test_alternating_keeps_real_turns_and_the_last_message():
 @pytest.mark.models
 async def test_a_real_model_with_gemma_3_s_template_answers_after_a_stopped_empty_answer(offline_model_path):
     """The chat reopened after an empty answer; the next question is answered, not refused."""
-    from coolfusion_local.config import ModelSpec, load_config
-    from coolfusion_local.engine import FusionEngine
+    from coolfusion_local.config import ModelSpec
+    from coolfusion_local.fusion_engine import FusionEngine, load_config
     from coolfusion_local.tui.app import CoolfusionApp
     from coolfusion_local.tui.widgets.message_box import AnswerBox
 

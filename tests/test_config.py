@@ -14,17 +14,10 @@ from coolfusion_local.config import (
     ModelSpec,
     effective_gpu_layers,
     find_config_file,
-    load_config,
 )
+from coolfusion_local.fusion_engine import load_config
 from coolfusion_local.errors import ConfigError
-from models_env import REPO, Home, run_coolfusion
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Home:
-    home = Home(tmp_path)
-    home.apply(monkeypatch)
-    return home
+from models_env import REPO, run_coolfusion
 
 
 # --- the shipped files --------------------------------------------------------------------------
@@ -110,9 +103,9 @@ def test_paths_resolve_against_the_toml_folder_and_home(tmp_path, monkeypatch):
 
 # --- where the file is looked up ----------------------------------------------------------------
 
-def test_lookup_prefers_the_explicit_file_then_the_user_file_then_the_shipped_default(home, tmp_path):
+def test_lookup_prefers_the_explicit_file_then_the_user_file_then_the_shipped_default(sealed_home, tmp_path):
     assert find_config_file(None) == REPO / "coolfusion_local" / "models.toml"
-    user_file = home.config / "coolfusion-local" / "models.toml"
+    user_file = sealed_home.config / "coolfusion-local" / "models.toml"
     user_file.parent.mkdir(parents=True)
     user_file.write_text('[[models]]\nname = "x"\npypi = "gemma-3-270m"\n')
     assert find_config_file(None) == user_file
@@ -124,13 +117,13 @@ def test_lookup_prefers_the_explicit_file_then_the_user_file_then_the_shipped_de
 # --- gpu layers ---------------------------------------------------------------------------------
 
 def test_gpu_layers_follow_the_config_then_the_llama_cpp_build(monkeypatch):
-    import coolfusion_local.config as config_module
+    import coolfusion_local.config.schema as config_module
 
     assert effective_gpu_layers(ModelSpec(name="m", pypi="x", n_gpu_layers=7)) == 7
     assert effective_gpu_layers(ModelSpec(name="m", pypi="x", n_gpu_layers=0)) == 0
-    monkeypatch.setattr(config_module, "_gpu_offload_supported", lambda: True)
+    monkeypatch.setattr(config_module, "gpu_offload_supported", lambda: True)
     assert effective_gpu_layers(ModelSpec(name="m", pypi="x")) == -1
-    monkeypatch.setattr(config_module, "_gpu_offload_supported", lambda: False)
+    monkeypatch.setattr(config_module, "gpu_offload_supported", lambda: False)
     assert effective_gpu_layers(ModelSpec(name="m", pypi="x")) == 0
 
 
@@ -189,8 +182,7 @@ BAD_CONFIGS = {
 
 
 @pytest.mark.parametrize("text, expected", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
-def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path, text, expected):
-    home = Home(tmp_path)
+def test_a_bad_config_is_one_line_and_exit_code_2(home, tmp_path, text, expected):
     (tmp_path / "folder").mkdir()
     toml = tmp_path / "bad.toml"
     toml.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -205,22 +197,22 @@ def test_a_bad_config_is_one_line_and_exit_code_2(tmp_path, text, expected):
     assert result.stdout == ""
 
 
-def test_a_missing_config_file_is_one_line(tmp_path):
-    result = run_coolfusion(Home(tmp_path), "models", "list", "--config", "nope.toml")
+def test_a_missing_config_file_is_one_line(home, tmp_path):
+    result = run_coolfusion(home, "models", "list", "--config", "nope.toml")
     assert result.returncode == 2
     assert result.stderr == "coolfusion: nope.toml: config file not found; check the --config path\n"
 
 
-def test_a_config_folder_is_one_line(tmp_path):
-    result = run_coolfusion(Home(tmp_path), "models", "list", "--config", str(tmp_path))
+def test_a_config_folder_is_one_line(home, tmp_path):
+    result = run_coolfusion(home, "models", "list", "--config", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr == f"coolfusion: {tmp_path}: is a folder; pass the models.toml file inside it\n"
 
 
-def test_the_config_option_also_works_before_the_action(tmp_path):
+def test_the_config_option_also_works_before_the_action(home, tmp_path):
     toml = tmp_path / "bad.toml"
     toml.write_text("")
-    result = run_coolfusion(Home(tmp_path), "models", "--config", str(toml), "list")
+    result = run_coolfusion(home, "models", "--config", str(toml), "list")
     assert result.returncode == 2 and "the file is empty" in result.stderr
 
 
@@ -251,13 +243,13 @@ def test_an_unreadable_model_file_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read a chmod 000 file")
-def test_an_unreadable_model_file_for_real(tmp_path):
+def test_an_unreadable_model_file_for_real(home, tmp_path):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
     model.chmod(0)
     toml = tmp_path / "models.toml"
     toml.write_text('[[models]]\nname = "a"\npath = "m.gguf"\n')
-    result = run_coolfusion(Home(tmp_path), "models", "list", "--config", str(toml))
+    result = run_coolfusion(home, "models", "list", "--config", str(toml))
     assert result.returncode == 2 and "is not readable" in result.stderr
 
 

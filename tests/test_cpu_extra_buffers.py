@@ -19,29 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from coolfusion_local.config import load_config
+from coolfusion_local.fusion_engine import load_config
 from coolfusion_local.errors import ConfigError
 from coolfusion_local.runtime import cpu as cpu_module
 from coolfusion_local.runtime import extra_buffers
 from coolfusion_local.runtime.extra_buffers import LlamaCrashes, check_loadable, decide, parse_setting
 from models_env import REPO, Home, run_coolfusion
-from remote_servers import LAUNCHER, free_port
+from helpers import free_port
+from remote_servers import LAUNCHER
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Home:
-    home = Home(tmp_path)
-    home.apply(monkeypatch)
+def machine_home(sealed_home, monkeypatch) -> Home:
+    """A sealed home (conftest.py) with no extra-buffer setting from the environment and no decision remembered."""
     monkeypatch.delenv(extra_buffers.VARIABLE, raising=False)
     monkeypatch.delenv(cpu_module.SIMULATE_AMX_VARIABLE, raising=False)
     extra_buffers.forget()
-    yield home
+    yield sealed_home
     extra_buffers.forget()
-
-
-@pytest.fixture(scope="module")
-def smollm2_path(offline_model_path) -> Path:
-    return offline_model_path("smollm2-135m")
 
 
 def _no_amx(monkeypatch) -> None:
@@ -74,7 +69,7 @@ def test_a_bad_runtime_setting_is_one_config_line(tmp_path):
     assert load_config(toml).runtime.cpu_extra_buffers is False
 
 
-def test_the_config_and_then_the_variable_override_the_probe(home, monkeypatch):
+def test_the_config_and_then_the_variable_override_the_probe(machine_home, monkeypatch):
     assert decide(False, set_in="my.toml") == extra_buffers.ExtraBuffers(False, "set by cpu_extra_buffers in my.toml")
     monkeypatch.setenv(extra_buffers.VARIABLE, "on")
     assert decide(False, set_in="my.toml") == extra_buffers.ExtraBuffers(True, f"set by {extra_buffers.VARIABLE}=on")
@@ -83,7 +78,7 @@ def test_the_config_and_then_the_variable_override_the_probe(home, monkeypatch):
         decide()
 
 
-def test_a_cpu_without_amx_keeps_them_with_no_probe(home, monkeypatch):
+def test_a_cpu_without_amx_keeps_them_with_no_probe(machine_home, monkeypatch):
     _no_amx(monkeypatch)
     decision = decide(probe_model=Path("/nonexistent.gguf"))
     assert decision.enabled and not decision.probed
@@ -102,7 +97,7 @@ def test_cpu_flags_are_read_from_proc_cpuinfo():
 # --- the probe, on real models -------------------------------------------------------------------
 
 @pytest.mark.models
-def test_a_crashing_probe_turns_them_off_once_and_is_remembered(home, monkeypatch, smollm2_path):
+def test_a_crashing_probe_turns_them_off_once_and_is_remembered(machine_home, monkeypatch, smollm2_path):
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash")
     decision = decide(probe_model=smollm2_path)
     assert not decision.enabled and decision.probed and not decision.crashes
@@ -117,7 +112,7 @@ def test_a_crashing_probe_turns_them_off_once_and_is_remembered(home, monkeypatc
 
 
 @pytest.mark.models
-def test_a_new_llama_cpp_build_or_cpu_is_probed_again(home, monkeypatch, smollm2_path):
+def test_a_new_llama_cpp_build_or_cpu_is_probed_again(machine_home, monkeypatch, smollm2_path):
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash")
     extra_buffers.cache_file().parent.mkdir(parents=True)
     extra_buffers.cache_file().write_text(json.dumps(
@@ -128,7 +123,7 @@ def test_a_new_llama_cpp_build_or_cpu_is_probed_again(home, monkeypatch, smollm2
 
 
 @pytest.mark.models
-def test_an_amx_cpu_whose_kernels_work_keeps_them(home, monkeypatch, smollm2_path):
+def test_an_amx_cpu_whose_kernels_work_keeps_them(machine_home, monkeypatch, smollm2_path):
     really_amx = cpu_module.this_cpu().has_amx
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "works")
     started = time.perf_counter()
@@ -145,7 +140,7 @@ def test_an_amx_cpu_whose_kernels_work_keeps_them(home, monkeypatch, smollm2_pat
 
 
 @pytest.mark.models
-def test_llama_cpp_crashing_even_without_them_loads_nothing_in_process(home, monkeypatch, smollm2_path):
+def test_llama_cpp_crashing_even_without_them_loads_nothing_in_process(machine_home, monkeypatch, smollm2_path):
     from coolfusion_local.engine.source_model import SourceModel
 
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash-always")
@@ -160,7 +155,7 @@ def test_llama_cpp_crashing_even_without_them_loads_nothing_in_process(home, mon
 
 
 @pytest.mark.models
-def test_the_setting_reaches_llama_cpp(home, smollm2_path, caplog):
+def test_the_setting_reaches_llama_cpp(machine_home, smollm2_path, caplog):
     """With them on, llama.cpp weighs its extra buffer types for every tensor; with them off it never does."""
     from coolfusion_local.engine.source_model import SourceModel
 
@@ -179,8 +174,8 @@ def test_the_setting_reaches_llama_cpp(home, smollm2_path, caplog):
 # --- as a user meets it ----------------------------------------------------------------------------
 
 @pytest.mark.models
-def test_generate_answers_on_a_cpu_whose_amx_kernels_crash(home):
-    result = run_coolfusion(home, "generate", "--temperature", "0", "--max-tokens", "12", "What is 2 + 2?",
+def test_generate_answers_on_a_cpu_whose_amx_kernels_crash(machine_home):
+    result = run_coolfusion(machine_home, "generate", "--temperature", "0", "--max-tokens", "12", "What is 2 + 2?",
                             timeout=300, COOLFUSION_SIMULATE_AMX="crash")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
@@ -188,27 +183,27 @@ def test_generate_answers_on_a_cpu_whose_amx_kernels_crash(home):
             "(llama.cpp #20824; the probe died of SIGSEGV); running without them") in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     # The next start reads the verdict and says it again, without probing.
-    again = run_coolfusion(home, "generate", "--temperature", "0", "--max-tokens", "4", "Hi",
+    again = run_coolfusion(machine_home, "generate", "--temperature", "0", "--max-tokens", "4", "Hi",
                            timeout=300, COOLFUSION_SIMULATE_AMX="crash")
     assert again.returncode == 0 and "AMX kernels crash on this CPU" in again.stderr
 
 
 @pytest.mark.models
-def test_models_check_says_which_is_in_use_and_why(home):
-    result = run_coolfusion(home, "models", "check", "smollm2-135m", timeout=300, COOLFUSION_SIMULATE_AMX="crash")
+def test_models_check_says_which_is_in_use_and_why(machine_home):
+    result = run_coolfusion(machine_home, "models", "check", "smollm2-135m", timeout=300, COOLFUSION_SIMULATE_AMX="crash")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("smollm2-135m: ok  load ")
     assert lines[-1] == ("llama.cpp extra CPU buffer types (AMX, repacking): off (llama.cpp's AMX kernels crash "
                          "on this CPU (llama.cpp #20824; the probe died of SIGSEGV); running without them)")
     # "off", not "on": forced on, a CPU whose AMX kernels really fault (as some test machines do) crashes.
-    forced = run_coolfusion(home, "models", "check", "smollm2-135m", timeout=300, COOLFUSION_CPU_EXTRA_BUFFERS="off")
+    forced = run_coolfusion(machine_home, "models", "check", "smollm2-135m", timeout=300, COOLFUSION_CPU_EXTRA_BUFFERS="off")
     assert forced.stdout.splitlines()[-1] == ("llama.cpp extra CPU buffer types (AMX, repacking): off "
                                               "(set by COOLFUSION_CPU_EXTRA_BUFFERS=off)")
 
 
 @pytest.mark.models
-def test_the_test_server_launcher_applies_the_decision(home, smollm2_path, tmp_path):
+def test_the_test_server_launcher_applies_the_decision(machine_home, smollm2_path, tmp_path):
     """llama-cpp-python's own server, started as the remote tests start it, loads without the extra buffers."""
     port = free_port()
     log = tmp_path / "server.log"
@@ -216,7 +211,7 @@ def test_the_test_server_launcher_applies_the_decision(home, smollm2_path, tmp_p
         server = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "--model", str(smollm2_path), "--host", "127.0.0.1",
              "--port", str(port), "--n_ctx", "256", "--n_threads", "2", "--verbose", "True"],
-            stdout=subprocess.DEVNULL, stderr=sink, env=home.env(COOLFUSION_SIMULATE_AMX="crash"),
+            stdout=subprocess.DEVNULL, stderr=sink, env=machine_home.env(COOLFUSION_SIMULATE_AMX="crash"),
         )
         try:
             deadline = time.monotonic() + 120
@@ -237,8 +232,8 @@ def test_the_test_server_launcher_applies_the_decision(home, smollm2_path, tmp_p
 
 
 @pytest.mark.models
-def test_the_engine_reports_the_choice_with_every_local_model_and_notes_it_once(home, monkeypatch):
-    from coolfusion_local.engine import FusionEngine
+def test_the_engine_reports_the_choice_with_every_local_model_and_notes_it_once(machine_home, monkeypatch):
+    from coolfusion_local.fusion_engine import FusionEngine
     from coolfusion_local.engine.events import ModelLoaded
 
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash")

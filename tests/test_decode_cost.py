@@ -36,13 +36,14 @@ def test_savings_per_token_and_the_verdict_lines():
 @pytest.mark.models
 def test_timing_decodes_leaves_the_answer_as_it_was(offline_members):
     from coolfusion_local.engine.events import AnswerDone, Message
-    from coolfusion_local.engine.fusion import AnswerSettings, generate
+    from coolfusion_local.engine.fusion import generate
+    from coolfusion_local.engine.modes import answer_settings
 
     (member,) = offline_members("smollm2-135m")
 
     def answer() -> str:
         member.model.forget()
-        events = generate([member], [Message("user", "Name three colours.")], AnswerSettings(max_tokens=12))
+        events = generate([member], [Message("user", "Name three colours.")], answer_settings(max_tokens=12))
         return next(e for e in events if isinstance(e, AnswerDone)).text
 
     before = answer()

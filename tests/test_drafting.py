@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from coolfusion_local.config import load_config
+from coolfusion_local.fusion_engine import load_config
 from coolfusion_local.engine.drafting import DEFAULT_MAX_SEGMENTS, DraftSettings
-from coolfusion_local.engine.events import AnswerDone, Message, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings, generate, prompt_tokens
+from coolfusion_local.engine.events import Message
+from coolfusion_local.engine.fusion import prompt_tokens
 from coolfusion_local.engine.sampling import Sampling
+from helpers import answer_events
 from models_env import Home, run_coolfusion
 
 GOOD_MODEL = '[[models]]\nname = "qwen"\npypi = "qwen2.5-coder-0.5b-instruct"\n'
@@ -72,14 +73,12 @@ def test_the_chat_shows_the_draft_acceptance_of_an_answer_that_drafted():
 
 def answer(members, prompt, mode, draft, max_tokens=64, sampling=None):
     for member in members:
-        member.model.forget()
         member.draft_records.clear()  # a verdict from an earlier answer would skip drafting
-    settings = AnswerSettings(mode=mode, max_tokens=max_tokens, draft=DraftSettings(draft), loop_guard=True,
-                              **({"sampling": sampling} if sampling else {}))
-    events = list(generate(members, [Message("user", prompt)], settings))
-    done = events[-1]
-    assert isinstance(done, AnswerDone) and done.stop_reason in ("eos", "max_tokens"), done
-    return done, [e for e in events if isinstance(e, SegmentChosen)]
+    answered = answer_events(members, [Message("user", prompt)], fresh=True, mode=mode, max_tokens=max_tokens,
+                             draft=DraftSettings(draft), loop_guard=True,
+                             **({"sampling": sampling} if sampling else {}))
+    assert answered.done.stop_reason in ("eos", "max_tokens"), answered.done
+    return answered.done, answered.segments
 
 
 def warm_up(members):

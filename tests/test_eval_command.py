@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import coolfusion_local.engine as engine_package
+import coolfusion_local.commands.eval as eval_command
 from coolfusion_local.cli import main
 from coolfusion_local.engine import AnswerDone, AnswerReranked, GenerationStats
 from coolfusion_local.errors import CoolfusionError
@@ -108,7 +108,7 @@ def fake_engine(monkeypatch):
         made.append(engine)
         return engine
 
-    monkeypatch.setattr(engine_package, "FusionEngine", build)
+    monkeypatch.setattr(eval_command, "FusionEngine", build)
     return made, settings
 
 

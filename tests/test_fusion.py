@@ -7,8 +7,10 @@ import threading
 import pytest
 
 from coolfusion_local.engine.events import AnswerDone, Message, Notice, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings, generate, prompt_tokens
+from coolfusion_local.engine.fusion import generate, prompt_tokens
+from coolfusion_local.engine.modes import answer_settings
 from coolfusion_local.engine.scoring import ScorePolicy
+from helpers import answer_events
 
 pytestmark = pytest.mark.models
 
@@ -24,11 +26,8 @@ PAIRS = [
 
 
 def run(members, messages, **settings):
-    events = list(generate(members, messages, AnswerSettings(**settings)))
-    segments = [e for e in events if isinstance(e, SegmentChosen)]
-    done = events[-1]
-    assert isinstance(done, AnswerDone)
-    return segments, done, events
+    answer = answer_events(members, messages, **settings)
+    return answer.segments, answer.done, answer.events
 
 
 def assert_every_model_holds_the_shared_text(members, done):
@@ -132,7 +131,7 @@ def test_cancel_keeps_the_partial_answer(offline_members):
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
     cancel = threading.Event()
     seen = []
-    for event in generate(members, [Message("user", NATALIA)], AnswerSettings(max_tokens=200), cancel):
+    for event in generate(members, [Message("user", NATALIA)], answer_settings(max_tokens=200), cancel):
         if isinstance(event, SegmentChosen):
             seen.append(event.text)
             if len(seen) == 3:

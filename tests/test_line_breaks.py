@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from markdown_it import MarkdownIt
 
-from coolfusion_local.line_breaks import hard_line_breaks
+from coolfusion_local.tui.line_breaks import hard_line_breaks
 
 HAIKU = "Autumn rain falls soft\nOn the roof of the old house\nThe kettle answers"
 

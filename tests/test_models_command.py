@@ -12,11 +12,6 @@ REPO_ID = "test-org/tiny-GGUF"
 
 
 @pytest.fixture
-def home(tmp_path) -> Home:
-    return Home(tmp_path)
-
-
-@pytest.fixture
 def hub():
     with StandInHub() as standin:
         yield standin

@@ -32,7 +32,7 @@ llama.cpp: run them under `flock /tmp/coolfusion-models.lock`.
 | missing tokenizer / tokens | `... has no tokenizer (tokenizer.ggml.model is missing)` / `... has a tokenizer without tokens (tokenizer.ggml.tokens is missing); convert it again with its tokenizer files` | [missing-tokenizer], [missing-tokens] |
 | unknown pre-tokenizer | `model 'x': cannot load FILE: unknown pre-tokenizer type: 'smollx'` | [unknown-pre-tokenizer] |
 | a tensor missing | `model 'x': cannot load FILE: tensor 'output_norm.weight' not found` | [missing-tensor] |
-| llama.cpp's real reason, not its last log line (`failed to load model`) | `preflight.load_failure_reason` picks the cause from llama.cpp's log | (here) test_load_failure_reason_picks_llama_cpp_s_explanation[*] |
+| llama.cpp's real reason, not its last log line (`failed to load model`) | `engine/llama_log.load_failure_reason` picks the cause from llama.cpp's log | (here) test_load_failure_reason_picks_llama_cpp_s_explanation[*] |
 | the header checks, before llama.cpp sees the file | `preflight.check_gguf_for_llama` names the missing or unknown piece | (here) test_preflight_names_what_is_wrong_with_the_file[*], test_preflight_accepts_the_real_offline_models |
 | model too big for memory (checked from file size, KV cache and buffers against MemAvailable / the cgroup limit, before loading) | `warning: model 'huge' (huge.gguf) needs about 216.2 GB of memory (214.7 GB of weights + 1.4 GB for a 4,096-token context and buffers) but only 24.5 GB is free; close other programs, lower n_ctx in models.toml, or pick a smaller model or quant (set COOLFUSION_SKIP_MEMORY_CHECK=1 to try anyway)` | (here) test_a_model_too_big_for_memory_is_refused_before_loading, test_the_memory_estimate_is_refused_and_accepted_at_the_edge, test_a_container_memory_limit_is_respected, test_a_model_too_big_for_memory_through_the_cli |
 | GPU layers asked for on a CPU-only llama.cpp build | the model runs on the CPU and `note: model 'x': n_gpu_layers asks for 99 layers on the GPU, but this llama.cpp build has no GPU support, so it runs on the CPU; reinstall llama-cpp-python with CMAKE_ARGS=...` | (here) test_gpu_layers_on_a_cpu_build_fall_back_with_a_notice, test_gpu_layers_on_a_cpu_build_still_load |
@@ -130,17 +130,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from coolfusion_local.engine import llama_log
 from coolfusion_local.models import preflight
 from coolfusion_local.config import Config, ModelSpec
-from coolfusion_local.engine.engine import FusionEngine, chat_format_for
+from coolfusion_local.fusion_engine import FusionEngine, chat_format_for
 from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded, ModelLoadFailed, ModelLoadStarted
 from coolfusion_local.engine.fusion import prompt_tokens
 from coolfusion_local.engine.members import Member
 from coolfusion_local.engine.prompts import ChatFormat, TemplateError
 from coolfusion_local.engine.source_model import SourceModel
 from coolfusion_local.errors import CoolfusionError
-from coolfusion_local.store import DB_FILENAME, Store, StoredMessage
-from models_env import REPO, Home, run_coolfusion
+from coolfusion_local.tui.store import DB_FILENAME, Store, StoredMessage
+from models_env import REPO, run_coolfusion
 from reliability_helpers import (
     BAD_MODEL_FILES,
     FAMILY_TEMPLATES,
@@ -158,16 +159,6 @@ from reliability_helpers import (
 )
 
 CLI_TIMEOUT = 300
-
-
-@pytest.fixture
-def home(tmp_path) -> Home:
-    return Home(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def smollm2_path(offline_model_path) -> Path:
-    return offline_model_path("smollm2-135m")
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +302,7 @@ def test_a_broken_model_file_says_why(broken_loads, kind):
 @pytest.mark.parametrize("kind", list(LLAMA_CPP_LOGS))
 def test_load_failure_reason_picks_llama_cpp_s_explanation(kind):
     logged, expected = LLAMA_CPP_LOGS[kind]
-    assert preflight.load_failure_reason(logged) == expected
+    assert llama_log.load_failure_reason(logged) == expected
 
 
 @pytest.mark.models
@@ -501,10 +492,11 @@ ANSWERED_TEMPLATE = (
 def test_a_model_that_ends_at_once_gives_an_empty_answer(offline_members):
     member = offline_members("smollm2-135m")[0]
     ended = Member(member.name, member.model, ChatFormat(ANSWERED_TEMPLATE), member.weight)
-    from coolfusion_local.engine.fusion import AnswerSettings, generate
+    from coolfusion_local.engine.fusion import generate
+    from coolfusion_local.engine.modes import answer_settings
 
     events = list(generate([ended], [Message("user", "What is the capital of France?")],
-                           AnswerSettings(mode="solo", max_tokens=16)))
+                           answer_settings(mode="solo", max_tokens=16)))
     done = events[-1]
     assert isinstance(done, AnswerDone) and done.stop_reason == "eos", done
     assert done.text == "" and done.error is None
@@ -523,10 +515,11 @@ NO_BOUNDARY_PROMPTS = {
 def test_no_common_boundary_is_cut_after_a_bound(offline_members, case):
     """Two tokenizer families fused over text with no space for dozens of tokens (test_fusion.py has one model)."""
     from coolfusion_local.engine.events import SegmentChosen
-    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, AnswerSettings, generate
+    from coolfusion_local.engine.fusion import MAX_SEGMENT_TOKENS, generate
+    from coolfusion_local.engine.modes import answer_settings
 
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
-    events = list(generate(members, [Message("user", NO_BOUNDARY_PROMPTS[case])], AnswerSettings(max_tokens=64)))
+    events = list(generate(members, [Message("user", NO_BOUNDARY_PROMPTS[case])], answer_settings(max_tokens=64)))
     done = events[-1]
     segments = [e for e in events if isinstance(e, SegmentChosen)]
     assert done.stop_reason in ("eos", "max_tokens"), done
@@ -549,12 +542,13 @@ MULTILINGUAL_PROMPTS = {
 
 @pytest.mark.models
 def test_multilingual_code_and_long_lines_stay_valid_text(offline_members):
-    from coolfusion_local.engine.fusion import AnswerSettings, generate
+    from coolfusion_local.engine.fusion import generate
+    from coolfusion_local.engine.modes import answer_settings
     from coolfusion_local.engine.events import SegmentChosen
 
     members = offline_members("qwen-coder-0.5b", "smollm2-135m")
     for case, prompt in MULTILINGUAL_PROMPTS.items():
-        events = list(generate(members, [Message("user", prompt)], AnswerSettings(max_tokens=40)))
+        events = list(generate(members, [Message("user", prompt)], answer_settings(max_tokens=40)))
         done = events[-1]
         segments = [e.text for e in events if isinstance(e, SegmentChosen)]
         assert done.stop_reason in ("eos", "max_tokens"), (case, done)

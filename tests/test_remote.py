@@ -11,7 +11,8 @@ import threading
 import pytest
 
 from coolfusion_local.config import parse_config
-from coolfusion_local.engine.engine import FusionEngine
+from coolfusion_local.fusion_engine import FusionEngine
+from coolfusion_local.models.pypi import OFFLINE_MODELS
 from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded, ModelLoadFailed, SegmentChosen
 from conftest import OFFLINE_MODELS, REPO
 from remote_servers import LlamaServer, serve_directory, serve_no_echo
@@ -46,7 +47,7 @@ def local_entry(name: str) -> dict:
 
 
 def engine_for(*entries: dict) -> tuple[FusionEngine, list]:
-    config = parse_config({"models": list(entries)}, REPO / "models.toml")
+    config = parse_config({"models": list(entries)}, REPO / "models.toml", offline_models=OFFLINE_MODELS)
     engine = FusionEngine(config)
     return engine, list(engine.load())
 
@@ -97,7 +98,7 @@ def test_wrong_key_fails_that_member_in_one_line_naming_the_variable(qwen_server
 
 
 def test_server_down_at_load_fails_that_member_only(monkeypatch):
-    from remote_servers import free_port
+    from helpers import free_port
 
     engine, loads = engine_for(remote_entry(f"http://127.0.0.1:{free_port()}/v1", api_key_env=None),
                                local_entry("smollm2-135m"))

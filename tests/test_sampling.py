@@ -7,10 +7,11 @@ from dataclasses import replace
 import pytest
 
 from coolfusion_local.engine.events import AnswerDone, Message, SegmentChosen
-from coolfusion_local.engine.fusion import AnswerSettings, generate, prompt_tokens
+from coolfusion_local.engine.fusion import prompt_tokens
 from coolfusion_local.engine.repetition import repeated_run, verbatim_loop
 from coolfusion_local.engine.sampling import CHAT, GREEDY, Sampling
 from coolfusion_local.engine.token_sampler import TokenSampler
+from helpers import answer_events
 
 pytestmark = pytest.mark.models
 
@@ -21,11 +22,8 @@ HAIKU = [Message("user", "Write a haiku about autumn rain, then explain it in on
 
 
 def answer(members, messages, sampling=GREEDY, **settings) -> tuple[AnswerDone, list[SegmentChosen]]:
-    for member in members:
-        member.model.forget()  # the same answer whatever ran before
-    events = list(generate(members, messages, AnswerSettings(sampling=sampling, **settings)))
-    assert isinstance(events[-1], AnswerDone)
-    return events[-1], [e for e in events if isinstance(e, SegmentChosen)]
+    answered = answer_events(members, messages, fresh=True, sampling=sampling, **settings)
+    return answered.done, answered.segments
 
 
 def test_llama_cpp_greedy_sampler_picks_the_argmax_the_engine_always_used(offline_members):

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from coolfusion_local.config import load_config
+from coolfusion_local.fusion_engine import load_config
 from coolfusion_local.engine.sampling import CHAT, GREEDY, Sampling
 from models_env import REPO, Home, run_coolfusion
 

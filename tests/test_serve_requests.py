@@ -79,7 +79,9 @@ def test_unsupported_fields_are_refused_by_name():
         body = CompletionRequest.model_validate_json(json.dumps({"model": "m", "prompt": "p", field: value}))
         with pytest.raises(ApiError, match=field):
             body.refuse_unsupported()
-    chat(user="someone", presence_penalty=0.5).refuse_unsupported()  # accepted and ignored
+    ignored = chat(user="someone", presence_penalty=0.5)  # accepted, and they change nothing
+    ignored.refuse_unsupported()
+    assert_same_answer_asked(ignored, chat())
 
 
 UNHONOURED = {  # field -> a value that would change the answer or its shape
@@ -104,10 +106,20 @@ def test_a_field_the_engine_cannot_honour_is_refused_by_name(field):
     assert error.message.startswith(f"{field} is not supported")
 
 
+def assert_same_answer_asked(request: ChatCompletionRequest, plain: ChatCompletionRequest) -> None:
+    """`request` asks the engine for exactly what `plain` asks: the same messages, sampling, limit and stops."""
+    default = Sampling(temperature=0.8, top_k=40)
+    assert request.engine_messages() == plain.engine_messages()
+    assert request.sampling(default) == plain.sampling(default) and request.sampling(None) == plain.sampling(None)
+    assert (request.answer_limit(), request.stops()) == (plain.answer_limit(), plain.stops())
+
+
 def test_fields_at_their_neutral_value_are_accepted():
-    chat(logprobs=False, top_logprobs=0, n=1, tools=[], tool_choice="none", functions=[], function_call="none",
-         response_format={"type": "text"}).refuse_unsupported()
-    chat(tool_choice="auto", function_call="auto").refuse_unsupported()  # with nothing to call: no call
+    for neutral in (chat(logprobs=False, top_logprobs=0, n=1, tools=[], tool_choice="none", functions=[],
+                         function_call="none", response_format={"type": "text"}),
+                    chat(tool_choice="auto", function_call="auto")):  # with nothing to call: no call
+        neutral.refuse_unsupported()
+        assert_same_answer_asked(neutral, chat())
 
 
 def test_sampling_fields_replace_the_servers_default_one_by_one():

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from coolfusion_local.engine.events import AnswerDone, AnswerReranked, Message, SegmentChosen, SoloTextDelta
-from coolfusion_local.engine.fusion import AnswerSettings, generate
+from coolfusion_local.engine.events import AnswerReranked, Message, SegmentChosen, SoloTextDelta
+from coolfusion_local.engine.fusion import generate
 from coolfusion_local.engine.rerank import generate_reranked
 from coolfusion_local.engine.shown_text import ShownText
+from helpers import answer_events
 
 QUESTION = [Message("user", "Explain in three sentences why the sky is blue.")]
 
 
 def run(function, members, **settings):
-    events = list(function(members, QUESTION, AnswerSettings(**settings)))
-    assert isinstance(events[-1], AnswerDone)
-    return events
+    return answer_events(members, QUESTION, function, **settings).events
 
 
 def stop_across_a_join(segments: list[str]) -> tuple[str, int]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from coolfusion_local import store as store_module
+from coolfusion_local.tui import store as store_module
 from coolfusion_local.locations import data_dir
-from coolfusion_local.store import DB_FILENAME, ConversationMissing, Store, StoredMessage, StoredSegment
+from coolfusion_local.tui.store import DB_FILENAME, ConversationMissing, Store, StoredMessage, StoredSegment
 
 
 def answer(text="Paris is the capital.", **extra) -> StoredMessage:
@@ -192,7 +192,7 @@ def test_a_killed_process_loses_no_finished_message(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal
-        from coolfusion_local.store import Store, StoredMessage
+        from coolfusion_local.tui.store import Store, StoredMessage
         store = Store({str(path)!r})
         cid = store.create_conversation("crash")
         store.add_message(cid, StoredMessage("user", "finished before the crash"))

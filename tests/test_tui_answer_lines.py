@@ -11,7 +11,7 @@ import time
 from scripted_engine import ScriptedEngine
 from tui_helpers import data_dir, idle, make_app, markdown_lines, send, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
-from coolfusion_local.store import Store
+from coolfusion_local.tui.store import Store
 from coolfusion_local.tui.widgets.message_box import AnswerBox
 from coolfusion_local.tui.widgets.prompt import PromptArea
 

@@ -9,17 +9,13 @@ from __future__ import annotations
 import threading
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, idle, make_app, send, shown_words, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
+from tui_helpers import data_dir, idle, loaded, make_app, send, shown_words, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
-from coolfusion_local.store import Store
+from coolfusion_local.tui.store import Store
 from coolfusion_local.tui.widgets.message_box import AnswerBox, ColouredText, UserMessage
 from coolfusion_local.tui.widgets.segment_panel import SegmentPanel
 
 ANSWER = "Paris is the capital of France."
-
-
-def loaded(app) -> bool:
-    return bool(app.model_views) and all(v.state in ("loaded", "failed", "disabled") for v in app.model_views)
 
 
 def stored_messages():

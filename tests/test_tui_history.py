@@ -13,7 +13,7 @@ import stat
 from scripted_engine import ScriptedEngine
 from tui_helpers import data_dir, idle, make_app, send, shown_words, visible_text, wait_until  # noqa: F401
 
-from coolfusion_local.store import DB_FILENAME, Store
+from coolfusion_local.tui.store import DB_FILENAME, Store
 from coolfusion_local.tui.screens.dialogs import Confirm, TextPrompt
 from coolfusion_local.tui.widgets.conversation_list import ConversationItem
 from coolfusion_local.tui.widgets.message_box import AnswerBox, ColouredText, UserMessage

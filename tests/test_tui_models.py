@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import data_dir, idle, markdown_lines, send, shown_words, visible_text, wait_until  # noqa: F401
 
-from coolfusion_local.store import Store
+from coolfusion_local.tui.store import Store
 from coolfusion_local.tui.app import CoolfusionApp
 from coolfusion_local.tui.screens.compare import CompareScreen
 from coolfusion_local.tui.widgets.message_box import AnswerBox
@@ -23,8 +23,8 @@ REPO_CONFIG = Path(__file__).resolve().parents[1] / "models.toml"
 
 
 def real_app(tmp_path) -> tuple[CoolfusionApp, list[str]]:
-    from coolfusion_local.config import ModelSpec, load_config
-    from coolfusion_local.engine import FusionEngine
+    from coolfusion_local.config import ModelSpec
+    from coolfusion_local.fusion_engine import FusionEngine, load_config
 
     config = load_config(REPO_CONFIG)
     broken = tmp_path / "broken.gguf"

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, idle, make_app, send, wait_until  # noqa: F401  (data_dir: autouse fixture)
+from tui_helpers import data_dir, idle, loaded, make_app, send, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
 from coolfusion_local.engine.sampling import CHAT
 from coolfusion_local.tui.widgets.message_box import STOP_LABELS
-
-
-def loaded(app) -> bool:
-    return bool(app.model_views) and all(v.state in ("loaded", "failed", "disabled") for v in app.model_views)
 
 
 def status_line(app) -> str:

@@ -217,7 +217,7 @@ async def test_every_action_is_in_the_command_palette():
 
 async def test_an_engine_that_cannot_start_is_one_line_and_questions_still_end():
     from coolfusion_local.errors import CoolfusionError
-    from coolfusion_local.store import Store
+    from coolfusion_local.tui.store import Store
     from coolfusion_local.tui.app import CoolfusionApp
 
     def factory():

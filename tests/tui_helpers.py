@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from coolfusion_local.store import Store
+from coolfusion_local.tui.store import Store
 from coolfusion_local.tui.app import CoolfusionApp
 
 
@@ -19,6 +19,11 @@ def make_app(engine, *, mode: str = "cool", max_tokens: int | None = None) -> Co
     return CoolfusionApp(
         lambda: engine, Store.open_default(), model_names=engine.model_names, mode=mode, max_tokens=max_tokens
     )
+
+
+def loaded(app) -> bool:
+    """Every model the app lists has finished loading, one way or the other."""
+    return bool(app.model_views) and all(v.state in ("loaded", "failed", "disabled") for v in app.model_views)
 
 
 async def wait_until(pilot, predicate, timeout: float = 10.0, what: str = "the condition") -> None:
