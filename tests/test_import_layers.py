@@ -34,9 +34,13 @@ def _modules() -> dict[str, Path]:
 
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     """The package's modules that `name` imports anywhere in its file."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return _imports_in(path.read_text(encoding="utf-8"), name, path.name == "__init__.py", known)
+
+
+def _imports_in(source: str, name: str, is_package: bool, known: set[str]) -> set[str]:
+    package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -93,9 +97,11 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_reader_sees_every_kind_of_import():
     graph = _graph()
     assert f"{ROOT}.engine.fusion" in graph[f"{ROOT}.engine.modes"]  # top level, relative
-    assert f"{ROOT}.engine.members" in graph[f"{ROOT}.engine.scoring"]  # under TYPE_CHECKING
     assert f"{ROOT}.models.local" in graph[f"{ROOT}.fusion_engine"]  # inside a function
     assert f"{ROOT}.engine.llama_log" in graph[f"{ROOT}.engine.source_model"]  # `from . import name`
+    hidden = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..config import Config\n"
+              "def f():\n    import coolfusion_local.models.hub\n")
+    assert _imports_in(hidden, f"{ROOT}.engine.x", False, set(graph)) == {f"{ROOT}.config", f"{ROOT}.models.hub"}
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 

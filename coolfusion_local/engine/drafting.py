@@ -41,13 +41,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from .boundary import last_char_boundary, word_boundaries
-
-if TYPE_CHECKING:
-    from .events import GenerationStats
-    from .members import Member
+from .events import GenerationStats
+from .members import Member
 
 DRAFT_MODES = ("auto", "batch", "off")
 DEFAULT_MAX_SEGMENTS = 2  # longer drafts waste more of the drafter than they save the lead (docs/eval-and-bench.md)

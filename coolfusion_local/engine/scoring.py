@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-if TYPE_CHECKING:
-    from .members import Member, Proposal
+from .members import Member, Proposal
 
 Key = tuple[bytes, bool]
 RULES = ("lead-veto", "mean-ppl")  # ScorePolicy.rule: ours (the default) and the paper's

@@ -17,7 +17,7 @@ def build_and_cpu_key(cpu: Cpu) -> str:
 
 @lru_cache(maxsize=4)
 def _key(cpu_model: str, flags: tuple[str, ...]) -> str:
-    import llama_cpp
+    import llama_cpp  # deliberately lazy: reading models.toml's [runtime] must not load llama.cpp
 
     library = Path(llama_cpp.__file__).parent / "lib"
     files = []

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...engine.source_model import SourceModel
+from ..gguf_info import GgufError, read_gguf_info
 from .client import CompletionsClient, HttpStatusError, RemoteError, ServerUnreachable
 from .member import RemoteModel
 from .protocol import choices, completion_body
@@ -198,8 +199,6 @@ def _scoring_disagreement(model: RemoteModel) -> str | None:
 
 def _parameter_count(path: Path) -> int | None:
     """The served model's size, where its tokenizer file is the whole GGUF (a vocab-only one has none)."""
-    from ..gguf_info import GgufError, read_gguf_info
-
     try:
         count = read_gguf_info(path).parameter_count
     except GgufError:
