@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.modes import check_mode
+from ..engine.modes import FUSION_MODES, check_mode
 from ..fusion_engine import FusionEngine, load_config
 from .common import add_config_argument, configure_logging
 from .sampling_options import add_sampling_arguments, sampling_from_args
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(COOLFUSION_DATA_DIR moves it). F1 in the app lists every key.",
     )
     add_config_argument(parser)
-    parser.add_argument("--mode", metavar="MODE", help="cool, cool+r, adaptive or solo:NAME (default: the config's)")
+    parser.add_argument("--mode", metavar="MODE", help=f"{', '.join(FUSION_MODES)} or solo:NAME (default: the config's)")
     add_sampling_arguments(parser, "models.toml's [fusion] values (the chat defaults); Ctrl+P 'Sampling' changes them")
     parser.set_defaults(func=run)
 

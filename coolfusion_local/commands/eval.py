@@ -18,6 +18,7 @@ from typing import TextIO
 
 from dataclasses import replace
 
+from ..engine.modes import FUSION_MODES
 from ..engine.sampling import GREEDY
 from ..engine.scoring import ScorePolicy
 from ..errors import CoolfusionError
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gsm8k.add_argument("--limit", type=int, default=None, metavar="N", help="answer N problems (default: all)")
     gsm8k.add_argument("--offset", type=int, default=0, metavar="K", help="skip the first K problems (default 0)")
     gsm8k.add_argument("--modes", default="solo,cool", metavar="LIST",
-                       help="comma-separated: solo (each model alone), solo:NAME, cool, cool+r, adaptive "
+                       help=f"comma-separated: solo (each model alone), solo:NAME, {', '.join(FUSION_MODES)} "
                             "(default: solo,cool)")
     add_config_argument(gsm8k)
     add_models_argument(gsm8k)

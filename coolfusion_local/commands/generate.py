@@ -28,6 +28,7 @@ from ..engine import (
     SoloAnswerStarted,
     SoloTextDelta,
 )
+from ..engine.modes import FUSION_MODES
 from ..errors import CoolfusionError
 from ..fusion_engine import FusionEngine, load_config
 from .common import add_config_argument, configure_logging, describe_load_event
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("generate", help="answer one prompt with the fused models")
     parser.add_argument("prompt", help="the question or instruction (use - to read it from stdin)")
     add_config_argument(parser)
-    parser.add_argument("--mode", help="cool, cool+r, adaptive or solo:NAME (default: the config's)")
+    parser.add_argument("--mode", help=f"{', '.join(FUSION_MODES)} or solo:NAME (default: the config's)")
     parser.add_argument("--max-tokens", type=int, help="stop after at most this many answer tokens (the lead model's)")
     parser.add_argument("--stop", action="append", help="stop when the answer contains this text (repeatable)")
     parser.add_argument("--system", help="a system message before the prompt")

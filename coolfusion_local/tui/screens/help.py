@@ -7,7 +7,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-HELP = """\
+from ...engine.modes import FUSION_MODES
+
+HELP = f"""\
 # coolfusion chat — keys
 
 Every answer is written by several local models together: each proposes the next
@@ -25,7 +27,7 @@ few words, every model scores every proposal, the most plausible one wins.
 | **F7 / F8** | previous / next segment of the last answer (or click a coloured segment) |
 | **Ctrl+R** | compare: re-ask the last question of every model alone, beside the fused answer |
 | **Ctrl+O** | models: details, which ones take part, fusion mode |
-| **F3** | next fusion mode (cool → cool+r → adaptive → solo per model) |
+| **F3** | next fusion mode ({' → '.join(FUSION_MODES)} → solo per model) |
 | **Ctrl+Y** | copy the last answer to the clipboard |
 | **Ctrl+B** | show / hide the conversation list (hidden at first below 100 columns) |
 | **F2** | rename this chat |
