@@ -5,7 +5,8 @@
 * `huggingface`: a GGUF file (or a split set) downloaded from a Hugging Face repo;
 * `integrity`: size and SHA-256 stamps that make a verified file cheap to trust again;
 * `gguf_info`: a GGUF header read without llama.cpp (architecture, vocabulary, quant);
-* `preflight`: file, memory and GPU checks before llama.cpp is asked to load anything.
+* `preflight`: file, memory and GPU checks before llama.cpp is asked to load anything;
+* `local`: a models.toml entry's file loaded into llama.cpp (`remote/load.py` is the served counterpart).
 
-A local file (`path = ...`) needs no module of its own: `hub` checks it in place.
+A local file (`path = ...`) needs no source module of its own: `hub` checks it in place.
 """
