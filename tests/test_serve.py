@@ -81,9 +81,11 @@ def test_models_list_names_every_mode_and_source_model(client, server):
 def test_chat_whole_answer_with_usage_and_winners(client):
     reply = client.chat.completions.create(model="coolfusion", messages=[
         {"role": "system", "content": "You are terse."}, {"role": "user", "content": PROMPT}],
-        max_tokens=12, temperature=0)
+        max_tokens=12, temperature=0, extra_body={"cache_prompt": False})  # as a fresh `generate` process
     choice = reply.choices[0]
-    assert choice.message.role == "assistant" and choice.message.content.strip()
+    # The answer is the engine's own greedy answer, word for word, as `coolfusion generate` writes it.
+    records = generate_json("--mode", "cool", "--max-tokens", "12", "--system", "You are terse.", PROMPT)
+    assert choice.message.role == "assistant" and choice.message.content == records[-1]["text"]
     assert choice.finish_reason in ("stop", "length")
     assert reply.usage.prompt_tokens > 10 and 0 < reply.usage.completion_tokens <= 13
     extra = reply.model_extra["coolfusion"]
@@ -138,10 +140,13 @@ def test_a_source_model_alone_and_cool_plus_r(client):
                                           max_tokens=6)
     assert set(solo.model_extra["coolfusion"]["wins"]) == {"smollm2-135m"}
     reranked = client.chat.completions.create(model="coolfusion:cool+r", messages=[
-        {"role": "user", "content": PROMPT}], max_tokens=6, stream=True)
+        {"role": "user", "content": PROMPT}], max_tokens=6, stream=True, temperature=0,
+        extra_body={"cache_prompt": False})
     chunks = list(reranked)
     assert chunks[-1].model_extra["coolfusion"]["reranked"] in ("fused", "qwen-coder-0.5b", "smollm2-135m")
-    assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
+    # Cool+R's answer is the one `coolfusion generate --mode cool+r` picks, word for word.
+    records = generate_json("--mode", "cool+r", "--max-tokens", "6", PROMPT)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == records[-1]["text"]
 
 
 def test_max_tokens_is_a_cap_whole_and_streamed(client):
