@@ -17,8 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import config as config_package
-from .config import Config, ModelSpec
+from .config import Config, ModelSpec, load_config as read_config
 from .engine.events import (
     AnswerDone,
     AnswerReranked,
@@ -50,7 +49,7 @@ from .runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decid
 def load_config(path: Path | None = None) -> Config:
     """Read and validate models.toml (`path` None: `config.find_config_file()`), knowing the
     PyPI-carried models this install can assemble (models/pypi.py)."""
-    return config_package.load_config(path, offline_models=tuple(OFFLINE_MODELS))
+    return read_config(path, offline_models=tuple(OFFLINE_MODELS))
 
 
 @dataclass
