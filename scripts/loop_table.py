@@ -89,8 +89,7 @@ def main() -> int:
     if args.report:
         print(report(done))
         return 0
-    from coolfusion_local.config import load_config
-    from coolfusion_local.engine import FusionEngine
+    from coolfusion_local.fusion_engine import FusionEngine, load_config
 
     started = time.monotonic()
     prompts = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
