@@ -20,7 +20,7 @@ from gguf_samples import write_tiny_gguf
 from models_env import Home, run_coolfusion
 
 from coolfusion_local.config import parse_config
-from coolfusion_local.models.pypi import OFFLINE_MODELS
+from coolfusion_local.models import pypi
 from coolfusion_local.engine.lead import Standing, choose_lead, human_count, lead_reason
 from coolfusion_local.errors import ConfigError
 from coolfusion_local.models.gguf_info import read_gguf_info
@@ -86,14 +86,16 @@ def models_toml(*entries: str) -> dict:
 def test_lead_in_models_toml_at_most_one(tmp_path):
     for name in "ab":
         write_tiny_gguf(tmp_path / f"{name}.gguf")
-    config = parse_config(models_toml("a", '[[models]]\nname = "b"\npath = "b.gguf"\nlead = true\n'), tmp_path / "m.toml", offline_models=OFFLINE_MODELS)
+    config = parse_config(models_toml("a", '[[models]]\nname = "b"\npath = "b.gguf"\nlead = true\n'), tmp_path / "m.toml",
+                          offline_models=pypi.OFFLINE_MODELS)
     assert [m.lead for m in config.models] == [False, True]
     two = models_toml('[[models]]\nname = "a"\npath = "a.gguf"\nlead = true\n',
                       '[[models]]\nname = "b"\npath = "b.gguf"\nlead = true\n')
     with pytest.raises(ConfigError, match="lead = true on 'a', 'b'; only one model can lead"):
-        parse_config(two, tmp_path / "m.toml", offline_models=OFFLINE_MODELS)
+        parse_config(two, tmp_path / "m.toml", offline_models=pypi.OFFLINE_MODELS)
     with pytest.raises(ConfigError, match="lead"):
-        parse_config(models_toml('[[models]]\nname = "a"\npath = "a.gguf"\nlead = "yes"\n'), tmp_path / "m.toml", offline_models=OFFLINE_MODELS)
+        parse_config(models_toml('[[models]]\nname = "a"\npath = "a.gguf"\nlead = "yes"\n'), tmp_path / "m.toml",
+                     offline_models=pypi.OFFLINE_MODELS)
 
 
 def test_models_list_names_the_lead_and_why(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from coolfusion_local.config import parse_config
 from coolfusion_local.fusion_engine import FusionEngine
-from coolfusion_local.models.pypi import OFFLINE_MODELS
+from coolfusion_local.models import pypi
 from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded, ModelLoadFailed, SegmentChosen
 from conftest import OFFLINE_MODELS, REPO
 from remote_servers import LlamaServer, serve_directory, serve_no_echo
@@ -47,7 +47,7 @@ def local_entry(name: str) -> dict:
 
 
 def engine_for(*entries: dict) -> tuple[FusionEngine, list]:
-    config = parse_config({"models": list(entries)}, REPO / "models.toml", offline_models=OFFLINE_MODELS)
+    config = parse_config({"models": list(entries)}, REPO / "models.toml", offline_models=pypi.OFFLINE_MODELS)
     engine = FusionEngine(config)
     return engine, list(engine.load())
 
