@@ -177,12 +177,16 @@ class CpuExtraBuffers:
         self.config = config
         self.decision = None
 
-    def for_model(self, path: Path) -> bool:
-        from ..runtime.extra_buffers import check_loadable, decide
+    def for_model(self, name: str, path: Path) -> bool:
+        from ..runtime.extra_buffers import check_loadable, decide, pending_probe
+        from ..models.probe_candidates import local_models
 
         if self.decision is None:
-            self.decision = decide(self.config.runtime.cpu_extra_buffers, probe_model=path,
-                                   set_in=str(self.config.source))
+            setting, local = self.config.runtime.cpu_extra_buffers, local_models(self.config, loading=(name, path))
+            waiting = pending_probe(setting, probe_model=path, local_models=local)
+            if waiting:
+                print(f"note: {waiting}", file=sys.stderr, flush=True)
+            self.decision = decide(setting, probe_model=path, set_in=str(self.config.source), local_models=local)
         check_loadable(self.decision)
         return self.decision.enabled
 
@@ -190,7 +194,7 @@ class CpuExtraBuffers:
 def _load(spec: ModelSpec, path: Path, extra_buffers: CpuExtraBuffers):
     from ..engine.source_model import SourceModel
 
-    return SourceModel.from_spec(spec, path, cpu_extra_buffers=extra_buffers.for_model(path))
+    return SourceModel.from_spec(spec, path, cpu_extra_buffers=extra_buffers.for_model(spec.name, path))
 
 
 def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:

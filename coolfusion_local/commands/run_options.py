@@ -68,10 +68,12 @@ def parse_modes(text: str, names: list[str], *, allow_solo: bool = True) -> list
 
 def load_models(engine, names: list[str], say: Callable[[str], None]) -> None:
     """Load `names` into `engine`; a model that fails to load stops the run (its results would be missing)."""
-    from ..engine import ModelLoaded, ModelLoadFailed
+    from ..engine import ModelLoaded, ModelLoadFailed, ModelLoadWaiting
 
     for event in engine.load(names):
-        if isinstance(event, ModelLoaded):
+        if isinstance(event, ModelLoadWaiting):
+            say(f"note: {event.message}")
+        elif isinstance(event, ModelLoaded):
             say(f"loaded {event.model} in {event.seconds:.1f}s")
             for notice in event.notices:
                 say(f"note: {notice}")
