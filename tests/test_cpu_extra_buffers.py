@@ -209,6 +209,9 @@ def test_models_check_says_which_is_in_use_and_why(home):
     assert lines[0].startswith("smollm2-135m: ok  load ")
     assert lines[-1] == ("llama.cpp extra CPU buffer types (AMX, repacking): off (llama.cpp's AMX kernels crash "
                          "on this CPU (llama.cpp #20824; the probe died of SIGSEGV); running without them)")
+    assert result.stderr.splitlines()[0] == (
+        "note: testing llama.cpp's AMX kernels on this CPU with SmolLM2-135M-Instruct.Q4_1.gguf in a separate "
+        "process first (once per llama.cpp build and CPU; it gives up after 120 s)")  # before the wait, not after
     # "off", not "on": forced on, a CPU whose AMX kernels really fault (as some test machines do) crashes.
     forced = run_coolfusion(home, "models", "check", "smollm2-135m", timeout=300, COOLFUSION_CPU_EXTRA_BUFFERS="off")
     assert forced.stdout.splitlines()[-1] == ("llama.cpp extra CPU buffer types (AMX, repacking): off "
