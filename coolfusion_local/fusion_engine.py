@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Generator, Iterator, Sequence
 
 from .config import Config, ModelSpec, load_config as read_config
 from .engine.events import (
@@ -28,6 +28,7 @@ from .engine.events import (
     ModelLoaded,
     ModelLoadFailed,
     ModelLoadStarted,
+    ModelLoadWaiting,
     Notice,
 )
 from .engine.drafting import DraftSettings
@@ -43,7 +44,8 @@ from .models import integrity
 from .models.hub import resolve_model_path
 from .models.preflight import preflight
 from .models.pypi import OFFLINE_MODELS
-from .runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers
+from .models.probe_candidates import local_models
+from .runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers, pending_probe
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -166,7 +168,7 @@ class FusionEngine:
                 model, notices = load_remote(spec, path, progress=on_progress)
             else:
                 notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
-                notices += self._decide_cpu_extra_buffers(path)
+                notices += yield from self._decide_cpu_extra_buffers(name, path)
                 model = load_local(spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled)
             notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
             chat, template_kind = chat_format_for(spec, model)
@@ -202,14 +204,17 @@ class FusionEngine:
         status.info, status.progress = info, 1.0
         yield info
 
-    def _decide_cpu_extra_buffers(self, probe_model: Path) -> list[str]:
-        """Decide once per engine; a note for the user when they are off."""
+    def _decide_cpu_extra_buffers(self, name: str, path: Path) -> Generator[LoadEvent, None, list[str]]:
+        """Decide once per engine (the probe loads the smallest local model; a line first where it
+        runs); returns a note for the user when they are off."""
         first = self.cpu_extra_buffers is None
         if first:
+            setting, local = self.config.runtime.cpu_extra_buffers, local_models(self.config, loading=(name, path))
+            waiting = pending_probe(setting, probe_model=path, local_models=local)
+            if waiting:
+                yield ModelLoadWaiting(name, waiting)
             source = str(self.config.source) if self.config.source else "models.toml"
-            self.cpu_extra_buffers = decide_extra_buffers(
-                self.config.runtime.cpu_extra_buffers, probe_model=probe_model, set_in=source
-            )
+            self.cpu_extra_buffers = decide_extra_buffers(setting, probe_model=path, set_in=source, local_models=local)
         check_loadable(self.cpu_extra_buffers)  # every local load, where llama.cpp would crash
         if not first or self.cpu_extra_buffers.enabled:
             return []

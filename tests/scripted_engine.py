@@ -20,6 +20,7 @@ from coolfusion_local.engine.events import (
     ModelLoaded,
     ModelLoadFailed,
     ModelLoadStarted,
+    ModelLoadWaiting,
     Notice,
     SegmentChosen,
 )
@@ -66,6 +67,7 @@ class ScriptedEngine:
         segment_delay: float = 0.0,
         hold_loads: bool = False,  # every model load waits until `release_loads` is set
         pause_after: int | None = None,  # hold the answer after this many segments...
+        waiting: dict[str, str] | None = None,  # model -> the line its load waits with (the AMX probe's)
     ) -> None:
         self._names = list(names)
         self._status = {
@@ -79,6 +81,7 @@ class ScriptedEngine:
         if not hold_loads:
             self.release_loads.set()
         self.pause_after = pause_after
+        self._waiting = dict(waiting or {})
         self.resume = threading.Event()  # ...until this is set (or the answer is cancelled)
         self.mode = "cool"
         self.calls: list[tuple[str, list]] = []  # (mode, messages) per generate()
@@ -110,6 +113,8 @@ class ScriptedEngine:
                 continue
             status.state = "loading"
             yield ModelLoadStarted(name)
+            if name in self._waiting:
+                yield ModelLoadWaiting(name, self._waiting[name])
             self.release_loads.wait(30)
             if name in self._fail:
                 status.state, status.reason = "failed", self._fail[name]

@@ -103,7 +103,7 @@ def test_a_crashing_probe_turns_them_off_once_and_is_remembered(machine_home, mo
     assert not decision.enabled and decision.probed and not decision.crashes
     assert decision.reason == ("llama.cpp's AMX kernels crash on this CPU (llama.cpp #20824; the probe died of "
                                "SIGSEGV); running without them")
-    stored = json.loads(extra_buffers.cache_file().read_text())
+    (stored,) = json.loads(extra_buffers.cache_file().read_text()).values()  # records by build and CPU
     assert stored["enabled"] is False and stored["reason"] == decision.reason
     # A new process (no memory of it) reads the verdict: no second probe.
     extra_buffers.forget()
@@ -116,10 +116,12 @@ def test_a_new_llama_cpp_build_or_cpu_is_probed_again(machine_home, monkeypatch,
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash")
     extra_buffers.cache_file().parent.mkdir(parents=True)
     extra_buffers.cache_file().write_text(json.dumps(
-        {"key": "another build or CPU", "enabled": True, "reason": "old verdict"}))
+        {"another build or CPU": {"enabled": True, "reason": "old verdict"}}))
     decision = decide(probe_model=smollm2_path)
     assert decision.probed and not decision.enabled
-    assert json.loads(extra_buffers.cache_file().read_text())["key"] != "another build or CPU"
+    stored = json.loads(extra_buffers.cache_file().read_text())
+    assert stored["another build or CPU"]["reason"] == "old verdict"  # kept: that build may come back
+    assert [record["enabled"] for key, record in stored.items() if key != "another build or CPU"] == [False]
 
 
 @pytest.mark.models
@@ -179,13 +181,19 @@ def test_generate_answers_on_a_cpu_whose_amx_kernels_crash(machine_home):
                             timeout=300, COOLFUSION_SIMULATE_AMX="crash")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+    lines = result.stderr.splitlines()
     assert ("note: llama.cpp's extra CPU buffer types are off: llama.cpp's AMX kernels crash on this CPU "
-            "(llama.cpp #20824; the probe died of SIGSEGV); running without them") in result.stderr.splitlines()
+            "(llama.cpp #20824; the probe died of SIGSEGV); running without them") in lines
+    # Before the wait, a line says what it is; the probe loads the smallest model, not the first listed.
+    waiting = ("note: testing llama.cpp's AMX kernels on this CPU with SmolLM2-135M-Instruct.Q4_1.gguf in a "
+               "separate process first (once per llama.cpp build and CPU; it gives up after 120 s)")
+    assert waiting in lines and lines.index(waiting) < min(i for i, line in enumerate(lines) if line.startswith("loaded "))
     assert "Traceback" not in result.stderr
     # The next start reads the verdict and says it again, without probing.
     again = run_coolfusion(machine_home, "generate", "--temperature", "0", "--max-tokens", "4", "Hi",
                            timeout=300, COOLFUSION_SIMULATE_AMX="crash")
     assert again.returncode == 0 and "AMX kernels crash on this CPU" in again.stderr
+    assert "testing llama.cpp's AMX kernels" not in again.stderr
 
 
 @pytest.mark.models
@@ -196,6 +204,9 @@ def test_models_check_says_which_is_in_use_and_why(machine_home):
     assert lines[0].startswith("smollm2-135m: ok  load ")
     assert lines[-1] == ("llama.cpp extra CPU buffer types (AMX, repacking): off (llama.cpp's AMX kernels crash "
                          "on this CPU (llama.cpp #20824; the probe died of SIGSEGV); running without them)")
+    assert result.stderr.splitlines()[0] == (
+        "note: testing llama.cpp's AMX kernels on this CPU with SmolLM2-135M-Instruct.Q4_1.gguf in a separate "
+        "process first (once per llama.cpp build and CPU; it gives up after 120 s)")  # before the wait, not after
     # "off", not "on": forced on, a CPU whose AMX kernels really fault (as some test machines do) crashes.
     forced = run_coolfusion(machine_home, "models", "check", "smollm2-135m", timeout=300, COOLFUSION_CPU_EXTRA_BUFFERS="off")
     assert forced.stdout.splitlines()[-1] == ("llama.cpp extra CPU buffer types (AMX, repacking): off "
@@ -234,12 +245,18 @@ def test_the_test_server_launcher_applies_the_decision(machine_home, smollm2_pat
 @pytest.mark.models
 def test_the_engine_reports_the_choice_with_every_local_model_and_notes_it_once(machine_home, monkeypatch):
     from coolfusion_local.fusion_engine import FusionEngine
-    from coolfusion_local.engine.events import ModelLoaded
+    from coolfusion_local.engine.events import ModelLoaded, ModelLoadWaiting
 
     monkeypatch.setenv(cpu_module.SIMULATE_AMX_VARIABLE, "crash")
     with FusionEngine(load_config(REPO / "models.toml")) as engine:
-        loaded = [event for event in engine.load() if isinstance(event, ModelLoaded)]
+        events = list(engine.load())
+        loaded = [event for event in events if isinstance(event, ModelLoaded)]
         assert [event.model for event in loaded] == ["qwen-coder-0.5b", "smollm2-135m"]
+        # The wait is announced before it, and the probe loads the smallest model (98 MB), not the first (491 MB).
+        assert [type(event).__name__ for event in events][:3] == ["ModelLoadStarted", "ModelLoadWaiting", "ModelLoaded"]
+        assert events[1] == ModelLoadWaiting(
+            "qwen-coder-0.5b", "testing llama.cpp's AMX kernels on this CPU with SmolLM2-135M-Instruct.Q4_1.gguf in "
+                               "a separate process first (once per llama.cpp build and CPU; it gives up after 120 s)")
         assert all(event.cpu_extra_buffers == engine.cpu_extra_buffers.describe() for event in loaded)
         assert engine.cpu_extra_buffers.describe().startswith("off (llama.cpp's AMX kernels crash on this CPU")
         notes = [note for event in loaded for note in event.notices if "extra CPU buffer types" in note]

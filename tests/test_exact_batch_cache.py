@@ -64,18 +64,43 @@ def test_the_cache_survives_damage_and_keys_on_how_the_model_is_loaded(tmp_path,
     assert key != exact_batch_cache.model_key(model_file, threads=4, extra_buffers=False)
     assert key != exact_batch_cache.model_key(model_file, threads=2, extra_buffers=True)
     assert exact_batch_cache.model_key(tmp_path / "gone.gguf", threads=2) is None
-    assert exact_batch_cache.recall(key) is None
+    assert exact_batch_cache.recall(key, largest=8) is None
 
     exact_batch_cache.remember(key, 3, "m")
-    assert exact_batch_cache.recall(key) == 3
+    assert exact_batch_cache.recall(key, largest=8) == 3
     exact_batch_cache.cache_file().write_text("{not json")
-    assert exact_batch_cache.recall(key) is None  # measured again, not a crash
+    assert exact_batch_cache.recall(key, largest=8) is None  # measured again, not a crash
     exact_batch_cache.remember(key, 4, "m")
-    assert exact_batch_cache.recall(key) == 4
+    assert exact_batch_cache.recall(key, largest=8) == 4
     exact_batch_cache.cache_file().write_text(json.dumps({key: {"size": "lots"}}))
-    assert exact_batch_cache.recall(key) is None
+    assert exact_batch_cache.recall(key, largest=8) is None
 
     for n in range(exact_batch_cache.KEPT_ENTRIES + 5):
         exact_batch_cache.remember(f"k{n}", 2, "m")
     stored = json.loads(exact_batch_cache.cache_file().read_text())
     assert len(stored) == exact_batch_cache.KEPT_ENTRIES and f"k{exact_batch_cache.KEPT_ENTRIES + 4}" in stored
+
+
+@pytest.mark.models
+def test_a_kept_size_larger_than_the_probe_measures_is_measured_again(tmp_path, monkeypatch, offline_members):
+    """A damaged or hand-edited 40 would make drafting check 40 tokens in one decode, whose rows are
+    not the one-token rows: the size is measured again instead of trusted."""
+    from coolfusion_local.engine.source_model import EXACT_BATCH_PROBED
+
+    model = offline_members("smollm2-135m")[0].model
+    Home(tmp_path).apply(monkeypatch)
+    saved = model._exact_batch
+    try:
+        model._exact_batch = None
+        measured = model.exact_batch_size()
+        assert 1 <= measured <= EXACT_BATCH_PROBED
+        stored = json.loads(exact_batch_cache.cache_file().read_text())
+        (key,) = stored
+        stored[key]["size"] = 40
+        exact_batch_cache.cache_file().write_text(json.dumps(stored))
+        model._exact_batch, model.exact_batch_probe_seconds = None, 0.0
+        assert model.exact_batch_size() == measured
+        assert model.exact_batch_probe_seconds > 0  # measured again, not read back
+        assert json.loads(exact_batch_cache.cache_file().read_text())[key]["size"] == measured
+    finally:
+        model._exact_batch = saved

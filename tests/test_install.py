@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -97,17 +98,45 @@ def _build_wheel(tmp_path: Path) -> Path:
     return wheel
 
 
+def _site_dirs() -> list[str]:
+    """The folders this test's own Python imports installed packages from: its site-packages (a venv's,
+    or the base interpreter's when the tests run there), and what .pth files added to them; not the
+    standard library, which the new venv has of its own, and nothing inside the checkout."""
+    stdlib = {Path(sysconfig.get_path(name)).resolve() for name in ("stdlib", "platstdlib")}
+    folders = []
+    for entry in sys.path:
+        if not entry or not Path(entry).is_dir():
+            continue  # the current folder, a zipped standard library
+        path = Path(entry).resolve()
+        if path in stdlib or (path.name == "lib-dynload" and path.parent in stdlib):
+            continue
+        if path.is_relative_to(REPO.resolve()):
+            continue  # the checkout (PYTHONPATH) and its tests/
+        if str(path) not in folders:
+            folders.append(str(path))
+    return folders
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """A venv with the wheel installed (not editable); the already-compiled llama-cpp-python and the
-    offline models come from the system site-packages it can see."""
+    """A venv with the wheel installed (not editable); its dependencies (the already-compiled
+    llama-cpp-python, the offline models) are the ones this test runs with.
+
+    Not `--system-site-packages`: that gives the base interpreter's packages, which on a fresh
+    machine (tests run from a venv) hold none of them, so the tool died of a missing platformdirs.
+    A .pth file in the new venv names this Python's own site folders instead, after the venv's own
+    site-packages, so the wheel installed there wins over the editable checkout. Plain folder lines:
+    the .pth files inside those folders (the editable install's) are not run."""
     tmp_path = tmp_path_factory.mktemp("install")
     wheel = _build_wheel(tmp_path)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    # The system pip, run by the venv's python, installs into the venv; --ignore-installed: the
-    # editable checkout in the system site-packages has the same version.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
+    site_packages = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                   check=True, capture_output=True, text=True).stdout.strip()
+    Path(site_packages, "test-dependencies.pth").write_text("\n".join(_site_dirs()) + "\n", encoding="utf-8")
+    # This Python's pip, run by the venv's python, installs into the venv; --ignore-installed: the
+    # editable checkout it can see has the same version.
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--ignore-installed", str(wheel)],
                    check=True, capture_output=True, text=True, timeout=300)
     return venv

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from .. import locations
-from ..engine.events import ModelLoaded, ModelLoadFailed
+from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadWaiting
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

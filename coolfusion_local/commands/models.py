@@ -20,7 +20,8 @@ from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info
 from ..models import integrity
 from ..models.hub import ModelState, model_status, resolve_model_path
 from ..models.preflight import preflight
-from ..runtime.extra_buffers import check_loadable, decide
+from ..models.probe_candidates import local_models
+from ..runtime.extra_buffers import check_loadable, decide, pending_probe
 from .common import configure_logging
 from .progress_line import ProgressLine
 from .models_init import init_config
@@ -179,10 +180,13 @@ class CpuExtraBuffers:
         self.config = config
         self.decision = None
 
-    def for_model(self, path: Path) -> bool:
+    def for_model(self, name: str, path: Path) -> bool:
         if self.decision is None:
-            self.decision = decide(self.config.runtime.cpu_extra_buffers, probe_model=path,
-                                   set_in=str(self.config.source))
+            setting, local = self.config.runtime.cpu_extra_buffers, local_models(self.config, loading=(name, path))
+            waiting = pending_probe(setting, probe_model=path, local_models=local)
+            if waiting:
+                print(f"note: {waiting}", file=sys.stderr, flush=True)
+            self.decision = decide(setting, probe_model=path, set_in=str(self.config.source), local_models=local)
         check_loadable(self.decision)
         return self.decision.enabled
 
@@ -202,7 +206,7 @@ def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
             model, remote_notes = load_remote(spec, path)
             notes += remote_notes
         else:
-            model = load_local(spec, path, cpu_extra_buffers=extra_buffers.for_model(path))
+            model = load_local(spec, path, cpu_extra_buffers=extra_buffers.for_model(spec.name, path))
     except CoolfusionError:
         raise
     except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Callable
 
 from ..config import Config
-from ..engine.events import ModelLoaded, ModelLoadFailed
+from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadWaiting
 from ..engine.modes import FUSION_MODES, SOLO_PREFIX, solo_name
 from ..errors import CoolfusionError
 
@@ -71,7 +71,9 @@ def parse_modes(text: str, names: list[str], *, allow_solo: bool = True) -> list
 def load_models(engine, names: list[str], say: Callable[[str], None]) -> None:
     """Load `names` into `engine`; a model that fails to load stops the run (its results would be missing)."""
     for event in engine.load(names):
-        if isinstance(event, ModelLoaded):
+        if isinstance(event, ModelLoadWaiting):
+            say(f"note: {event.message}")
+        elif isinstance(event, ModelLoaded):
             say(f"loaded {event.model} in {event.seconds:.1f}s")
             for notice in event.notices:
                 say(f"note: {notice}")

@@ -47,7 +47,16 @@ class ModelLoadFailed:
     reason: str  # one line, written for the user
 
 
-LoadEvent = ModelLoadStarted | ModelLoaded | ModelLoadFailed
+@dataclass(frozen=True)
+class ModelLoadWaiting:
+    """The load waits on something that may take a while (the AMX probe's test process): a line
+    the CLI and the chat show at once, so a long wait is never silence."""
+
+    model: str
+    message: str
+
+
+LoadEvent = ModelLoadStarted | ModelLoadWaiting | ModelLoaded | ModelLoadFailed
 
 
 # --------------------------------------------------------------------------- generation

@@ -418,7 +418,7 @@ class SourceModel(SharedText):
                 self.path, extra_buffers=self.cpu_extra_buffers, threads=self.n_threads,
                 gpu_layers=self.n_gpu_layers, ubatch=min(self.n_batch, MAX_OUTPUTS_PER_DECODE),
                 largest=EXACT_BATCH_PROBED)
-            self._exact_batch = exact_batch_cache.recall(key)
+            self._exact_batch = exact_batch_cache.recall(key, largest=EXACT_BATCH_PROBED)
             if self._exact_batch is None:
                 started = time.perf_counter()
                 measured = self._probe_exact_batch()

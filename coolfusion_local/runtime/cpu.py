@@ -11,21 +11,42 @@ from pathlib import Path
 # Tests and support staff can make any machine look like a CPU with AMX:
 # "crash" (the probe child dies by SIGSEGV with the extra buffer types, as on the
 # affected Xeons), "crash-always" (it dies without them too: llama.cpp itself is
-# broken here) or "works" (the kernels are fine: the probe runs for real).
+# broken here), "killed" (the child is killed by SIGKILL with them, as the kernel's
+# OOM killer does: not the AMX kernels' fault) or "works" (the kernels are fine:
+# the probe runs for real).
 SIMULATE_AMX_VARIABLE = "COOLFUSION_SIMULATE_AMX"
-SIMULATED_AMX = ("crash", "crash-always", "works")
+SIMULATED_AMX = ("crash", "crash-always", "killed", "works")
+
+# Intel AMX exists only on x86-64 (Sapphire Rapids and later Xeons); these are the
+# names platform.machine() gives that architecture on Linux, Windows and the BSDs.
+_X86_64 = {"x86_64", "amd64", "x64", "em64t"}
 
 
 @dataclass(frozen=True)
 class Cpu:
     model: str
     flags: frozenset[str]
-    flags_known: bool  # False where the OS does not list them (macOS, Windows)
+    flags_known: bool  # False where the OS does not list them (Windows, the BSDs)
+    system: str = ""  # platform.system(): "Linux", "Darwin", "Windows", ...
+    machine: str = ""  # platform.machine(): "x86_64", "AMD64", "arm64", "aarch64", ...
 
     @property
     def has_amx(self) -> bool:
         """Intel AMX (Sapphire Rapids and later Xeons): llama.cpp's AMX buffer type is used."""
         return any(flag.startswith("amx") for flag in self.flags)
+
+    def why_no_amx(self) -> str | None:
+        """Why llama.cpp's AMX kernels can never run here, or None where they may."""
+        if self.has_amx:
+            return None
+        if self.system == "Darwin":
+            # No Mac has an AMX CPU: Apple Silicon is arm64, and the last Intel Macs predate Sapphire Rapids.
+            return "macOS has no Intel AMX, so llama.cpp's AMX kernels are never used"
+        if self.machine and self.machine.lower() not in _X86_64:
+            return f"this CPU is {self.machine}, not x86-64, so llama.cpp's AMX kernels are never used"
+        if self.flags_known:
+            return "this CPU has no AMX, so llama.cpp's AMX kernels are never used"
+        return None  # an x86-64 CPU whose flags this OS does not list (Windows): probed
 
 
 def simulated_amx() -> str | None:
@@ -51,12 +72,14 @@ def _read_cpuinfo(path: str) -> tuple[str, frozenset[str]] | None:
 
 
 def this_cpu() -> Cpu:
-    read = _read_cpuinfo("/proc/cpuinfo")
+    system, machine = platform.system(), platform.machine()
+    read = _read_cpuinfo("/proc/cpuinfo") if system == "Linux" else None
     if read is None:
-        cpu = Cpu(platform.processor() or platform.machine(), frozenset(), flags_known=False)
+        cpu = Cpu(platform.processor() or machine, frozenset(), False, system, machine)
     else:
         model, flags = read
-        cpu = Cpu(model or platform.machine(), flags, flags_known=True)
+        cpu = Cpu(model or machine, flags, True, system, machine)
     if simulated_amx():
-        cpu = Cpu(f"{cpu.model} (simulated AMX: {simulated_amx()})", cpu.flags | {"amx_int8", "amx_tile"}, True)
+        cpu = Cpu(f"{cpu.model} (simulated AMX: {simulated_amx()})", cpu.flags | {"amx_int8", "amx_tile"}, True,
+                  "Linux", "x86_64")
     return cpu

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from .. import locations
-from ..files import replace_text
 from .cpu import this_cpu
 from .machine_key import build_and_cpu_key
+from .records_file import read_records, write_records
 
 _CACHE_FILE = "exact-batch.json"
 PROBED_UP_TO = 8  # the largest batch the measurement tries (a model that passes it reports "8 or more")
@@ -42,32 +42,22 @@ def model_key(path: Path, **loaded_as: object) -> str | None:
     return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()[:32]
 
 
-def recall(key: str | None) -> int | None:
+def recall(key: str | None, *, largest: int) -> int | None:
+    """The kept size, or None (measure it) where there is none or it is not one the probe can give:
+    a whole number from 1 to `largest`, the probe's largest batch. A hand-edited or damaged 40
+    would make drafting check 40 tokens in one decode, whose rows are not exact."""
     if key is None:
         return None
-    entry = _read().get(key)
-    size = entry.get("size") if isinstance(entry, dict) else None
-    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 1 else None
+    size = read_records(cache_file()).get(key, {}).get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= largest:
+        return size
+    return None
 
 
 def remember(key: str | None, size: int, model: str) -> None:
     if key is None:
         return
-    entries = _read()
+    entries = read_records(cache_file())
     entries.pop(key, None)
     entries[key] = {"size": size, "model": model, "probed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    kept = dict(list(entries.items())[-KEPT_ENTRIES:])
-    path = cache_file()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_text(path, json.dumps(kept, indent=1))  # two processes at once lose one entry, not the file
-    except OSError:
-        pass  # a read-only cache: it is measured again next time, nothing else is lost
-
-
-def _read() -> dict:
-    try:
-        stored = json.loads(cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
-    return stored if isinstance(stored, dict) else {}
+    write_records(cache_file(), entries, keep=KEPT_ENTRIES)

@@ -8,12 +8,19 @@ whole process with it. Turning the extra buffer types off
 weight repacking, which speeds some quant types up on AVX2/AVX-512 CPUs, so
 it is not switched off everywhere:
 
-* a CPU without AMX keeps them (nothing there can reach the faulting kernel);
-* a CPU with AMX is probed once: a child process loads a model with them and
-  decodes; a child killed by a signal means "off", if a second child without
-  them survives. The verdict is kept in the cache folder per llama.cpp build and
-  CPU, and probed again when either changes.
-* if the second child dies too, llama.cpp crashes here whatever this setting
+* a CPU without AMX keeps them (nothing there can reach the faulting kernel),
+  and so does every Mac and every CPU that is not x86-64 (`cpu.Cpu.why_no_amx`);
+* a CPU with AMX is probed once: a child process loads the smallest local model
+  with them and decodes; a child that crashes (SIGSEGV, SIGILL, SIGBUS, SIGABRT,
+  or a Windows exception code: `child_exit`) means "off", if a second child
+  without them prints "ok". The verdict is kept in the cache folder per
+  llama.cpp build and CPU (several builds on one host each keep their own), and
+  probed again when either changes. A probe that did not finish is kept for a
+  day; one that could not tell (the child was killed from outside, could not
+  load the model, the second child failed otherwise) is not kept;
+* where every layer of every local model is offloaded to a GPU, nothing runs on
+  the CPU's kernels: the probe is skipped and they stay off, which costs nothing;
+* if the second child crashes too, llama.cpp crashes here whatever this setting
   says (seen: a libstdc++ clash in llama.cpp's tokenizer regex): no model is
   loaded in the user's process, and the user reads why (`LlamaCrashes`).
 
@@ -23,25 +30,29 @@ COOLFUSION_CPU_EXTRA_BUFFERS variable (which wins) override the probe.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence, Union
 
 from .. import locations
 from ..errors import ConfigError, CoolfusionError
-from ..files import replace_text
+from . import child_exit
 from .cpu import this_cpu
 from .machine_key import build_and_cpu_key
+from .records_file import read_records, write_records
 
 VARIABLE = "COOLFUSION_CPU_EXTRA_BUFFERS"
 UPSTREAM_ISSUE = "llama.cpp #20824"
 PROBE_TIMEOUT_S = 120.0
+# A probe that did not finish is not tried at every start (each would wait again), but
+# it is tried again after this long: the machine may only have been busy.
+TIMEOUT_KEPT_S = 24 * 3600.0
+KEPT_VERDICTS = 16  # llama.cpp builds and CPUs this host has seen (pipx, venvs, CPU and GPU builds)
 _CACHE_FILE = "cpu-extra-buffers.json"
 
 _TRUE = {"true", "on", "1", "yes"}
@@ -59,6 +70,15 @@ class ExtraBuffers:
 
     def describe(self) -> str:
         return f"{'on' if self.enabled else 'off'} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model this process may load with llama.cpp, as the probe sees it (`models.probe_candidates`)."""
+
+    name: str
+    path: Path | None  # its GGUF file where it is on disk and checked; None until it is
+    all_on_gpu: bool  # every layer offloaded to a GPU: nothing of it runs on the CPU's kernels
 
 
 class LlamaCrashes(CoolfusionError):
@@ -86,41 +106,105 @@ def parse_setting(value: object, where: str) -> str | bool:
     raise ConfigError(f"{where}: cpu_extra_buffers must be \"auto\", true or false, not {value!r}")
 
 
+# The local models, or a function giving them when first needed (`models.probe_candidates.local_models`).
+LocalModels = Union[Sequence[LocalModel], Callable[[], Sequence[LocalModel]], None]
+
 _memo: dict[str, ExtraBuffers] = {}  # the probe's verdict per build-and-CPU key, for this process
-_memo_lock = threading.Lock()
+_memo_lock = threading.RLock()
 
 
-def decide(setting: str | bool = "auto", *, probe_model: Path | None = None, set_in: str = "models.toml") -> ExtraBuffers:
+def decide(setting: str | bool = "auto", *, probe_model: Path | None = None, set_in: str = "models.toml",
+           local_models: LocalModels = None) -> ExtraBuffers:
     """Whether to load models with llama.cpp's extra CPU buffer types.
 
-    `probe_model` is a GGUF file the probe may load (the smallest model about
-    to be loaded keeps it under a couple of seconds); without one a CPU with
-    AMX runs without them until a probe can be made.
+    `probe_model` is a GGUF file the probe may load; `local_models` every local
+    model this process may load: the probe loads the smallest file among them
+    (a couple of seconds, where the first one listed may take minutes on the
+    CPU), and is skipped where all of them run wholly on a GPU. Without a file
+    a CPU with AMX runs without them until a probe can be made.
     """
+    with _memo_lock:
+        settled, key = _settled(setting, set_in)
+        if settled is not None:
+            return settled
+        local_models = _listed(local_models)
+        skip = _all_on_gpu(local_models)
+        if skip is not None:
+            return skip  # not kept: it follows models.toml, not the CPU
+        model = _smallest(probe_model, local_models)
+        if model is None:
+            return ExtraBuffers(False, "this CPU has AMX and has not been probed yet; running without llama.cpp's "
+                                       "extra buffer types until a model can be probed")
+        verdict, kept_for = _probe(model)
+        if kept_for:
+            _write_cached(key, verdict, kept_for)
+        _memo[key] = verdict  # an unkept verdict holds for this process: one probe per start
+        return verdict
+
+
+def pending_probe(setting: str | bool = "auto", *, probe_model: Path | None = None,
+                  local_models: LocalModels = None) -> str | None:
+    """The line to show before `decide()` with the same arguments, where it will start a probe
+    child (it may take a while); None where it will answer at once."""
+    try:
+        with _memo_lock:
+            settled, _ = _settled(setting, "models.toml")
+            if settled is not None:
+                return None
+            local_models = _listed(local_models)
+            if _all_on_gpu(local_models) is not None:
+                return None
+            model = _smallest(probe_model, local_models)
+    except ConfigError:
+        return None  # decide() says so, in one line
+    if model is None:
+        return None
+    return (f"testing llama.cpp's AMX kernels on this CPU with {model.name} in a separate process first "
+            f"(once per llama.cpp build and CPU; it gives up after {PROBE_TIMEOUT_S:.0f} s)")
+
+
+def _settled(setting: str | bool, set_in: str) -> tuple[ExtraBuffers | None, str]:
+    """The decision where no probe is needed (a setting, a CPU without AMX, a kept verdict), and the key."""
     variable = os.environ.get(VARIABLE, "").strip()
     if variable:
         forced = parse_setting(variable, VARIABLE)
         if forced != "auto":
-            return ExtraBuffers(bool(forced), f"set by {VARIABLE}={variable}")
+            return ExtraBuffers(bool(forced), f"set by {VARIABLE}={variable}"), ""
     elif setting != "auto":
-        return ExtraBuffers(bool(setting), f"set by cpu_extra_buffers in {set_in}")
+        return ExtraBuffers(bool(setting), f"set by cpu_extra_buffers in {set_in}"), ""
     cpu = this_cpu()
-    if cpu.flags_known and not cpu.has_amx:
-        return ExtraBuffers(True, "this CPU has no AMX, so llama.cpp's AMX kernels are never used")
+    no_amx = cpu.why_no_amx()
+    if no_amx:
+        return ExtraBuffers(True, no_amx), ""
     key = build_and_cpu_key(cpu)
-    with _memo_lock:
-        known = _memo.get(key) or _read_cached(key)
-        if known is not None:
-            _memo[key] = known
-            return known
-        if probe_model is None:
-            return ExtraBuffers(False, "this CPU has AMX and has not been probed yet; running without llama.cpp's "
-                                       "extra buffer types until a model can be probed")
-        verdict, keep = _probe(Path(probe_model))
-        if keep:
-            _write_cached(key, verdict)
-        _memo[key] = verdict  # an unkept verdict holds for this process: one probe per start
-        return verdict
+    known = _memo.get(key) or _read_cached(key)
+    if known is not None:
+        _memo[key] = known
+    return known, key
+
+
+def _listed(local_models: LocalModels) -> Sequence[LocalModel]:
+    return (local_models() if callable(local_models) else local_models) or ()
+
+
+def _all_on_gpu(local_models: Sequence[LocalModel] | None) -> ExtraBuffers | None:
+    if not local_models or not all(model.all_on_gpu for model in local_models):
+        return None
+    return ExtraBuffers(False, "every layer of every local model is offloaded to the GPU, so llama.cpp's CPU "
+                               "kernels are not used and the AMX probe is skipped")
+
+
+def _smallest(probe_model: Path | None, local_models: Sequence[LocalModel] | None) -> Path | None:
+    """The smallest GGUF file the probe may load: it loads on the CPU, where a big one takes minutes."""
+    files = [Path(probe_model)] if probe_model is not None else []
+    files += [model.path for model in local_models or () if model.path is not None]
+    sized = []
+    for path in files:
+        try:
+            sized.append((path.stat().st_size, path))
+        except OSError:
+            continue
+    return min(sized, key=lambda pair: pair[0])[1] if sized else (files[0] if files else None)
 
 
 def cache_file() -> Path:
@@ -135,73 +219,100 @@ def forget() -> None:
 
 # ------------------------------------------------------------------ the probe
 
-def _probe(model: Path) -> tuple[ExtraBuffers, bool]:
-    """Run the probe child on `model`; the verdict and whether it may be kept."""
+_OFF = "running without llama.cpp's extra buffer types this time"
+
+
+def _probe(model: Path) -> tuple[ExtraBuffers, float | None]:
+    """Run the probe child on `model`: the verdict, and for how long it may be kept (None: not
+    kept; inf: until llama.cpp or the CPU changes)."""
     started = time.perf_counter()
     child = _run_child(model)
-    if isinstance(child, str):
-        return ExtraBuffers(False, f"{child}; running without llama.cpp's extra buffer types this time",
-                            probed=True), False
+    if isinstance(child, _NoOutcome):
+        return _no_outcome(child), child.kept_for
     seconds = time.perf_counter() - started
-    if child.returncode < 0:
-        name = _signal_name(-child.returncode)
-        control = _run_child(model, "--without-extra-buffers")
-        if isinstance(control, subprocess.CompletedProcess) and control.returncode < 0:
-            return ExtraBuffers(False, f"llama.cpp crashed ({_signal_name(-control.returncode)}) loading and running "
-                                       f"{model.name} in a test process, with and without its extra CPU buffer types, "
-                                       "so no model is loaded here; reinstall llama-cpp-python for this machine "
-                                       "(see docs/models.md#when-llamacpp-crashes)", probed=True, crashes=True), False
-        return ExtraBuffers(False, f"llama.cpp's AMX kernels crash on this CPU ({UPSTREAM_ISSUE}; the probe died "
-                                   f"of {name}); running without them", probed=True), True
-    if child.returncode == 0 and child.stdout.strip().endswith(b"ok"):
+    if _passed(child):
         return ExtraBuffers(True, f"this CPU has AMX and llama.cpp's AMX kernels passed the probe "
-                                  f"({seconds:.1f} s, once per CPU and llama.cpp build)", probed=True), True
-    last = (child.stderr or child.stdout).decode("utf-8", "replace").strip().splitlines()
-    why = last[-1][:200] if last else f"exit code {child.returncode}"
-    return ExtraBuffers(False, f"the AMX probe could not run ({why}); running without llama.cpp's extra "
-                               "buffer types this time", probed=True), False
+                                  f"({seconds:.1f} s, once per CPU and llama.cpp build)", probed=True), float("inf")
+    crash = child_exit.crash_name(child.returncode)
+    if crash is None:  # killed from outside (SIGKILL: out of memory), or an error: says nothing of the kernels
+        return ExtraBuffers(False, f"the AMX probe could not run ({_last_words(child)}); {_OFF}", probed=True), None
+    control = _run_child(model, "--without-extra-buffers")
+    if isinstance(control, _NoOutcome):
+        if control.kept_for:
+            return _no_outcome(control), control.kept_for
+        return ExtraBuffers(False, f"the AMX probe could not tell (the test process crashed with {crash}, and "
+                                   f"the second one, without them, {control.why}); {_OFF}", probed=True), None
+    if _passed(control):
+        return ExtraBuffers(False, f"llama.cpp's AMX kernels crash on this CPU ({UPSTREAM_ISSUE}; the probe died "
+                                   f"of {crash}); running without them", probed=True), float("inf")
+    control_crash = child_exit.crash_name(control.returncode)
+    if control_crash is not None:
+        return ExtraBuffers(False, f"llama.cpp crashed ({control_crash}) loading and running {model.name} in a test "
+                                   "process, with and without its extra CPU buffer types, so no model is loaded "
+                                   "here; reinstall llama-cpp-python for this machine "
+                                   "(see docs/models.md#when-llamacpp-crashes)", probed=True, crashes=True), None
+    return ExtraBuffers(False, f"the AMX probe could not tell (the test process crashed with {crash}, and the "
+                               f"second one, without them, failed: {_last_words(control)}); {_OFF}",
+                        probed=True), None
 
 
-def _run_child(model: Path, *flags: str) -> subprocess.CompletedProcess | str:
-    """The probe child's outcome, or why it could not be had."""
+@dataclass(frozen=True)
+class _NoOutcome:
+    why: str  # "did not finish in 120 s", "could not start (...)"
+    kept_for: float | None  # a timeout is kept for a while, a start failure not
+
+
+def _no_outcome(outcome: _NoOutcome) -> ExtraBuffers:
+    if outcome.kept_for:
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + outcome.kept_for))
+        return ExtraBuffers(False, f"the AMX probe {outcome.why}; running without llama.cpp's extra buffer "
+                                   f"types, and probing again after {until}", probed=True)
+    return ExtraBuffers(False, f"the AMX probe {outcome.why}; {_OFF}", probed=True)
+
+
+def _passed(child: subprocess.CompletedProcess) -> bool:
+    return child.returncode == 0 and child.stdout.strip().endswith(b"ok")
+
+
+def _last_words(child: subprocess.CompletedProcess) -> str:
+    status = child_exit.describe(child.returncode)
+    last = (child.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+    return f"{status}: {last[-1][:200]}" if last and child.returncode > 0 else status
+
+
+def _run_child(model: Path, *flags: str) -> subprocess.CompletedProcess | _NoOutcome:
+    """The probe child's outcome, or why there is none."""
     try:
         return subprocess.run(
             [sys.executable, "-m", "coolfusion_local.runtime.probe_child", str(model), *flags],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
-        return f"the AMX probe did not finish in {PROBE_TIMEOUT_S:.0f} s"
+        return _NoOutcome(f"did not finish in {PROBE_TIMEOUT_S:.0f} s", TIMEOUT_KEPT_S)
     except OSError as error:
-        return f"the AMX probe could not start ({error})"
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
+        return _NoOutcome(f"could not start ({error})", None)
 
 
 # ------------------------------------------------------------------ the cache
 
 def _read_cached(key: str) -> ExtraBuffers | None:
-    try:
-        stored = json.loads(cache_file().read_text())
-    except (OSError, ValueError):
+    record = read_records(cache_file()).get(key)
+    if record is None:
         return None
-    if not isinstance(stored, dict) or stored.get("key") != key:
+    enabled, reason, expires = record.get("enabled"), record.get("reason"), record.get("expires")
+    if not isinstance(enabled, bool) or not isinstance(reason, str):
         return None
-    if not isinstance(stored.get("enabled"), bool) or not isinstance(stored.get("reason"), str):
-        return None
-    return ExtraBuffers(stored["enabled"], stored["reason"])
+    if expires is not None:
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)) or time.time() >= expires:
+            return None  # a timeout's verdict, run out: probe again
+    return ExtraBuffers(enabled, reason)
 
 
-def _write_cached(key: str, verdict: ExtraBuffers) -> None:
-    path = cache_file()
-    record = {"key": key, "enabled": verdict.enabled, "reason": verdict.reason,
-              "probed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        replace_text(path, json.dumps(record, indent=1))
-    except OSError:
-        pass  # a read-only cache: the probe runs again next time, nothing else is lost
+def _write_cached(key: str, verdict: ExtraBuffers, kept_for: float) -> None:
+    records = read_records(cache_file())
+    records.pop(key, None)
+    records[key] = {"enabled": verdict.enabled, "reason": verdict.reason,
+                    "probed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if kept_for != float("inf"):
+        records[key]["expires"] = time.time() + kept_for
+    write_records(cache_file(), records, keep=KEPT_VERDICTS)

@@ -2,8 +2,9 @@
 
 Run as `python -m coolfusion_local.runtime.probe_child MODEL.gguf [--without-extra-buffers]`
 by `extra_buffers`. If llama.cpp's AMX kernels fault on this CPU, this process
-dies by a signal and the parent reads that from its exit status; it prints
-"ok" otherwise. Exit code 3: the model could not be loaded (no verdict).
+dies by SIGSEGV, SIGILL, SIGBUS or SIGABRT (an exception code on Windows) and
+the parent reads that from its exit status (`child_exit`); it prints "ok"
+otherwise. Exit code 3: the model could not be loaded (no verdict).
 `--without-extra-buffers` is the control run: a crash there is not the AMX kernels'.
 """
 
@@ -53,6 +54,8 @@ def main(argv: list[str]) -> int:
     simulated = simulated_amx()
     if simulated == "crash-always" or (simulated == "crash" and with_extra_buffers):
         os.kill(os.getpid(), signal.SIGSEGV)  # what a faulting kernel does, here on purpose
+    if simulated == "killed" and with_extra_buffers:
+        os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does: no verdict on the kernels
     vocab_size = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model))
     tokens = [(7919 * i + 13) % vocab_size for i in range(PROMPT_TOKENS)]
     batch = llama_cpp.llama_batch_init(PROMPT_TOKENS, 0, 1)

@@ -9,7 +9,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ..engine.events import AnswerDone, ModelLoaded, ModelLoadFailed, ModelLoadStarted
+from ..engine.events import AnswerDone, ModelLoaded, ModelLoadFailed, ModelLoadStarted, ModelLoadWaiting
 from ..engine.sampling import CHAT, Sampling
 from ..engine.modes import FUSION_MODES, SOLO_PREFIX
 from .store import Store
@@ -54,6 +54,7 @@ class CoolfusionApp(App):
         self.model_views: list[ModelView] = [ModelView(name, "unloaded") for name in model_names]
         self.colours = model_colours([v.name for v in self.model_views])
         self.activity = ""  # what the engine thread is busy with, for the status bar
+        self.waiting_for: dict[str, str] = {}  # a model whose load waits (the AMX probe): the line shown
         self.load_fractions: dict[str, float] = {}
         self.facts: dict = {}  # model name -> ModelFacts, filled by the models panel
 
@@ -134,10 +135,17 @@ class CoolfusionApp(App):
         if isinstance(event, ModelLoadStarted):
             self._set_state(event.model, "loading", None)
             self.activity = f"loading {event.model} ({message.position}/{message.total})…"
+        elif isinstance(event, ModelLoadWaiting):
+            # A wait of seconds to minutes before llama.cpp starts loading: say what it is.
+            self.waiting_for[event.model] = event.message
+            self.activity = f"{event.model}: {event.message}"
+            self.notify(event.message, timeout=10)
         elif isinstance(event, ModelLoaded):
+            self.waiting_for.pop(event.model, None)
             self._set_state(event.model, "loaded", None, info=event)
             self.activity = ""
         elif isinstance(event, ModelLoadFailed):
+            self.waiting_for.pop(event.model, None)
             self._set_state(event.model, "failed", event.reason)
             self.activity = ""
             self.notify(f"{event.model} failed to load: {event.reason}", severity="error", timeout=15)
@@ -145,6 +153,9 @@ class CoolfusionApp(App):
 
     def on_load_fraction(self, message: LoadFraction) -> None:
         self.load_fractions[message.model] = message.fraction
+        if message.fraction <= 0 and message.model in self.waiting_for:
+            return  # the wait's line stays until llama.cpp reads the file
+        self.waiting_for.pop(message.model, None)
         view = next((v for v in self.model_views if v.name == message.model), None)
         if view is not None and view.state == "loading":
             self.activity = f"loading {message.model} {message.fraction:.0%}…"

@@ -15,7 +15,7 @@ from typing import Callable
 
 from textual.message import Message as TextualMessage
 
-from ..engine.events import AnswerDone, GenerationStats, Message, ModelLoadStarted, SegmentChosen
+from ..engine.events import AnswerDone, GenerationStats, Message, ModelLoadStarted, ModelLoadWaiting, SegmentChosen
 from ..errors import CoolfusionError, describe_os_error
 from .messages import EngineEvent, EngineProblem, LoadFraction, LoadProgress, ModelsSnapshot, ModelView
 
@@ -152,7 +152,7 @@ def load_models(engine, post: Post, poll_seconds: float = 0.25) -> None:
             if isinstance(event, ModelLoadStarted):
                 position += 1
                 loading[:] = [event.model]
-            else:
+            elif not isinstance(event, ModelLoadWaiting):  # still loading after the wait
                 loading.clear()
             safe_post(post, LoadProgress(event, min(position, total), total))
     finally:
