@@ -14,6 +14,7 @@ from ..engine.sampling import CHAT, Sampling
 from ..store import Store
 from .colours import model_colours
 from .messages import EngineProblem, LoadFraction, LoadProgress, ModelsChanged, ModelsSnapshot, ModelView
+from .arena_commands import arena_commands
 from .palette import chat_commands
 from .sampling_commands import sampling_commands
 from .runner import EngineRunner, load_models, safe_post, snapshot
@@ -56,6 +57,7 @@ class CoolfusionApp(App):
         self.activity = ""  # what the engine thread is busy with, for the status bar
         self.load_fractions: dict[str, float] = {}
         self.facts: dict = {}  # model name -> ModelFacts, filled by the models panel
+        self.arena_pairing = None  # the arena's Pairing once known or chosen (screens/arena.py)
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen(self.session, self.colours))
@@ -199,6 +201,7 @@ class CoolfusionApp(App):
         if isinstance(screen, ChatScreen):
             yield from chat_commands(self, screen)
             yield from sampling_commands(self, screen)
+            yield from arena_commands(self, screen)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
