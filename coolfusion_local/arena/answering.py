@@ -79,6 +79,7 @@ def answer_comparison(
             done = AnswerDone(text, "stopped", GenerationStats(mode=system))
         stats = done.stats.as_dict()
         stats["wall_seconds"] = round(time.perf_counter() - started, 3)
+        stats["system"] = system  # the engine says "solo" for any model alone
         answer = Answer(done.text.strip(), done.stop_reason, done.error, stats)
         if side == "A":
             comparison.answer_a = answer

@@ -110,7 +110,8 @@ def run_prompts(args: argparse.Namespace) -> int:
 
     if args.max_tokens < 1:
         raise CoolfusionError("--max-tokens must be at least 1", exit_code=2)
-    path = starter_prompts_path() if str(args.prompts) == "starter" else args.prompts
+    use_starter = str(args.prompts) == "starter" and not args.prompts.exists()
+    path = starter_prompts_path() if use_starter else args.prompts
     prompts, bad = read_prompts(path)
     for line in bad:
         print(f"coolfusion: {line.describe(str(args.prompts))}", file=sys.stderr)
