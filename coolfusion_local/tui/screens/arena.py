@@ -86,6 +86,7 @@ class ArenaScreen(Screen):
         self.words = 0
         self.walking: list[Comparison] = []  # pending comparisons left to vote on
         self.kept_turn = False  # the current comparison's exchange is in `conversation`
+        self.asked_here = False  # the current comparison is a question asked on this screen (not a pending one)
         self.wide: bool | None = None
 
     # ------------------------------------------------------------ layout
@@ -189,6 +190,8 @@ class ArenaScreen(Screen):
         await self.ask(text)
 
     async def ask(self, text: str) -> None:
+        if self.asked_here and self.current is not None and self.current.state == "ready" and not self.kept_turn:
+            self._keep_turn()  # asked on without a vote: it stays pending, the conversation goes on from A
         self.walking = []  # a question of your own ends the walk through pending ones
         sampling = shared_sampling(self.app.sampling)
         system_a, system_b = draw_order(self.pairing)
@@ -198,7 +201,7 @@ class ArenaScreen(Screen):
             prompt=text, settings=settings_for(sampling, self.app.max_tokens, loaded), seed=sampling.seed,
         )
         self._guard(lambda: self.comparisons.add(comparison), "save the question")
-        self.current, self.kept_turn = comparison, False
+        self.current, self.kept_turn, self.asked_here = comparison, False, True
         self.tag = f"arena-{next(_tags)}"
         self.cancel = threading.Event()
         self.answering_since, self.words = time.monotonic(), 0
@@ -298,8 +301,8 @@ class ArenaScreen(Screen):
     def _keep_turn(self) -> None:
         """The conversation goes on from the preferred answer (only for your own questions)."""
         c = self.current
-        if c.source != "chat" or c.context != self.conversation[: len(c.context)]:
-            return
+        if not self.asked_here:
+            return  # a pending comparison has its own conversation
         kept = c.answer_of(c.preferred_side())
         turn = [Message("user", c.prompt), Message("assistant", kept.text if kept else "")]
         if self.kept_turn:
@@ -323,7 +326,7 @@ class ArenaScreen(Screen):
 
     async def show_next_pending(self) -> None:
         comparison = self.walking[0]
-        self.current, self.kept_turn = comparison, False
+        self.current, self.kept_turn, self.asked_here = comparison, False, False
         self.tag = ""
         await self._show_question(comparison)
         await self._show_pair(comparison)
@@ -380,7 +383,7 @@ class ArenaScreen(Screen):
                 choice = "skipped"
             else:
                 choice = f"your vote: {VOTE_LABELS[c.vote]}"
-            kept = "" if c.source != "chat" else f" · the conversation goes on from {c.preferred_side()}"
+            kept = f" · the conversation goes on from {c.preferred_side()}" if self.asked_here else ""
             nxt = "n: next comparison" if len(self.walking) > 1 or (self.walking and c.id != self.walking[0].id) \
                 else "n or Tab: your next question"
             text = f"{choice}{kept} · a/b/t/x change the vote · {nxt}"
