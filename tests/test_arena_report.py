@@ -29,13 +29,11 @@ def test_wilson_interval_matches_the_hand_computed_values():
 
 
 def test_votes_needed_is_where_the_interval_first_leaves_an_even_split():
-    # A 70% win rate: Wilson at n = 20 (14 wins) is [0.481, 0.855], at n = 21 (14.7) [0.484, 0.854]...
-    # the first n whose lower end passes 0.5, found by hand from the formula, is 23.
-    needed = votes_needed(0.7)
-    assert wilson(0.7 * needed, needed)[0] > 0.5
-    assert wilson(0.7 * (needed - 1), needed - 1)[0] <= 0.5
-    assert needed == 23
-    assert votes_needed(0.3) == 23  # symmetric
+    # Wilson's lower end equals 0.5 where (p - 0.5)² = z²·p(1-p)/n + z⁴/(4n²). For p = 0.7:
+    # 0.04·n² - 0.80671·n - 3.68924 = 0, n = 24.009, so 25 votes; for p = 0.6: n = 96.04, so 97.
+    assert votes_needed(0.7) == 25 and votes_needed(0.3) == 25  # symmetric
+    assert wilson(0.7 * 25, 25)[0] > 0.5 >= wilson(0.7 * 24, 24)[0]
+    assert votes_needed(0.6) == 97
     assert votes_needed(0.5) is None
 
 

@@ -104,15 +104,15 @@ def test_pairings_order_and_defaults():
 
 def test_a_prompt_file_with_bad_lines_reports_each_and_keeps_the_good_ones():
     raw = (
-        "What is the capital of Peru?\n"
-        "\n"
-        "# a comment\n"
-        '{"prompt": "Name a prime number.", "system": "Answer briefly."}\n'
-        '{"prompt": 5}\n'
-        "{not json\n"
-        '["a list"]\n'
-        b"caf\xe9 au lait\n".decode("latin-1") + "\n"
-    ).encode("utf-8").replace("café".encode("utf-8"), b"caf\xe9")
+        b"What is the capital of Peru?\n"
+        b"\n"
+        b"# a comment\n"
+        b'{"prompt": "Name a prime number.", "system": "Answer briefly."}\n'
+        b'{"prompt": 5}\n'
+        b"{not json\n"
+        b'{"question": ["a list"]}\n'
+        b"caf\xe9 au lait\n"  # Latin-1, not UTF-8
+    )
     prompts, bad = parse_prompts(raw)
     assert [(p.line, p.text, p.system) for p in prompts] == [
         (1, "What is the capital of Peru?", None), (4, "Name a prime number.", "Answer briefly.")]

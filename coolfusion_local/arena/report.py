@@ -220,27 +220,31 @@ def bradley_terry(games: Sequence[tuple[str, str, float]], systems: Sequence[str
                 if i != j and meetings[i][j]:
                     wins[i] += prior / 2
                     meetings[i][j] += prior
+    played = [i for i in range(n) if any(meetings[i])]
     strength = [1.0] * n
     for _ in range(iterations):
-        updated = []
-        for i in range(n):
+        updated = list(strength)
+        for i in played:
             denominator = sum(meetings[i][j] / (strength[i] + strength[j]) for j in range(n) if j != i)
-            updated.append(wins[i] / denominator if denominator and wins[i] > 0 else strength[i] * 1e-3)
-        log_mean = sum(math.log(s) for s in updated) / n
+            # Never won and no prior (prior=0 only): heads for zero; kept above it so logs stay finite.
+            updated[i] = max(wins[i] / denominator, 1e-12)
+        log_mean = sum(math.log(updated[i]) for i in played) / max(len(played), 1)
         updated = [s / math.exp(log_mean) for s in updated]
-        change = max(abs(math.log(u / s)) for u, s in zip(updated, strength))
+        change = max((abs(math.log(u / s)) for u, s in zip(updated, strength)), default=0.0)
         strength = updated
         if change < 1e-10:
             break
-    return {s: 1000 + 400 * math.log10(strength[index[s]]) for s in systems}
+    return {s: 1000 + 400 * math.log10(strength[index[s]]) for s in systems if index[s] in played}
 
 
 def bradley_terry_table(games, systems, bootstrap: int = BOOTSTRAP_SAMPLES) -> list[Rating]:
     fitted = bradley_terry(games, systems)
+    systems = [s for s in systems if s in fitted]  # a pairing with only pending pairs has no votes yet
     rng = random.Random(BOOTSTRAP_SEED)
     samples: dict[str, list[float]] = {s: [] for s in systems}
     for _ in range(bootstrap):
         drawn = [games[rng.randrange(len(games))] for _ in games]
+        # A system that drew no game in this resample has no rating in it (not a made-up 1000).
         for system, value in bradley_terry(drawn, systems, iterations=200).items():
             samples[system].append(value)
     counts = {s: sum(1 for a, b, _ in games if s in (a, b)) for s in systems}
