@@ -30,8 +30,8 @@ GIVEAWAYS = ["tok/s", "seg/s", "segments", "length limit", "stopped", "cool+r", 
 
 def screen_text(app) -> str:
     """Every character on the terminal now, row by row (what a person sees)."""
-    update = app.screen._compositor.render_full_update()
-    return "\n".join(strip.text for strip in update.strips)
+    update = app.screen._compositor.render_full_update(simplify=True)
+    return "\n".join("".join(strip.text for strip in row) for row in update.strips)
 
 
 def giveaways(text: str, answers: list[str]) -> list[str]:

@@ -113,7 +113,7 @@ class ArenaScreen(Screen):
         self.walking = self._guard(lambda: self.comparisons.pending(), "read the pending comparisons") or []
         if self.walking:
             self.notify(f"{len(self.walking)} comparisons wait for your vote: they come first "
-                        "(s skips one, Esc leaves them for later).", timeout=8)
+                        "(s skips one, Esc leaves them for later).", timeout=4)
             await self.show_next_pending()
         if self.pairing is None:
             self.pairing = self.app.arena_pairing
@@ -279,13 +279,10 @@ class ArenaScreen(Screen):
             self.notify("Nothing to vote on yet: ask a question first.", severity="warning")
             return
         comparison = self.current
-        changed = comparison.vote is not None
         self._guard(lambda: self.comparisons.set_vote(comparison, vote), "save the vote")
         self._keep_turn()
         self._reveal(comparison)
-        self._show_votes()
-        if not changed:
-            self.notify(f"Voted: {VOTE_LABELS[vote]}.", timeout=3)
+        self._show_votes()  # says the vote: no notification over the line it is on
 
     def action_skip(self) -> None:
         if not self.votable:

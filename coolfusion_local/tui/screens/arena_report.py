@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import ScrollableContainer
 from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -19,7 +19,7 @@ class ArenaReportScreen(Screen):
     BINDINGS = [Binding("escape,q,r", "close", "Close")]
 
     def compose(self):
-        with VerticalScroll(id="arena-report"):
+        with ScrollableContainer(id="arena-report"):  # scrolls sideways too: the table is never wrapped
             yield Static(id="arena-report-text")
         yield Footer()
 
