@@ -111,24 +111,34 @@ async def test_unvoted_pairs_wait_across_a_restart_and_are_walked_without_the_mo
         log.save_answers(c)
     store.close()
 
-    engine = ScriptedEngine(hold_loads=True)  # the models never finish loading: votes must not wait for them
-    app = make_app(engine)
-    async with app.run_test(size=(80, 24)) as pilot:
-        app.arena_pairing = PAIRING
-        await pilot.press("f4")
-        await wait_until(pilot, lambda: isinstance(app.screen, ArenaScreen))
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.current is not None, what="the first pending pair")
-        assert screen.current.prompt == "Prepared question 0?"
-        assert "waiting for your vote: 2" in visible_text(screen.query_one("#arena-header"))
-        await pilot.press("b")
-        await pilot.press("n")
-        assert screen.current.prompt == "Prepared question 1?"
-        await pilot.press("escape")  # left for later: still pending
-        engine.release_loads.set()
-    assert engine.calls == []
-    states = {c.prompt: (c.state, c.vote) for c in stored()}
-    assert states == {"Prepared question 0?": ("voted", "B"), "Prepared question 1?": ("ready", None)}
+    for session in range(2):  # the second session is a restart: the one left unvoted waits for it
+        engine = ScriptedEngine(hold_loads=True)  # the models never finish loading: votes must not wait for them
+        app = make_app(engine)
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.arena_pairing = PAIRING
+            await pilot.press("f4")
+            await wait_until(pilot, lambda: isinstance(app.screen, ArenaScreen))
+            screen = app.screen
+            await wait_until(pilot, lambda: screen.current is not None, what="the first pending pair")
+            header = screen.query_one("#arena-header")
+            if session == 0:
+                assert screen.current.prompt == "Prepared question 0?"
+                assert "waiting for your vote: 2" in visible_text(header)
+                await pilot.press("b")
+                await pilot.press("n")
+                assert screen.current.prompt == "Prepared question 1?"
+            else:
+                assert screen.current.prompt == "Prepared question 1?"
+                assert "waiting for your vote: 1" in visible_text(header)
+                await pilot.press("s")  # skipped, and the walk is over: the header says so
+                await wait_until(pilot, lambda: "waiting for your vote" not in visible_text(header),
+                                 what="the end of the walk")
+            await pilot.press("escape")  # what is left unvoted stays pending
+            engine.release_loads.set()
+        assert engine.calls == []
+        states = {c.prompt: (c.state, c.vote) for c in stored()}
+        second = ("ready", None) if session == 0 else ("skipped", None)
+        assert states == {"Prepared question 0?": ("voted", "B"), "Prepared question 1?": second}
 
 
 async def test_escape_stops_both_answers_and_the_comparison_is_kept_as_skipped():

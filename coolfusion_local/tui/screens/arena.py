@@ -208,6 +208,7 @@ class ArenaScreen(Screen):
         await self._show_question(comparison)
         self.query_one("#arena-pair").display = False
         self._tick()
+        self._show_header()
         self._show_votes()
         tag, post, cancel = self.tag, self.post_message, self.cancel
 
@@ -319,6 +320,7 @@ class ArenaScreen(Screen):
                 return
             self.notify("No more comparisons waiting: ask your own question.", timeout=5)
         self.query_one("#arena-prompt").focus()
+        self._show_header()
         self._show_votes()
 
     async def show_next_pending(self) -> None:
