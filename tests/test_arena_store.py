@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from coolfusion_local.arena.comparisons import Answer, Comparison, ComparisonLog
 from coolfusion_local.arena.pairings import Pairing, default_pairing, draw_order
 from coolfusion_local.arena.plan import plan_jobs
-from coolfusion_local.arena.prompts import parse_prompts, starter_prompts_path, read_prompts
+from coolfusion_local.arena.prompts import parse_prompts, read_prompts, starter_prompts_path
 from coolfusion_local.engine.events import Message
-from coolfusion_local.store import MIGRATIONS, Store
-
-import pytest
-
 from coolfusion_local.errors import CoolfusionError
+from coolfusion_local.store import MIGRATIONS, Store
 
 
 def new_comparison(**overrides) -> Comparison:

@@ -8,7 +8,7 @@ blind view with the real models.
 from __future__ import annotations
 
 from scripted_engine import ScriptedEngine
-from tui_helpers import data_dir, make_app, send, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
+from tui_helpers import data_dir, make_app, visible_text, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
 from coolfusion_local.arena.comparisons import Answer, Comparison, ComparisonLog
 from coolfusion_local.arena.pairings import Pairing
