@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -28,6 +29,7 @@ Z95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 2407  # the same votes give the same intervals every time
 MAX_VOTES_NEEDED = 100_000
+TEXT_WIDTH = 78  # the report's sentences fit an 80-column terminal (and the chat's report screen)
 
 METHOD = (
     "win rate = wins / (wins + losses), decisive votes only; 95% interval: Wilson score. "
@@ -276,8 +278,8 @@ def format_report(report: ArenaReport) -> str:
 
     lines: list[str] = []
     if not report.pairings:
-        lines.append("No comparisons yet: F4 in `coolfusion chat` starts the arena, "
-                     "`coolfusion arena run --prompts FILE` answers a prompt file ahead.")
+        lines += textwrap.wrap("No comparisons yet: F4 in `coolfusion chat` starts the arena, "
+                               "`coolfusion arena run --prompts FILE` answers a prompt file ahead.", TEXT_WIDTH)
     else:
         rows = []
         for t in report.pairings:
@@ -300,8 +302,9 @@ def format_report(report: ArenaReport) -> str:
     position = report.position
     if position.a_wins + position.b_wins:
         low, high = position.interval
-        lines += ["", f"position bias: A won {position.a_wins} of {position.a_wins + position.b_wins} decisive votes "
-                      f"({_pct(position.a_rate)}, 95% interval [{_pct(low)}, {_pct(high)}]; 50% = no bias)"]
+        lines += [""] + textwrap.wrap(
+            f"position bias: A won {position.a_wins} of {position.a_wins + position.b_wins} decisive votes "
+            f"({_pct(position.a_rate)}, 95% interval [{_pct(low)}, {_pct(high)}]; 50% = no bias)", TEXT_WIDTH)
     if report.ratings:
         rows = [[r.system, f"{r.rating:.0f}", f"[{r.low:.0f}, {r.high:.0f}]", str(r.votes)] for r in report.ratings]
         lines += ["", "Bradley-Terry (Elo scale, average 1000)",
@@ -316,5 +319,5 @@ def format_report(report: ArenaReport) -> str:
         extra.append(f"{report.failed} where a system could not answer")
     if extra:
         lines += [""] + [f"- {e}" for e in extra]
-    lines += ["", f"method: {METHOD}"]
+    lines += [""] + textwrap.wrap(f"method: {METHOD}", TEXT_WIDTH)  # the tables are never wrapped
     return "\n".join(lines)
