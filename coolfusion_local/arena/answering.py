@@ -47,6 +47,7 @@ def answer_comparison(
     rng: random.Random | None = None,
 ) -> None:
     """Fill in `answer_a` and `answer_b`; never raises for a system that cannot answer (its Answer has the error)."""
+    _load_models_alone(engine, comparison)
     sampling = sampling_of(comparison)
     max_tokens = comparison.settings.get("max_tokens")
     messages = [*comparison.context, Message("user", comparison.prompt)]
@@ -89,6 +90,16 @@ def answer_comparison(
         if progress is not None:
             progress(words, finished)
     comparison.settings = {**comparison.settings, "generation_order": sides}
+
+
+def _load_models_alone(engine, comparison: Comparison) -> None:
+    """A pairing may set a model models.toml leaves out of fusion alone (solo:NAME): load it first.
+    One that cannot load answers with its one-line reason, as the engine gives it."""
+    for system in (comparison.system_a, comparison.system_b):
+        name = system[5:] if system.startswith("solo:") else None
+        if name in engine.model_names and engine.status(name).info is None and engine.status(name).state != "failed":
+            for _event in engine.load([name]):
+                pass
 
 
 def settings_for(sampling: Sampling, max_tokens: int | None, models: list[str]) -> dict:
