@@ -17,7 +17,7 @@ import sys
 
 from .errors import CoolfusionError, one_line
 
-COMMAND_MODULES = ("chat", "generate", "serve", "models", "eval", "bench")
+COMMAND_MODULES = ("chat", "generate", "serve", "models", "eval", "bench", "arena")
 log = logging.getLogger("coolfusion")
 log.addHandler(logging.NullHandler())  # without a log file, nothing reaches the terminal
 

@@ -35,6 +35,8 @@ def configure_logging() -> None:
 
 def describe_load_event(event) -> list[str]:
     """The stderr lines for one load event: 'loaded NAME in 0.5s (...)', its notes, or a warning."""
+    if isinstance(event, ModelLoadWaiting):  # shown before the wait, not after it
+        return [f"note: {event.message}"]
     if isinstance(event, ModelLoaded):
         gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
         return [f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})",

@@ -15,6 +15,7 @@ from ..engine.modes import FUSION_MODES, SOLO_PREFIX
 from .store import Store
 from .colours import model_colours
 from .messages import EngineProblem, LoadFraction, LoadProgress, ModelsChanged, ModelsSnapshot, ModelView
+from .arena_commands import arena_commands
 from .palette import chat_commands
 from .sampling_commands import sampling_commands
 from .runner import EngineRunner, load_models, safe_post, snapshot
@@ -57,6 +58,7 @@ class CoolfusionApp(App):
         self.waiting_for: dict[str, str] = {}  # a model whose load waits (the AMX probe): the line shown
         self.load_fractions: dict[str, float] = {}
         self.facts: dict = {}  # model name -> ModelFacts, filled by the models panel
+        self.arena_pairing = None  # the arena's Pairing once known or chosen (screens/arena.py)
 
     def on_mount(self) -> None:
         self.push_screen(ChatScreen(self.session, self.colours))
@@ -210,6 +212,7 @@ class CoolfusionApp(App):
         if isinstance(screen, ChatScreen):
             yield from chat_commands(self, screen)
             yield from sampling_commands(self, screen)
+            yield from arena_commands(self, screen)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

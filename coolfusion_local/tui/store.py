@@ -174,10 +174,38 @@ ALTER TABLE messages_v2 RENAME TO messages;
 CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 """
 
+# Version 3: the arena's blind comparisons (arena/comparisons.py reads and writes them).
+# Kept with the conversations: a comparison holds a conversation so far, and the file is
+# private and migrated like the rest. Not tied to a conversation row: deleting a chat
+# keeps the votes.
+_V3 = """
+CREATE TABLE comparisons (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    pairing TEXT NOT NULL,
+    system_a TEXT NOT NULL,
+    system_b TEXT NOT NULL,
+    context TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    seed INTEGER,
+    answer_a TEXT,
+    answer_b TEXT,
+    detail_a TEXT,
+    detail_b TEXT,
+    state TEXT NOT NULL,
+    vote TEXT,
+    voted_at REAL
+);
+CREATE INDEX comparisons_by_state ON comparisons(state, id);
+"""
+
 # MIGRATIONS[i] brings a database from user_version i to i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     lambda conn: _run_script(conn, _V1),
     lambda conn: _run_script(conn, _V2),
+    lambda conn: _run_script(conn, _V3),
 ]
 
 
@@ -392,6 +420,14 @@ class Store:
             f"Cannot write the history file ({why}); this session continues in memory "
             "and new messages will not be saved."
         )
+
+    def write(self, work: Callable[[sqlite3.Connection], object]):
+        """`work(conn)` in one transaction, with the same retries and fall-backs as messages
+        (for tables kept beside the conversations: arena/comparisons.py)."""
+        return self._write(work)
+
+    def read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self._read(sql, params)
 
     def create_conversation(self, title: str) -> int:
         now = time.time()

@@ -71,6 +71,7 @@ class ChatScreen(ConversationActions, Screen):
         Binding("ctrl+r", "compare", "Compare"),
         Binding("ctrl+o", "models", "Models"),
         Binding("f3", "cycle_mode", "Mode"),
+        Binding("f4", "arena", "Arena"),
         Binding("ctrl+y", "copy_answer", "Copy", priority=True),  # over the text box's redo
         Binding("ctrl+b", "toggle_sidebar", "Chats"),
         Binding("f2", "rename_chat", "Rename", show=False),
@@ -309,6 +310,19 @@ class ChatScreen(ConversationActions, Screen):
         self.app.push_screen(
             CompareScreen(self.session.history(upto=index + 1), fused, loaded, self.colours)
         )
+
+    def action_arena(self, pairing=None) -> None:
+        """The blind A/B arena (screens/arena.py); `pairing` from the palette, else the last or default one."""
+        if self.busy("open the arena"):
+            return
+        from .arena import ArenaScreen
+
+        self.app.push_screen(ArenaScreen(pairing))
+
+    def action_arena_report(self) -> None:
+        from .arena_report import ArenaReportScreen
+
+        self.app.push_screen(ArenaReportScreen())
 
     def action_models(self) -> None:
         self.app.push_screen(ModelsScreen())

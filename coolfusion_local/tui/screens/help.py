@@ -28,6 +28,7 @@ few words, every model scores every proposal, the most plausible one wins.
 | **Ctrl+R** | compare: re-ask the last question of every model alone, beside the fused answer |
 | **Ctrl+O** | models: details, which ones take part, fusion mode |
 | **F3** | next fusion mode ({' → '.join(FUSION_MODES)} → solo per model) |
+| **F4** | arena: two systems answer each question blind, as A and B; vote which is better |
 | **Ctrl+Y** | copy the last answer to the clipboard |
 | **Ctrl+B** | show / hide the conversation list (hidden at first below 100 columns) |
 | **F2** | rename this chat |
@@ -39,6 +40,9 @@ few words, every model scores every proposal, the most plausible one wins.
 In the conversation list: **Enter** opens, **r** renames, **d** deletes, **e** exports to Markdown.
 
 In the compare view: **Esc** stops the solo answers, a second **Esc** closes it.
+
+In the arena: **a** A better, **b** B better, **t** tie, **x** both bad, **s** skip, **n** next,
+**p** next pairing, **r** report, **Esc** stops the answers or closes.
 
 In the models panel: **Space** switches the highlighted model on or off; pick the mode
 from the list at the top; **Esc** closes.

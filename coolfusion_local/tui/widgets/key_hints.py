@@ -16,7 +16,7 @@ from textual.widgets._footer import FooterKey
 NARROW = 100  # columns; below this the compact style
 
 # Most important first; an action not listed (a focused widget's own keys) comes right after Stop.
-IMPORTANCE = ["quit", "help", "stop", "toggle_sidebar", "models", "cycle_mode", "new_chat", "compare",
+IMPORTANCE = ["quit", "help", "stop", "toggle_sidebar", "models", "cycle_mode", "new_chat", "compare", "arena",
               "copy_answer", "toggle_inspector", "toggle_colours", "clear_chat"]
 _UNLISTED = IMPORTANCE.index("stop") + 0.5
 PALETTE_WIDTH = 12  # "▏^p palette " docked on the right, in both styles
