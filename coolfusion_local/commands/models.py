@@ -19,6 +19,8 @@ from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info
 from ..models import integrity
 from ..models.hub import ModelState, model_status, resolve_model_path
 from .progress_line import ProgressLine
+from ..presets import preset_file
+from . import models_edit
 from .models_init import init_config
 
 
@@ -28,13 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="See, fetch and test the models named in models.toml.",
     )
     config_help = "models.toml to use (default: your user config, else the shipped default)"
+    preset_help = "a preset shipped with coolfusion-local instead (`models list --presets` shows them)"
     parser.add_argument("--config", type=Path, metavar="FILE", default=None, help=config_help)
+    parser.add_argument("--preset", dest="config", type=preset_file, metavar="NAME", help=preset_help)
     # The same option after the action (`models list --config F`); SUPPRESS keeps the one given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--preset", dest="config", type=preset_file, metavar="NAME", default=argparse.SUPPRESS,
+                        help=preset_help)
     actions = parser.add_subparsers(dest="models_action", metavar="ACTION")
 
     listing = actions.add_parser("list", parents=[common], help="show each model, its source and whether it is on disk")
+    listing.add_argument("--presets", action="store_true", help="show the presets shipped with coolfusion-local")
     listing.set_defaults(func=list_models)
     pull = actions.add_parser("pull", parents=[common], help="download or assemble what is missing")
     pull.add_argument("names", nargs="*", metavar="NAME", help="models to pull (default: the enabled ones)")
@@ -45,8 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = actions.add_parser("info", parents=[common], help="print a model's GGUF metadata")
     info.add_argument("name", metavar="NAME", help="a configured model, or the path of a .gguf file")
     info.set_defaults(func=show_info)
-    init = actions.add_parser("init", help="write a copy of the default models.toml to your user config folder")
+    init = actions.add_parser("init", help="write a copy of the default models.toml (or a preset) to your user config folder")
+    init.add_argument("--preset", dest="preset", metavar="NAME", default=None,
+                      help="copy this shipped preset instead of the default (`models list --presets`)")
     init.set_defaults(func=init_config)
+    models_edit.register(actions, common)
 
     def no_action(args: argparse.Namespace) -> int:
         parser.print_help()
@@ -71,6 +81,8 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def list_models(args: argparse.Namespace) -> int:
+    if getattr(args, "presets", False):
+        return models_edit.list_presets()
     config = load_config(args.config)
     print(f"config: {config.source}")
     rows = [["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED", "ROLE"]]
