@@ -1,10 +1,19 @@
 """Careful edits of a models.toml: what `coolfusion models add|remove|enable|disable|lead` change.
 
 The file is the user's: every comment, blank line and key order stays as they
-wrote it (tomlkit round-trips them; tomllib cannot). An edit
+wrote it. The edits are made on the text, line by line, at places found by
+parsing: a table header or a key counts only where the text before it parses
+as TOML (so a "[[models]]" inside a multi-line string is not one). The
+comments above a [[models]] table belong to it (removing the model removes
+them); keys are added after a table's last key, before the comments that
+introduce the next table. (A TOML document library such as tomlkit keeps
+comments too, but files the comments above a table under the table before it:
+a key added there lands below the next model's comment.)
+
+An edit
 - refuses a file that no longer parses (one line, exit 2: fix it by hand first);
-- refuses to turn a valid file into an invalid one (the loader's own checks run
-  on the result before anything is written);
+- checks the result: it must parse to exactly the tables intended, and pass the
+  loader's own checks when the file passed them before;
 - keeps the previous file as `models.toml.bak` beside it;
 - replaces the file atomically (files.replace_text): a crash leaves the old
   file or the new one, never half of one.
@@ -12,19 +21,17 @@ wrote it (tomlkit round-trips them; tomllib cannot). An edit
 
 from __future__ import annotations
 
+import copy
+import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import tomlkit
-from tomlkit.exceptions import TOMLKitError
-from tomlkit.items import AoT, Table
-from tomlkit.toml_document import TOMLDocument
-
 from . import locations
 from .config import Config, parse_config
-from .errors import CoolfusionError, ConfigError
+from .errors import ConfigError, CoolfusionError
 from .files import replace_text
 
 BACKUP_SUFFIX = ".bak"
@@ -36,6 +43,10 @@ INIT_HEADER = """\
 # default, move this file away and run `coolfusion models init` again.
 
 """
+
+_HEADER = re.compile(r"\s*\[")
+_MODELS_HEADER = re.compile(r"\s*\[\[\s*models\s*\]\]\s*(#.*)?$")
+_TRIVIA = re.compile(r"\s*(#.*)?$")  # a blank or comment-only line
 
 
 def backup_path(path: Path) -> Path:
@@ -59,16 +70,15 @@ def file_to_edit(explicit: Path | None) -> tuple[Path, bool]:
     """The models.toml an edit changes, and whether it was just created.
 
     `--config FILE` edits that file; otherwise the user config, made from the
-    shipped default first (the default inside the package is never edited).
+    shipped default first (nothing inside the package is ever edited).
     """
     if explicit is not None:
         path = Path(explicit).expanduser()
         if not path.is_file():
             raise CoolfusionError(f"{path}: config file not found; check the --config path", exit_code=2)
         if locations.default_config_file().parent in path.resolve().parents:
-            raise CoolfusionError(f"{path} ships with coolfusion-local and is not edited; "
-                                  "copy it to your user config with `coolfusion models init [--preset NAME]` "
-                                  "and edit that", exit_code=2)
+            raise CoolfusionError(f"{path} ships with coolfusion-local and is not edited; copy it to your user "
+                                  "config with `coolfusion models init [--preset NAME]` and edit that", exit_code=2)
         return path, False
     target = locations.user_config_file()
     if target.is_file():
@@ -76,75 +86,202 @@ def file_to_edit(explicit: Path | None) -> tuple[Path, bool]:
     return write_user_config(locations.default_config_file(), "add", "default"), True
 
 
+def toml_value(value: object) -> str:
+    """A str, bool, int or float as TOML writes it (JSON's string escapes are all valid TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    raise TypeError(f"cannot write {type(value).__name__} into models.toml")
+
+
+# --------------------------------------------------------------------------- the text's layout
+
+
 @dataclass
+class _Entry:
+    """One [[models]] table in the text: line numbers, 0-based, end exclusive."""
+
+    name: object
+    comments_from: int  # the first comment line directly above the header (the header when none)
+    header: int
+    last: int  # the table's last line that is not blank or a comment
+    keys: dict[str, int]  # top-level key -> its line
+
+
 class Edit:
-    """One edit under way: the parsed document and the file it came from."""
+    """One edit under way: the text as lines, its parsed form, and what the parse should become."""
 
-    path: Path
-    document: TOMLDocument
-    before: Config | None  # the file as the loader reads it; None when it does not pass the loader's checks
+    def __init__(self, path: Path, text: str, document: dict, before: Config | None):
+        self.path = path
+        self.lines = text.splitlines(keepends=True)
+        if self.lines and not self.lines[-1].endswith("\n"):
+            self.lines[-1] += "\n"
+        self.before = before  # the file as the loader reads it; None when it does not pass the loader's checks
+        self.expected = copy.deepcopy(document)  # what the edited text must parse to
+        self.entries = self._find_entries()
 
-    # ------------------------------------------------------------------ the [[models]] tables
+    # ------------------------------------------------------------------ finding things
 
-    def models(self) -> AoT:
-        entries = self.document.get("models")
-        if entries is None:
-            entries = tomlkit.aot()
-            self.document.append("models", entries)
-        if not isinstance(entries, AoT):
-            raise CoolfusionError(f"{self.path}: 'models' is not written as [[models]] tables; fix it by hand",
-                                  exit_code=2)
+    def _parses(self, upto: int) -> bool:
+        try:
+            tomllib.loads("".join(self.lines[:upto]))
+        except tomllib.TOMLDecodeError:
+            return False
+        return True
+
+    def _find_entries(self) -> list[_Entry]:
+        headers = [i for i, line in enumerate(self.lines) if _HEADER.match(line) and self._parses(i)]
+        models = self.expected.get("models", [])
+        found = [i for i in headers if _MODELS_HEADER.match(self.lines[i])]
+        if len(found) != len(models):
+            raise self._layout_error()
+        entries = []
+        for header, model in zip(found, models):
+            end = next((i for i in headers if i > header), len(self.lines))
+            last = header
+            for i in range(header + 1, end):
+                if not _TRIVIA.match(self.lines[i]):
+                    last = i
+            keys = {}
+            for i in range(header + 1, last + 1):
+                match = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", self.lines[i])
+                if match and match.group(1) in model and self._parses(i):
+                    keys[match.group(1)] = i
+            start = header
+            while start > 0 and self.lines[start - 1].strip().startswith("#"):
+                start -= 1
+            entries.append(_Entry(model.get("name"), start, header, last, keys))
         return entries
 
-    def names(self) -> list[str]:
-        return [str(table.get("name")) for table in self.models()]
+    def _layout_error(self) -> CoolfusionError:
+        return CoolfusionError(f"{self.path}: its [[models]] tables are written in a way this edit does not "
+                               "follow (inline or dotted tables?); make the change by hand", exit_code=2)
 
-    def find(self, name: str) -> Table:
-        for table in self.models():
-            if table.get("name") == name:
-                return table
-        known = ", ".join(self.names()) or "none"
-        raise CoolfusionError(f"{self.path}: no model named {name!r}; configured models: {known}", exit_code=2)
+    def names(self) -> list[str]:
+        return [str(m.get("name")) for m in self.expected.get("models", [])]
+
+    def index(self, name: str) -> int:
+        names = self.names()
+        if name not in names:
+            known = ", ".join(names) or "none"
+            raise CoolfusionError(f"{self.path}: no model named {name!r}; configured models: {known}", exit_code=2)
+        return names.index(name)
+
+    def model(self, name: str) -> dict:
+        return self.expected["models"][self.index(name)]
 
     def mode(self) -> str | None:
-        fusion = self.document.get("fusion")
-        mode = fusion.get("mode") if isinstance(fusion, dict) else None
-        return str(mode) if mode is not None else None
+        fusion = self.expected.get("fusion")
+        return fusion.get("mode") if isinstance(fusion, dict) else None
+
+    # ------------------------------------------------------------------ changing things
+
+    def set_key(self, name: str, key: str, value: object) -> None:
+        index = self.index(name)
+        entry = self.entries[index]
+        self.expected["models"][index][key] = value
+        line = entry.keys.get(key)
+        if line is not None:
+            match = re.match(r"(\s*[A-Za-z0-9_-]+\s*=\s*)(true|false)(\s*(#.*)?\n)$", self.lines[line])
+            if not match:
+                raise self._layout_error()
+            self.lines[line] = match.group(1) + toml_value(value) + match.group(3)
+        else:
+            self._insert(entry.last + 1, [f"{key} = {toml_value(value)}\n"])
+            entry.keys[key] = entry.last + 1
+            entry.last += 1
+
+    def drop_key(self, name: str, key: str) -> None:
+        index = self.index(name)
+        entry = self.entries[index]
+        self.expected["models"][index].pop(key, None)
+        line = entry.keys.pop(key, None)
+        if line is not None:
+            if not re.match(r"\s*[A-Za-z0-9_-]+\s*=\s*(true|false)\s*(#.*)?\n$", self.lines[line]):
+                raise self._layout_error()
+            self._delete(line, line + 1)
+
+    def remove(self, name: str) -> None:
+        index = self.index(name)
+        entry = self.entries[index]
+        del self.expected["models"][index]
+        start, end = entry.comments_from, entry.last + 1
+        # One blank line where two would meet, none at the top of the file.
+        if end < len(self.lines) and not self.lines[end].strip() and (start == 0 or not self.lines[start - 1].strip()):
+            end += 1
+        self._delete(start, end)
+
+    def append(self, entry: dict, comment: str | None) -> None:
+        self.expected.setdefault("models", []).append(dict(entry))
+        block = ["\n"]
+        if comment:
+            block.append(f"# {comment}\n")
+        block.append("[[models]]\n")
+        block += [f"{key} = {toml_value(value)}\n" for key, value in entry.items()]
+        if self.entries:
+            at = self.entries[-1].last + 1
+            following = at < len(self.lines) and self.lines[at].strip()
+            self._insert(at, block + (["\n"] if following else []))
+        else:
+            self._insert(len(self.lines), block)
+
+    def _insert(self, at: int, new: list[str]) -> None:
+        self.lines[at:at] = new
+        self._shift(at, len(new))
+
+    def _delete(self, start: int, end: int) -> None:
+        del self.lines[start:end]
+        self.entries = [e for e in self.entries if not start <= e.header < end]
+        self._shift(end, start - end)
+
+    def _shift(self, at: int, by: int) -> None:
+        def moved(line: int) -> int:
+            return line + by if line >= at else line
+
+        for e in self.entries:
+            e.comments_from, e.header, e.last = moved(e.comments_from), moved(e.header), moved(e.last)
+            e.keys = {key: moved(line) for key, line in e.keys.items()}
+
+    def text(self) -> str:
+        return "".join(self.lines)
 
 
-def _parse(path: Path) -> tuple[str, TOMLDocument]:
+def _read(path: Path) -> tuple[str, dict]:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
         raise CoolfusionError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8 before editing it",
                               exit_code=2) from None
     try:
-        return text, tomlkit.parse(text)
-    except TOMLKitError as error:
-        raise CoolfusionError(f"{path}: not valid TOML ({str(error).strip()}); fix it by hand (or move it away) "
-                              "before editing it with `coolfusion models`", exit_code=2) from None
-
-
-def _load(path: Path, text: str) -> Config:
-    return parse_config(tomllib.loads(text), path)
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise CoolfusionError(f"{path}: not valid TOML ({error}); fix it by hand (or move it away) before "
+                              "editing it with `coolfusion models`", exit_code=2) from None
 
 
 def edit_config(path: Path, change: Callable[[Edit], str]) -> str:
     """Apply `change` to the file at `path` and write it back (see the module docstring); its message."""
-    text, document = _parse(path)
+    text, document = _read(path)
     try:
-        before = _load(path, text)
-    except (ConfigError, tomllib.TOMLDecodeError):
-        before = None  # already broken in a way the edit may fix (a model whose file is gone): not our check
-    edit = Edit(path, document, before)
+        before = parse_config(document, path)
+    except ConfigError:
+        before = None  # already invalid in a way the edit may fix (a model whose file is gone): not ours to judge
+    edit = Edit(path, text, document, before)
     message = change(edit)
-    new_text = tomlkit.dumps(document)
+    new_text = edit.text()
     try:
-        _load(path, new_text)
-    except tomllib.TOMLDecodeError as error:  # tomlkit wrote something tomllib rejects: never write it
-        raise CoolfusionError(f"{path}: the edited file would not parse ({error}); nothing was changed") from None
-    except ConfigError as error:
-        if before is not None:
+        written = tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError:
+        written = None
+    if written != edit.expected:  # never write what we did not mean
+        raise edit._layout_error()
+    if before is not None:
+        try:
+            parse_config(written, path)
+        except ConfigError as error:
             reason = str(error).removeprefix(f"{path}: ")
             raise CoolfusionError(f"{path}: refused, the file would then be invalid: {reason}; nothing was changed",
                                   exit_code=2) from None
@@ -160,18 +297,11 @@ def add_model(entry: dict, *, lead: bool, comment: str | None) -> Callable[[Edit
     def change(edit: Edit) -> str:
         name = entry["name"]
         if name in edit.names():
-            raise CoolfusionError(f"{edit.path}: a model named {name!r} is already configured; "
-                                  "pick another with --name, or `coolfusion models remove "
-                                  f"{name}` first", exit_code=2)
-        table = tomlkit.table()
-        if comment:
-            table.add(tomlkit.comment(comment))
-        for key, value in entry.items():
-            table.add(key, value)
+            raise CoolfusionError(f"{edit.path}: a model named {name!r} is already configured; pick another "
+                                  f"with --name, or `coolfusion models remove {name}` first", exit_code=2)
         if lead:
             _clear_leads(edit)
-            table.add("lead", True)
-        edit.models().append(table)
+        edit.append({**entry, **({"lead": True} if lead else {})}, comment)
         return f"added {name} to {edit.path}"
 
     return change
@@ -179,13 +309,11 @@ def add_model(entry: dict, *, lead: bool, comment: str | None) -> Callable[[Edit
 
 def remove_model(name: str) -> Callable[[Edit], str]:
     def change(edit: Edit) -> str:
-        edit.find(name)
+        edit.index(name)
         if edit.mode() == f"solo:{name}":
             raise CoolfusionError(f"{edit.path}: [fusion] mode is solo:{name}; change the mode before removing "
                                   "that model", exit_code=2)
-        models = edit.models()
-        index = edit.names().index(name)
-        del models[index]
+        edit.remove(name)
         return f"removed {name} from {edit.path}"
 
     return change
@@ -193,23 +321,22 @@ def remove_model(name: str) -> Callable[[Edit], str]:
 
 def set_enabled(name: str, enabled: bool) -> Callable[[Edit], str]:
     def change(edit: Edit) -> str:
-        table = edit.find(name)
-        if bool(table.get("enabled", True)) == enabled:
-            return f"{name} is already {'enabled' if enabled else 'disabled'} in {edit.path}"
-        table["enabled"] = enabled
-        return f"{'enabled' if enabled else 'disabled'} {name} in {edit.path}"
+        state = "enabled" if enabled else "disabled"
+        if bool(edit.model(name).get("enabled", True)) == enabled:
+            return f"{name} is already {state} in {edit.path}"
+        edit.set_key(name, "enabled", enabled)
+        return f"{state} {name} in {edit.path}"
 
     return change
 
 
 def set_lead(name: str) -> Callable[[Edit], str]:
     def change(edit: Edit) -> str:
-        table = edit.find(name)
-        if not table.get("enabled", True):
+        if not edit.model(name).get("enabled", True):
             raise CoolfusionError(f"{edit.path}: {name} is disabled; `coolfusion models enable {name}` first",
                                   exit_code=2)
         _clear_leads(edit)
-        table["lead"] = True
+        edit.set_key(name, "lead", True)
         return f"{name} now leads the fusion ({edit.path})"
 
     return change
@@ -217,6 +344,6 @@ def set_lead(name: str) -> Callable[[Edit], str]:
 
 def _clear_leads(edit: Edit) -> None:
     """Only one model may say lead = true: the others lose the key (false is the default)."""
-    for table in edit.models():
-        if "lead" in table:
-            del table["lead"]
+    for other in edit.names():
+        if "lead" in edit.model(other):
+            edit.drop_key(other, "lead")

