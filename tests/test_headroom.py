@@ -102,3 +102,55 @@ def test_the_json_form(three):
 ])
 def test_the_recorded_lead_in_any_of_its_forms(header, lead):
     assert recorded_lead(header) == lead
+
+
+# --- eval diff: which of the H problems each fused mode won ----------------------------------------
+
+def _diff_run(folder, lead_recorded: bool):
+    import json
+
+    from test_eval_diff import LEAD, PARTNER, record, write_run
+
+    # The lead right on 1, 2; the partner right on 2, 3, 4 (H = 3, 4; R = 1); cool wins 3, loses 1;
+    # adaptive wins nothing and loses nothing.
+    right = {f"solo:{LEAD}": {1, 2}, f"solo:{PARTNER}": {2, 3, 4}, "cool": {2, 3}, "adaptive": {1, 2}}
+    records = [record(p, mode, f"#### {p}", p in won, extracted=str(p)) for p in (1, 2, 3, 4, 5)
+               for mode, won in right.items()]
+    folder = write_run(folder, records, list(right))
+    if lead_recorded:  # as a run records its lead: here the partner, against the listed order
+        results = folder / "results.json"
+        results.write_text(json.dumps({**json.loads(results.read_text()), "lead": PARTNER}))
+    return folder
+
+
+def test_eval_diff_shows_which_h_problems_each_fused_mode_won(tmp_path, capsys):
+    import json
+
+    from coolfusion_local.cli import main
+
+    folder = _diff_run(tmp_path / "run", lead_recorded=False)
+    assert main(["eval", "diff", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "headroom over 5 problems every member answered alone (lead: first listed (the run recorded no lead): " \
+           "qwen-coder-0.5b)" in out
+    row = next(line.split() for line in out.splitlines() if line.startswith("cool ") and "of" in line)
+    assert row == ["cool", "1", "of", "2", "50%", "1", "0", "#3"]
+    row = next(line.split() for line in out.splitlines() if line.startswith("adaptive ") and "of" in line)
+    assert row == ["adaptive", "0", "of", "2", "0%", "0", "0", "-"]
+    assert main(["eval", "diff", str(folder), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["headroom"]["partners"][0]["H_problems"] == [3, 4]
+    assert data["headroom_captured"][0] == {"mode": "cool", "H": 2, "won": [3], "lost": [1], "beyond_oracle": [],
+                                            "captured_share": 50.0}
+
+
+def test_eval_diff_takes_the_lead_the_run_recorded(tmp_path, capsys):
+    import json
+
+    from coolfusion_local.cli import main
+
+    folder = _diff_run(tmp_path / "run", lead_recorded=True)
+    assert main(["eval", "diff", str(folder), "--json"]) == 0
+    headroom = json.loads(capsys.readouterr().out)["headroom"]
+    assert headroom["lead"] == "smollm2-135m" and headroom["lead_from"] == "recorded"
+    assert headroom["partners"][0]["H_problems"] == [1]
