@@ -330,7 +330,7 @@ def test_list_presets_shows_sizes(capsys, home):
     assert "laptop: three 1-3B instruct models" in out and "mode cool; 3.94 GB to fetch" in out
     assert "coder: " in out and "1.71 GB to fetch" in out
     row = next(line.split() for line in out.splitlines() if line.strip().startswith("qwen2.5-1.5b "))
-    assert row == ["qwen2.5-1.5b", "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF:qwen2.5-1.5b-instruct-q4_k_m.gguf", "1.12", "GB",
+    assert row == ["qwen2.5-1.5b", "hf:Qwen/Qwen2.5-1.5B-Instruct-GGUF:qwen2.5-1.5b-instruct-q4_k_m.gguf", "~1.12", "GB",
                    "yes"]
 
 

