@@ -154,3 +154,15 @@ def test_eval_diff_takes_the_lead_the_run_recorded(tmp_path, capsys):
     headroom = json.loads(capsys.readouterr().out)["headroom"]
     assert headroom["lead"] == "smollm2-135m" and headroom["lead_from"] == "recorded"
     assert headroom["partners"][0]["H_problems"] == [1]
+
+
+def test_a_run_still_writing_takes_the_against_model_as_its_lead(tmp_path, capsys):
+    import json
+
+    from coolfusion_local.cli import main
+
+    folder = _diff_run(tmp_path / "run", lead_recorded=False)
+    (folder / "results.json").unlink()  # written only when a run ends
+    assert main(["eval", "diff", str(folder), "--json", "--against", "solo:qwen-coder-0.5b"]) == 0
+    headroom = json.loads(capsys.readouterr().out)["headroom"]
+    assert headroom["lead"] == "qwen-coder-0.5b" and headroom["lead_from"] == "the --against model (the run names none)"

@@ -39,7 +39,7 @@ def run_diff(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise CoolfusionError("--resamples must be at least 1", exit_code=2)
     report = diff_run(args.folder, args.against, args.resamples, args.seed)
-    headroom, captures = for_run(report.run)  # the solo answers' headroom and what each fused mode won of it
+    headroom, captures = for_run(report.run, report.against)  # the solo answers' headroom and what each fused mode won of it
     if args.json:
         document = report.as_dict()
         if headroom is not None:

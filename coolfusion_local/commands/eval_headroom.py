@@ -50,8 +50,11 @@ def for_eval(config: Config, names: Sequence[str], records, problems) -> tuple[H
     return compute(columns, lead), None
 
 
-def for_run(run) -> tuple[Headroom | None, list[Capture]]:
-    """`eval diff`: the headroom of a run folder's solo answers, and what each fused mode captured of it."""
+def for_run(run, against: str | None = None) -> tuple[Headroom | None, list[Capture]]:
+    """`eval diff`: the headroom of a run folder's solo answers, and what each fused mode captured of it.
+
+    The lead: the one the run recorded, else its first model, else (a run still writing, with no
+    results.json yet) the solo mode the diff is against."""
     columns = solo_columns(run.records)
     if len(columns) < 2:
         return None, []
@@ -59,6 +62,8 @@ def for_run(run) -> tuple[Headroom | None, list[Capture]]:
     source = "recorded"
     if lead is None and run.lead is not None:
         lead, source = run.lead.removeprefix("solo:"), "first listed (the run recorded no lead)"
+    if lead is None and against is not None and against.startswith("solo:"):
+        lead, source = against.removeprefix("solo:"), "the --against model (the run names none)"
     if lead not in columns:
         return None, []
     headroom = compute(columns, lead, lead_source=source)
