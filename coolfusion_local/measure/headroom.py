@@ -192,7 +192,7 @@ def format_headroom(h: Headroom) -> str:
         partner = next(p for p in h.partners if p.name == member.name)
         pair = h.pair(h.lead, member.name)
         diversity = pair.diversity if pair else None
-        rows.append([member.name, f"{member.accuracy:.1f}%", f"{-member.gap:+.1f} pts",
+        rows.append([member.name, f"{member.accuracy:.1f}%", f"{0.0 - member.gap:+.1f} pts",
                      _pct(len(partner.helps), h.n), _pct(len(partner.hurts), h.n),
                      "-" if diversity is None else f"{diversity:.2f}"])
     lines.append(format_table(["member", "accuracy", "gap to lead", "H: lead wrong, it right",
