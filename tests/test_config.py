@@ -31,7 +31,7 @@ def test_the_repository_default_is_the_offline_set():
     gemma = by_name["gemma3-270m"]
     assert (gemma.pypi, gemma.chat_template, gemma.enabled) == ("gemma-3-270m", "plain", False)
     assert [m.name for m in config.enabled_models] == ["qwen-coder-0.5b", "smollm2-135m"]
-    assert (config.fusion.mode, config.fusion.max_tokens) == ("cool", 512)
+    assert (config.fusion.mode, config.fusion.max_tokens) == ("adaptive", 512)
     assert config.source == REPO / "models.toml"
 
 

@@ -125,9 +125,15 @@ def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, caps
     data = write_data(tmp_path / "d.jsonl", 5)
     out = tmp_path / "run"
     assert run_cli("--data", str(data), "--limit", "3", "--offset", "1", "--modes", "solo,cool", "--out", str(out)) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    summary, headroom = capsys.readouterr().out.split("\n\n")
+    rows = [line.split() for line in summary.splitlines()[2:]]
     assert [row[:3] for row in rows] == [
         ["solo:qwen-coder-0.5b", "100.0%", "3"], ["solo:smollm2-135m", "0.0%", "3"], ["cool", "100.0%", "3"]]
+    # Two models alone: the headroom table ends the output, and results.json has it too.
+    assert headroom.startswith("headroom over 3 problems every member answered alone (lead by the engine's rule")
+    assert headroom.rstrip().endswith(
+        "verdict: fusing cannot gain over qwen-coder-0.5b on these 3 problems: no other member is right where "
+        "qwen-coder-0.5b is wrong; smollm2-135m is 100 points weaker (members more than 10 points apart rarely gain)")
     assert rows[2][6:] == ["50%", "0%", "0%", "0%", "50%", "0%", "qwen-coder-0.5b", "75%,", "smollm2-135m", "25%"]
     assert rows[2][3] == "0%"  # none cut at the limit
 
@@ -141,6 +147,9 @@ def test_eval_grades_every_mode_and_writes_its_files(tmp_path, fake_engine, caps
     assert cool["mode"] == "cool" and cool["accuracy"] == 100.0 and cool["n"] == 3
     assert cool["decision_shares"]["agreed"] == 50.0
     assert cool["decoded_per_problem"] == {"qwen-coder-0.5b": 10.0, "smollm2-135m": 10.0}
+    assert results["headroom"]["lead"] == "qwen-coder-0.5b"
+    assert results["headroom"]["partners"] == [{"name": "smollm2-135m", "H": 0, "H_share": 0.0, "R": 3,
+                                                "R_share": 100.0, "H_problems": [], "R_problems": [1, 2, 3]}]
 
 
 def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, fake_engine, capsys):
@@ -400,7 +409,11 @@ def test_eval_on_the_real_models(tmp_path):
     command = eval_two_real_problems(out, "solo,cool,cool+r", 48)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:]}
+    summary, headroom = done.stdout.split("\n\n")
+    rows = {line.split()[0]: line.split() for line in summary.splitlines()[2:]}
+    # The headroom of the two real models on these problems, worked out from their own answers.
+    assert "qwen-coder-0.5b (lead)" in headroom and "oracle (any member right)" in headroom
+    assert "\nverdict: fusing can" in headroom
     assert set(rows) == {"solo:qwen-coder-0.5b", "solo:smollm2-135m", "cool", "cool+r"}
     assert all(row[2] == "2" for row in rows.values())
     assert rows["cool"][6].endswith("%")  # the agreed share
@@ -410,7 +423,14 @@ def test_eval_on_the_real_models(tmp_path):
     answers = read_answers(out)
     assert len(answers) == 8 and all(a["answer_tokens"] > 0 and a["text"] for a in answers)
     assert {a["gold"] for a in answers} == {"72", "10"}
-    assert json.loads((out / "results.json").read_text())["modes"][2]["n"] == 2
+    results = json.loads((out / "results.json").read_text())
+    assert results["modes"][2]["n"] == 2
+    solo = {a["mode"].removeprefix("solo:"): a["correct"] for a in answers if a["mode"].startswith("solo:")}
+    lead_right = [a["correct"] for a in answers if a["mode"] == "solo:qwen-coder-0.5b"]
+    partner_right = [a["correct"] for a in answers if a["mode"] == "solo:smollm2-135m"]
+    assert results["headroom"]["lead"] == "qwen-coder-0.5b" and set(solo) == set(MODELS)
+    assert results["headroom"]["partners"][0]["H"] == sum(p and not q for p, q in zip(partner_right, lead_right))
+    assert results["headroom"]["oracle"]["correct"] == sum(p or q for p, q in zip(partner_right, lead_right))
     # Cool+R picked one of the answers written in this run, scored by both real models.
     by_key = {(a["problem"], a["mode"]): a for a in answers}
     for problem in (0, 1):

@@ -10,11 +10,16 @@ from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadWaiting
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    from ..presets import preset_file
+
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--config",
         metavar="FILE",
         help="models file (default: the user's config dir, then the default shipped with coolfusion)",
     )
+    which.add_argument("--preset", dest="config", type=preset_file, metavar="NAME",
+                       help="a model set shipped with coolfusion instead (`coolfusion models list --presets`)")
 
 
 def configure_logging() -> None:

@@ -26,7 +26,8 @@ from ..fusion_engine import FusionEngine, load_config
 from ..measure.eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
 from ..measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
 from ..measure.gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
-from . import eval_diff
+from ..measure.headroom import format_headroom
+from . import eval_diff, eval_headroom
 from .common import add_config_argument, configure_logging
 from .run_options import add_models_argument, load_models, parse_modes, select_models
 from .sampling_options import add_sampling_arguments, sampling_from_args
@@ -202,8 +203,15 @@ def run_gsm8k(args: argparse.Namespace) -> int:
         "finished": datetime.now().isoformat(timespec="seconds"),
         **code_version(),
     }
+    headroom, no_headroom = eval_headroom.for_eval(config, names, log.read(), problems)
+    if headroom is not None:
+        header["headroom"] = headroom.as_dict()
     results = write_results(out, summaries, header)
     print(format_summary_table(summaries))
+    if headroom is not None:
+        print("\n" + format_headroom(headroom))
+    elif no_headroom:
+        say(f"note: {no_headroom}")
     warning = cut_warning(summaries, args.max_tokens)
     if warning:
         say(f"note: {warning}")

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from ..errors import CoolfusionError
 from ..measure.eval_diff import diff_run, format_diff
+from ..measure.headroom import format_capture, format_headroom
 from ..measure.paired import DEFAULT_RESAMPLES, DEFAULT_SEED
+from .eval_headroom import for_run
 
 
 def register(benchmarks: argparse._SubParsersAction) -> None:
@@ -37,8 +39,17 @@ def run_diff(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise CoolfusionError("--resamples must be at least 1", exit_code=2)
     report = diff_run(args.folder, args.against, args.resamples, args.seed)
+    headroom, captures = for_run(report.run, report.against)  # the solo answers' headroom and what each fused mode won of it
     if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False))
+        document = report.as_dict()
+        if headroom is not None:
+            document["headroom"] = headroom.as_dict()
+            document["headroom_captured"] = [c.as_dict() for c in captures]
+        print(json.dumps(document, ensure_ascii=False))
     else:
         print(format_diff(report))
+        if headroom is not None:
+            print("\n" + format_headroom(headroom))
+            if captures:
+                print("\n" + format_capture(captures, headroom.lead))
     return 0

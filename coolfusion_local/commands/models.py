@@ -17,13 +17,15 @@ from ..engine.lead import Standing, choose_lead, human_count, lead_reason
 from ..errors import CoolfusionError, one_line
 from ..fusion_engine import load_config
 from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info, read_gguf_metadata
-from ..models import integrity
+from ..models import integrity, pypi
 from ..models.hub import ModelState, model_status, resolve_model_path
 from ..models.preflight import preflight
 from ..models.probe_candidates import local_models
+from ..presets import PRESETS, preset_file
 from ..runtime.extra_buffers import check_loadable, decide, pending_probe
 from .common import configure_logging
 from .progress_line import ProgressLine
+from . import models_edit
 from .models_init import init_config
 
 
@@ -33,13 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="See, fetch and test the models named in models.toml.",
     )
     config_help = "models.toml to use (default: your user config, else the shipped default)"
+    preset_help = "a preset shipped with coolfusion-local instead (`models list --presets` shows them)"
     parser.add_argument("--config", type=Path, metavar="FILE", default=None, help=config_help)
+    parser.add_argument("--preset", dest="config", type=preset_file, metavar="NAME", help=preset_help)
     # The same option after the action (`models list --config F`); SUPPRESS keeps the one given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help=config_help)
+    common.add_argument("--preset", dest="config", type=preset_file, metavar="NAME", default=argparse.SUPPRESS,
+                        help=preset_help)
     actions = parser.add_subparsers(dest="models_action", metavar="ACTION")
 
     listing = actions.add_parser("list", parents=[common], help="show each model, its source and whether it is on disk")
+    listing.add_argument("--presets", action="store_true", help="show the presets shipped with coolfusion-local")
     listing.set_defaults(func=list_models)
     pull = actions.add_parser("pull", parents=[common], help="download or assemble what is missing")
     pull.add_argument("names", nargs="*", metavar="NAME", help="models to pull (default: the enabled ones)")
@@ -50,8 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = actions.add_parser("info", parents=[common], help="print a model's GGUF metadata")
     info.add_argument("name", metavar="NAME", help="a configured model, or the path of a .gguf file")
     info.set_defaults(func=show_info)
-    init = actions.add_parser("init", help="write a copy of the default models.toml to your user config folder")
+    init = actions.add_parser("init", help="write a copy of the default models.toml (or a preset) to your user config folder")
+    init.add_argument("--preset", dest="preset", metavar="NAME", default=None,
+                      help="copy this shipped preset instead of the default (`models list --presets`)")
     init.set_defaults(func=init_config)
+    models_edit.register(actions, common, pull=pull_models)
 
     def no_action(args: argparse.Namespace) -> int:
         parser.print_help()
@@ -76,6 +86,8 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def list_models(args: argparse.Namespace) -> int:
+    if getattr(args, "presets", False):
+        return list_presets()
     config = load_config(args.config)
     print(f"config: {config.source}")
     rows = [["NAME", "SOURCE", "STATE", "SIZE", "PARAMS", "ARCH", "QUANT", "VOCAB", "TOKENIZER", "ENABLED", "ROLE"]]
@@ -261,3 +273,24 @@ def _metadata_value(value: object) -> str:
         first = value.strip().splitlines()[0] if value.strip() else ""
         return f"{first[:80]!r} … ({len(value):,} characters)"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def list_presets() -> int:
+    """`models list --presets`: each shipped preset, its models and their download sizes."""
+    for preset in PRESETS.values():
+        config = load_config(preset.file)
+        rows = [["NAME", "SOURCE", "DOWNLOAD", "ENABLED"]]
+        total = 0
+        for spec in config.models:
+            size = pypi.OFFLINE_MODELS[spec.pypi].size if spec.pypi else preset.hub_size(spec.name)
+            if spec.enabled and size:
+                total += size
+            shown = _megabytes(size) if spec.pypi or size is None else "~" + _megabytes(size)  # the Hub's may change
+            rows.append([spec.name, spec.describe_source(), shown, "yes" if spec.enabled else "no"])
+        print(f"{preset.name}: {preset.summary}; mode {config.fusion.mode}; "
+              f"{_megabytes(total)} to fetch for the enabled models")
+        print("  " + _table(rows).replace("\n", "\n  "))
+        print(f"  use: --preset {preset.name} (chat, generate, eval, bench, serve, models); "
+              f"to edit: coolfusion models init --preset {preset.name}")
+        print()
+    return 0

