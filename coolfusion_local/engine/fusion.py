@@ -303,13 +303,16 @@ class _FusionRun:
         """The lead's top-1 − top-2 margin at each token of its proposal and after them.
 
         A lead that cannot tell (a served model) counts as unsure everywhere,
-        so its partners are heard as they were before the guard.
+        so its partners are heard as they were before the guard. A sampling
+        lead is judged by the token it drew, in the distribution it drew from:
+        where it drew another than its argmax, it was not sure.
         """
         if proposal.margins is None:
             top_margin = getattr(self.lead.model, "top_margin", None)
+            sampler = self.samplers[self.lead.name]
             count = len(proposal.tokens) + 1
             started = time.perf_counter()
-            proposal.margins = [top_margin(i) for i in range(count)] if top_margin else [0.0] * count
+            proposal.margins = [top_margin(i, sampler) for i in range(count)] if top_margin else [0.0] * count
             self.stats.boundary_seconds += time.perf_counter() - started
         return proposal.margins
 
@@ -322,7 +325,7 @@ class _FusionRun:
         policy = self.settings.policy
         ends = token_ends([self.lead.model.piece(t) for t in lead_proposal.tokens])
         margin = self.lead_margins(lead_proposal)[parting_token(lead_proposal.text, ends, key[0])]
-        in_number = parts_in_number(bytes(self.answer[-1:]), lead_proposal.text, key[0])
+        in_number = parts_in_number(bytes(self.answer[-8:]), lead_proposal.text, key[0])
         allowed = not policy.lead_is_sure(margin) and not (policy.keep_numbers and in_number)
         return Parting(margin, in_number, allowed)
 
