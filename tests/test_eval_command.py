@@ -16,6 +16,7 @@ import pytest
 import coolfusion_local.commands.eval as eval_command
 from coolfusion_local.cli import main
 from coolfusion_local.engine import AnswerDone, AnswerReranked, GenerationStats
+from coolfusion_local.engine.lead import Standing
 from coolfusion_local.errors import CoolfusionError
 from coolfusion_local.measure.eval_report import cut_warning, format_summary_table, summarize
 from coolfusion_local.measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
@@ -30,13 +31,20 @@ MODELS = ["qwen-coder-0.5b", "smollm2-135m"]
 class FakeModel:
     decoded_tokens = 0
 
+    def __init__(self, tokens_per_word: int = 1):
+        self.tokens_per_word = tokens_per_word
+
     def tokenize(self, text: bytes) -> list[int]:
-        return list(range(len(text.split())))
+        return list(range(len(text.split()) * self.tokens_per_word))
 
 
 class FakeMember:
-    def __init__(self):
-        self.model = FakeModel()
+    """What eval reads of a member: its model and its claim to lead (engine/lead.py)."""
+
+    def __init__(self, name: str, lead: bool = False):
+        self.name = name
+        self.model = FakeModel(2 if name == "smollm2-135m" else 1)  # its own vocabulary: other counts
+        self.standing = Standing(name, lead=lead)
 
 
 class FakeEngine:
@@ -45,11 +53,11 @@ class FakeEngine:
     `interrupt_at`: raise KeyboardInterrupt (a Ctrl-C) on that generate call (1-based).
     """
 
-    def __init__(self, config=None, interrupt_at=None):
+    def __init__(self, config=None, interrupt_at=None, lead=None):
         self.calls: list[tuple[str, str]] = []
         self.forgotten = 0  # answers started from an empty cache
         self.interrupt_at = interrupt_at
-        self.members = {name: FakeMember() for name in MODELS}
+        self.members = {name: FakeMember(name, lead=name == lead) for name in MODELS}
 
     def __enter__(self):
         return self
@@ -208,6 +216,24 @@ def test_cool_r_is_composed_from_the_runs_own_fused_and_solo_answers(tmp_path, f
     assert "cool+r picked" in table and "qwen-coder-0.5b 100%" in table
     modes = {m["mode"]: m for m in json.loads((out / "results.json").read_text())["modes"]}
     assert modes["cool+r"]["chosen"] == {"qwen-coder-0.5b": 2} and modes["cool"]["chosen"] == {}
+
+
+def test_the_engines_lead_not_the_first_listed_model_is_recorded_and_diffed(tmp_path, fake_engine, capsys):
+    # Issue 29 point 10: `lead = true` on the second model; eval diff and Cool+R's token count
+    # used the first listed one.
+    made, settings = fake_engine
+    settings["lead"] = "smollm2-135m"
+    out = tmp_path / "run"
+    assert run_cli("--data", str(write_data(tmp_path / "d.jsonl", 2)), "--modes", "cool+r,solo,cool",
+                   "--out", str(out)) == 0
+    assert json.loads((out / "results.json").read_text())["lead"] == "smollm2-135m"
+    answers = read_answers(out)
+    assert {a["lead"] for a in answers} == {"smollm2-135m"}
+    composed = next(a for a in answers if a["mode"] == "cool+r")
+    assert composed["text"] == "so #### 0" and composed["answer_tokens"] == 6  # 3 words, in smollm2's tokens
+    capsys.readouterr()
+    assert main(["eval", "diff", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["against"] == "solo:smollm2-135m"
 
 
 def test_cool_r_without_its_parts_in_the_run_writes_them_itself(tmp_path, fake_engine):

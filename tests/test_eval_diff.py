@@ -183,16 +183,38 @@ def test_a_fused_answer_that_stopped_early_parts_at_its_last_segment(tmp_path):
     ("empty", [], "has no answers.jsonl: not a `coolfusion eval` run folder"),
     ("run", ["--against", "solo:nobody"], "--against solo:nobody: this run has no such mode"),
     ("run", ["--resamples", "0"], "--resamples must be at least 1"),
+    # Issue 29 point 13: a numpy ValueError, an 8 GB allocation, an AttributeError.
+    ("run", ["--seed", "-1"], "--seed must be between 0 and 4294967295"),
+    ("run", ["--resamples", "1000000000"], "--resamples must be at most 1,000,000"),
+    ("list", [], "results.json holds a JSON list, not an eval summary"),
 ])
 def test_diff_usage_errors_are_one_line_exit_2(tmp_path, capsys, setup, argv, message):
     folder = tmp_path / "run"
     if setup == "empty":
         folder.mkdir()
-    elif setup == "run":
+    elif setup in ("run", "list"):
         hand_made_run(folder)
+    if setup == "list":
+        (folder / "results.json").write_text("[1, 2]", encoding="utf-8")
     assert main(["eval", "diff", str(folder), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_diff_pairs_against_the_recorded_lead_and_old_runs_fall_back_to_the_first_model(tmp_path):
+    # Issue 29 point 10: the engine's lead (lead = true, weight, size) need not be listed first.
+    folder = hand_made_run(tmp_path / "run")
+    assert diff_run(folder).against == SOLO  # an old run: no lead recorded, the first model
+    results = folder / "results.json"
+    header = json.loads(results.read_text(encoding="utf-8"))
+    results.write_text(json.dumps({**header, "lead": PARTNER}), encoding="utf-8")
+    assert diff_run(folder).against == f"solo:{PARTNER}"
+    # Without results.json, the answers' own record of the lead decides.
+    results.unlink()
+    answers = folder / "answers.jsonl"
+    lines = [json.loads(line) for line in answers.read_text(encoding="utf-8").split("\n") if line]
+    answers.write_text("".join(json.dumps({**line, "lead": PARTNER}) + "\n" for line in lines), encoding="utf-8")
+    assert diff_run(folder).against == f"solo:{PARTNER}"
 
 
 def test_diff_leaves_a_half_written_last_line_alone(tmp_path, capsys):

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from coolfusion_local.engine.events import Message
-from coolfusion_local.engine.guard import common_prefix, parting_token, parts_in_number, token_ends, top_two_margin
+from coolfusion_local.engine.guard import (
+    common_prefix, parting_point, parting_token, parts_in_number, token_ends, top_two_margin,
+)
 from coolfusion_local.engine.scoring import ScorePolicy
 from helpers import answer_events
 
@@ -54,6 +56,36 @@ def test_parting_token_is_the_lead_token_where_the_texts_first_differ(lead, piec
 ])
 def test_parts_in_number(before, lead, other, inside):
     assert parts_in_number(before, lead, other) is inside
+
+
+@pytest.mark.parametrize(("before", "lead", "other"), [
+    ("は", "３", "４"),  # fullwidth digits
+    ("= ", "٣", "٤"),  # Arabic-Indic digits: they share their first byte
+    ("共", "三", "四"),  # CJK numerals
+    ("", "½", "¼"),  # vulgar fractions
+    ("x", "²", "³"),  # superscripts
+    ("is ", "-2", "−2"),  # hyphen-minus vs U+2212 minus, each before a digit
+    ("is ", " ٣", " three"),  # the lead's text goes on with an Arabic-Indic digit
+])
+def test_parts_in_number_knows_every_unicode_number(before, lead, other):
+    # Issue 29 point 6: the rule tested ASCII bytes only.
+    assert parts_in_number(before.encode(), lead.encode(), other.encode())
+
+
+@pytest.mark.parametrize(("before", "lead", "other"), [
+    ("The answer is 42", "\n", " pears"),  # after a number, not inside one
+    ("is 42", " apples", " pears"),
+    ("is ４２", "。", " pears"),
+])
+def test_parting_after_a_number_is_not_a_number_parting(before, lead, other):
+    assert not parts_in_number(before.encode(), lead.encode(), other.encode())
+
+
+def test_the_parting_point_is_a_character_boundary():
+    lead, other = "٣".encode(), "٤".encode()
+    assert common_prefix(lead, other) == 1 and parting_point(lead, other) == 0
+    pieces = [lead[:1], lead[1:]]  # a byte-level tokenizer may split the character
+    assert parting_token(lead, token_ends(pieces), other) == 0
 
 
 def test_the_policy_label_names_the_guard_so_eval_runs_record_it():

@@ -77,3 +77,24 @@ def test_a_first_token_less_likely_than_the_whole_own_segment_is_vetoed_for_sure
     assert not policy.vetoed_for_sure(lead_total_at_least=0.8, lead_own_total=0.9)
     assert not ScorePolicy(lead_margin=0.5).vetoed_for_sure(lead_total_at_least=1.2, lead_own_total=0.9)
     assert not ScorePolicy(rule="mean-ppl").vetoed_for_sure(lead_total_at_least=9.0, lead_own_total=0.1)
+
+
+def test_a_vetoed_best_candidate_falls_back_to_the_best_one_the_lead_lets_through():
+    # Issue 29 point 5, its numbers: the lead's NLLs L 1.0, B 1.5, C 0.9; one partner
+    # favours B, the other B and C. Joint perplexities: L 14.30, B 2.16, C 2.30.
+    lead, first, second = FakeMember("lead"), FakeMember("first"), FakeMember("second")
+    own, b, c = (b" 12", False), (b" 15", False), (b" 13", False)
+    table = {
+        "lead": {own: 1.0, b: 1.5, c: 0.9},
+        "first": {own: 3.0, b: 0.0, c: 1.2355},
+        "second": {own: 3.0, b: 0.0, c: 0.0},
+    }
+    policy = ScorePolicy()  # lead-veto, margin 0
+    members = [lead, first, second]
+    joint = {key: round(policy.combined(members, key, table), 2) for key in (own, b, c)}
+    assert joint == {own: 14.30, b: 2.16, c: 2.30}
+    # B is the best but the lead vetoes it (1.5 > 1.0); C passes (0.9 <= 1.0) and wins.
+    assert policy.choose(members, [own, b, c], table, lead, own, table["lead"]) == c
+    # Where every other candidate is vetoed, the lead's own still wins.
+    worse = {**table, "lead": {own: 1.0, b: 1.5, c: 1.1}}
+    assert policy.choose(members, [own, b, c], worse, lead, own, worse["lead"]) == own

@@ -12,6 +12,7 @@ import argparse
 import shlex
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -24,7 +25,9 @@ from ..engine.scoring import ScorePolicy
 from ..errors import CoolfusionError
 from ..fusion_engine import FusionEngine, load_config
 from ..measure.eval_report import code_version, cut_warning, format_summary_table, summarize, write_results
-from ..measure.evaluate import DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, plan_jobs, run_jobs
+from ..measure.evaluate import (
+    DEFAULT_MAX_TOKENS, AnswerLog, AnswerRecord, EvalSettings, engine_lead, plan_jobs, run_jobs,
+)
 from ..measure.gsm8k import DEFAULT_PROMPT, PROMPTS, load_problems
 from ..measure.headroom import format_headroom
 from . import eval_diff, eval_headroom
@@ -144,6 +147,11 @@ def _eval_sampling(args: argparse.Namespace, configured):
     return sampling_from_args(args, replace(configured, seed=0))
 
 
+def _recorded_lead(records: list[AnswerRecord]) -> str | None:
+    """The lead the answers name, when this run loaded no model (all answers were there)."""
+    return next((record.lead for record in records if record.lead), None)
+
+
 def run_gsm8k(args: argparse.Namespace) -> int:
     configure_logging()
     for name, value, minimum in (("--limit", args.limit, 1), ("--offset", args.offset, 0),
@@ -177,6 +185,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
     if jobs:
         with FusionEngine(config) as engine:
             load_models(engine, names, say)
+            settings = replace(settings, lead=engine_lead(engine, names))
             say(f"{len(problems)} problems x {len(modes)} modes ({', '.join(modes)}), max {args.max_tokens} tokens")
             progress = Progress(len(jobs), sys.stderr)
             try:
@@ -197,6 +206,7 @@ def run_gsm8k(args: argparse.Namespace) -> int:
         "max_tokens": args.max_tokens,
         "prompt": args.prompt,
         "models": names,
+        "lead": settings.lead or _recorded_lead(log.read()),
         "fusion_rule": policy.label,
         "fresh_cache": not args.reuse_cache,
         "sampling": settings.sampling_record or "greedy",

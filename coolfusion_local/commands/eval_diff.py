@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import CoolfusionError
 from ..measure.eval_diff import diff_run, format_diff
 from ..measure.headroom import format_capture, format_headroom
-from ..measure.paired import DEFAULT_RESAMPLES, DEFAULT_SEED
+from ..measure.paired import DEFAULT_RESAMPLES, DEFAULT_SEED, MAX_RESAMPLES, MAX_SEED
 from .eval_headroom import for_run
 
 
@@ -26,11 +26,12 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
                     "the segment where each differing answer parts from the solo one.")
     parser.add_argument("folder", type=Path, metavar="RUN_FOLDER", help="the --out folder of `coolfusion eval gsm8k`")
     parser.add_argument("--against", metavar="MODE", default=None,
-                        help="the baseline mode, e.g. solo:NAME (default: solo: the run's first model, the lead)")
+                        help="the baseline mode, e.g. solo:NAME (default: solo: the model the run's fusion led with)")
     parser.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES, metavar="N",
-                        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})")
+                        help=f"bootstrap resamples, 1 to {MAX_RESAMPLES:,} (default {DEFAULT_RESAMPLES})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
-                        help=f"bootstrap seed (default {DEFAULT_SEED}): the same seed gives the same interval")
+                        help=f"bootstrap seed, 0 to {MAX_SEED} (default {DEFAULT_SEED}): "
+                             "the same seed gives the same interval")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the text report")
     parser.set_defaults(func=run_diff)
 
@@ -38,6 +39,10 @@ def register(benchmarks: argparse._SubParsersAction) -> None:
 def run_diff(args: argparse.Namespace) -> int:
     if args.resamples < 1:
         raise CoolfusionError("--resamples must be at least 1", exit_code=2)
+    if args.resamples > MAX_RESAMPLES:  # each resample keeps one float: 10^9 of them would take 8 GB
+        raise CoolfusionError(f"--resamples must be at most {MAX_RESAMPLES:,}", exit_code=2)
+    if not 0 <= args.seed <= MAX_SEED:
+        raise CoolfusionError(f"--seed must be between 0 and {MAX_SEED}", exit_code=2)
     report = diff_run(args.folder, args.against, args.resamples, args.seed)
     headroom, captures = for_run(report.run, report.against)  # the solo answers' headroom and what each fused mode won of it
     if args.json:

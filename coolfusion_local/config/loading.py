@@ -13,7 +13,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .. import locations
-from ..engine.drafting import DRAFT_MODES
+from ..engine.drafting import DRAFT_MODES, MAX_DRAFT_SEGMENTS
 from ..engine.modes import FUSION_MODES, solo_name
 from ..engine.sampling import CHAT, Sampling
 from ..engine.scoring import RULES
@@ -186,8 +186,7 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
     return FusionSettings(
         mode=mode,
         draft=draft,
-        draft_max_segments=check.optional_int(raw, "draft_max_segments", where, minimum=1,
-                                              default=FusionSettings.draft_max_segments),
+        draft_max_segments=_draft_max_segments(check, raw, where),
         rule=rule,
         lead_margin=check.non_negative_float(raw, "lead_margin", where, FusionSettings.lead_margin),
         confident_nll=check.non_negative_float(raw, "confident_nll", where, FusionSettings.confident_nll),
@@ -199,6 +198,15 @@ def _parse_fusion(check: Checker, raw: object, models: tuple[ModelSpec, ...]) ->
         sampling=_parse_sampling(check, raw, where),
         loop_guard=check.optional_bool(raw, "loop_guard", where, default=FusionSettings.loop_guard),
     )
+
+
+def _draft_max_segments(check: Checker, raw: dict, where: str) -> int:
+    value = check.optional_int(raw, "draft_max_segments", where, minimum=1,
+                               default=FusionSettings.draft_max_segments)
+    if value > MAX_DRAFT_SEGMENTS:
+        check.fail(where, f"draft_max_segments = {value} is too large; use {MAX_DRAFT_SEGMENTS} or less "
+                          "(a draft check takes at most 48 tokens)")
+    return value
 
 
 def _parse_sampling(check: Checker, raw: dict, where: str) -> Sampling:

@@ -28,7 +28,8 @@ batch whose rows equal one-token rows bit for bit), and greedy output is unchang
 "batch" checks a whole draft in one decode, faster where large batches pay,
 with those flips.
 
-The draft grows with acceptance (up to `draft_max_segments` words) and
+The draft grows with acceptance (up to `draft_max_segments` words, at most
+MAX_DRAFT_SEGMENTS, and never past the room left in the drafter's context) and
 shrinks when models reject it. Drafting stops for the rest of the answer when
 the share of accepted guess tokens falls under a floor, or when checking
 costs more per accepted token than the checking model's own one-token
@@ -47,6 +48,9 @@ from .members import Member
 
 DRAFT_MODES = ("auto", "batch", "off")
 DEFAULT_MAX_SEGMENTS = 2  # longer drafts waste more of the drafter than they save the lead (docs/eval-and-bench.md)
+# A check takes at most MAX_GUESS_TOKENS guess tokens: words past about this many are drafted for
+# nothing, and a large value drafted into the context's end. models.toml is checked against it.
+MAX_DRAFT_SEGMENTS = 16
 FIRST_SEGMENTS = 2  # words drafted in the first cycle of an answer
 ACCEPTANCE_FLOOR = 0.3  # share of guess tokens accepted below which drafting stops
 FLOOR_AFTER_CYCLES = 4  # cycles measured before the floor applies
@@ -54,6 +58,7 @@ MAX_GUESS_TOKENS = 48  # one batch, well within the 64 logits rows a decode may 
 TOKENS_PER_WORD = 6  # bound on the drafter's tokens per drafted word (long numbers, code)
 RETRY_AFTER_ANSWERS = 8  # answers without drafting, after it did not pay, before measuring again
 ROOM_NEEDED = 160  # tokens of context left before drafting stops (the answer's reserve stays free)
+DRAFT_RESERVE = 64  # tokens of the drafter's context a draft leaves free (fusion's ANSWER_RESERVE)
 
 
 def words_in(text: bytes) -> int:
@@ -67,6 +72,14 @@ def _guess(model, known: bytes, rest: bytes) -> list[int]:
     if whole is not None and whole[: len(look_ahead)] == look_ahead:
         return whole[len(look_ahead) :][:MAX_GUESS_TOKENS]
     return (model.tokenize_exactly(rest) or [])[:MAX_GUESS_TOKENS]
+
+
+def draft_limit(model, segments: int) -> int:
+    """The most look-ahead tokens a draft of `segments` words may reach in `model`: the words'
+    bound, and never past the room left in its context (less the answer's reserve): a draft
+    that ran into n_ctx would end the answer as "context_full" with room left for it."""
+    room = model.n_ctx - model.committed_tokens - DRAFT_RESERVE
+    return max(0, min(len(model.look_ahead) + segments * TOKENS_PER_WORD, room))
 
 
 @dataclass
@@ -92,7 +105,7 @@ class Drafting:
         `lead_first`: the mode's lead writes alone while it is sure (adaptive), so only it checks."""
         self.members, self.lead, self.stats = members, lead, stats
         self.lead_first = lead_first
-        self.max_segments = settings.max_segments
+        self.max_segments = min(settings.max_segments, MAX_DRAFT_SEGMENTS)  # models.toml checks it too
         self.segments = min(FIRST_SEGMENTS, self.max_segments)
         self.active = (
             settings.mode in ("auto", "batch") and may_draft and len(members) > 1
@@ -144,7 +157,7 @@ class Drafting:
         started = time.perf_counter()
         base = len(behind) + max(len(known[m.name]) for m in useful)
         drafter.model.draft(lambda text: words_in(text[base:]) >= self.segments,
-                            limit=len(drafter.model.look_ahead) + self.segments * TOKENS_PER_WORD)
+                            limit=draft_limit(drafter.model, self.segments))
         self.stats.draft_seconds += time.perf_counter() - started
         draft = drafter.model.detokenize(drafter.model.look_ahead)[len(behind) :]
         draft = draft[: last_char_boundary(draft)]

@@ -268,11 +268,14 @@ class _FusionRun:
 
         A lead that cannot tell (a served model: `top_margin` 0) counts as
         unsure everywhere, so its partners are heard as they were before the guard.
+        A sampling lead is judged by the token it drew, in the distribution it drew
+        from: where it drew another than its argmax, it was not sure.
         """
         if proposal.margins is None:
+            sampler = self.samplers[self.lead.name]
             count = len(proposal.tokens) + 1
             started = time.perf_counter()
-            proposal.margins = [self.lead.model.top_margin(i) for i in range(count)]
+            proposal.margins = [self.lead.model.top_margin(i, sampler) for i in range(count)]
             self.stats.boundary_seconds += time.perf_counter() - started
         return proposal.margins
 
@@ -285,7 +288,7 @@ class _FusionRun:
         policy = self.settings.policy
         ends = token_ends([self.lead.model.piece(t) for t in lead_proposal.tokens])
         margin = self.lead_margins(lead_proposal)[parting_token(lead_proposal.text, ends, key[0])]
-        in_number = parts_in_number(bytes(self.answer[-1:]), lead_proposal.text, key[0])
+        in_number = parts_in_number(bytes(self.answer[-8:]), lead_proposal.text, key[0])
         allowed = not policy.lead_is_sure(margin) and not (policy.keep_numbers and in_number)
         return Parting(margin, in_number, allowed)
 

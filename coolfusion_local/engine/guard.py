@@ -14,8 +14,11 @@ Two rules keep the lead's text wherever the partner can only add noise:
   candidates are scored as before (AdaFuse arXiv 2601.06022 and Nudging
   arXiv 2410.09300 consult helpers only where the lead's top-1 is low);
 - with `keep_numbers`, a candidate that parts inside a number, or where
-  either text goes on with a digit, cannot win: a weak partner's arithmetic
-  is not worth the lead's.
+  either text goes on with a number, cannot win: a weak partner's arithmetic
+  is not worth the lead's. Numbers are any Unicode numeric characters
+  (fullwidth and Arabic-Indic digits, CJK numerals, fractions, superscripts),
+  and a sign (hyphen-minus, U+2212 minus, plus) before one; text that merely
+  follows a number ("is 42" then "\\n" vs " pears") is not inside one.
 
 Both are decided before any scoring decode, from rows the lead already has,
 so a guarded round costs nothing; and adaptive mode skips asking partners
@@ -24,6 +27,7 @@ whenever the lead is sure at every token a candidate could part at.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -56,26 +60,54 @@ def common_prefix(a: bytes | str, b: bytes | str) -> int:
     return n
 
 
+def parting_point(a: bytes, b: bytes) -> int:
+    """Where `a` and `b` part, moved back to the start of the UTF-8 character they part in
+    ("٣" and "٤" share their first byte, yet part at the character)."""
+    at = common_prefix(a, b)
+    longer = a if len(a) > at else b
+    while 0 < at < len(longer) and longer[at] & 0xC0 == 0x80:
+        at -= 1
+    return at
+
+
 def parting_token(lead_text: bytes, lead_ends: Sequence[int], other_text: bytes) -> int:
     """The index of the lead's token where `other_text` parts from `lead_text`;
     len(lead_ends) when the lead's whole text is a prefix of the other (they part after it)."""
-    common = common_prefix(lead_text, other_text)
+    common = parting_point(lead_text, other_text)
     return next((i for i, end in enumerate(lead_ends) if end > common), len(lead_ends))
 
 
-def _digit(byte: bytes) -> bool:
-    return byte.isdigit()
+SIGNS = "+-\u2212\u00b1\ufe63\uff0b\uff0d"  # a sign before a digit starts a number ("-2" vs "−2")
+# Characters that sit inside a number between digits: "3.5", "3,000", "1/2", "12:30", "٣٫٥".
+INSIDE = ".,/:\u066b\u066c\uff0e\uff0c"
+
+
+def is_numeric(char: str) -> bool:
+    """Any character Unicode gives a numeric value: ASCII, fullwidth and Arabic-Indic digits,
+    CJK numerals, vulgar fractions, superscripts."""
+    return unicodedata.numeric(char, None) is not None
+
+
+def _starts_number(text: str) -> bool:
+    return bool(text) and (is_numeric(text[0]) or (text[0] in SIGNS and len(text) > 1 and is_numeric(text[1])))
 
 
 def parts_in_number(before: bytes, lead_text: bytes, other_text: bytes) -> bool:
-    """Whether the two texts part inside a number, or where either goes on with a digit.
+    """Whether the two texts part inside a number, or where either goes on with a number.
 
-    `before`: the shared text just before both. "12" vs "15" part after a
-    digit; " 12" vs " twelve" part where the lead's text goes on with one.
+    `before`: the shared text just before both (its first bytes may be half a
+    character). "12" vs "15" part after a digit; " 12" vs " twelve" part
+    where the lead's text goes on with one; "3." vs "3," part where a number
+    may go on. "42" then "\\n" vs " pears" part after a number, not inside one.
     """
-    common = common_prefix(lead_text, other_text)
-    shared = before + lead_text[:common]
-    return _digit(shared[-1:]) or _digit(lead_text[common : common + 1]) or _digit(other_text[common : common + 1])
+    at = parting_point(lead_text, other_text)
+    shared = (before + lead_text[:at]).decode("utf-8", errors="ignore")
+    lead_next = lead_text[at:].decode("utf-8", errors="replace")
+    other_next = other_text[at:].decode("utf-8", errors="replace")
+    if _starts_number(lead_next) or _starts_number(other_next):
+        return True
+    after_digit = bool(shared) and is_numeric(shared[-1])
+    return after_digit and any(text[:1] and text[0] in INSIDE for text in (lead_next, other_next))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ method here, and what a kind cannot do is a declared capability
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from ..errors import CoolfusionError
 from .lead import Standing
 from .prompts import ChatFormat
 from .sampling import Sampling
+
+if TYPE_CHECKING:  # it loads llama.cpp, which importing the engine must not
+    from .token_sampler import TokenSampler
 
 
 class ContextFull(CoolfusionError):
@@ -100,7 +103,7 @@ class MemberModel(Protocol):
     def step(self, sampler: TokenPicker | None = None) -> Step: ...
     def end_nll(self) -> float: ...
     def next_token_nll(self, token: int) -> float: ...
-    def top_margin(self, index: int) -> float: ...
+    def top_margin(self, index: int, sampler: TokenSampler | None = None) -> float: ...
     def score(self, requests: list[tuple[int, list[int], bool]]) -> list[Scored]: ...
     def commit(self, start: int, tokens: list[int], scored: Scored | None = None) -> None: ...
     def drop_hidden(self) -> None: ...

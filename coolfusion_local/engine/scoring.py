@@ -95,13 +95,16 @@ class ScorePolicy:
     ) -> Key:
         """The winning key. `lead_totals`: the lead's total NLL of each segment,
         which its veto compares; without them (whole answers) it compares mean NLL."""
-        # min() keeps the first key on ties: proposals are in member order.
-        best = min(keys, key=lambda key: self.combined(members, key, mean_nll))
-        if self.rule == "lead-veto" and lead is not None and lead_key is not None and best != lead_key:
+        # A stable sort keeps the first key on ties: proposals are in member order.
+        ranked = sorted(keys, key=lambda key: self.combined(members, key, mean_nll))
+        if self.rule == "lead-veto" and lead is not None and lead_key is not None:
+            # The best candidate the lead lets through: with three models a vetoed best
+            # falls back to the next one that passes, not straight to the lead's own.
             lead_scores = lead_totals if lead_totals is not None else mean_nll[lead.name]
-            if self._lead_vetoes(lead_scores[best], lead_scores[lead_key]):
-                return lead_key
-        return best
+            return next((key for key in ranked
+                         if key == lead_key or not self._lead_vetoes(lead_scores[key], lead_scores[lead_key])),
+                        lead_key)
+        return ranked[0]
 
     def vetoed_for_sure(self, lead_total_at_least: float, lead_own_total: float) -> bool:
         """Whether the lead vetoes a segment whose total NLL for it is at least

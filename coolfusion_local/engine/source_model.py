@@ -182,6 +182,9 @@ class SourceModel(SharedText):
         self._clear_shared_text()
         self._pending_rows: list[np.ndarray] = []  # the row that predicted each pending token
         self._row: np.ndarray | None = None  # the row after the last cached token
+        # (row, margin) of each token a sampler chose from a row still held: how sure the draw
+        # was of it (token_sampler.py), which the guard judges instead of the raw row's margin.
+        self._sampled_margins: list[tuple[np.ndarray, float]] = []
         self._scoring_in_use = False
         self._visible = 0  # pending tokens a proposal has seen; the rest is hidden look-ahead
         self._exact_batch: int | None = None  # see exact_batch_size()
@@ -255,16 +258,22 @@ class SourceModel(SharedText):
     def _extend_sequence0(self, tokens: list[int]) -> None:
         """Decode `tokens` after the cache of sequence 0; keep the last row."""
         position = len(self._cache)
-        for chunk_start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[chunk_start : chunk_start + self.n_batch]
-            last = chunk_start + len(chunk) == len(tokens)
-            entries = [
-                (token, position + chunk_start + i, 0, last and i == len(chunk) - 1)
-                for i, token in enumerate(chunk)
-            ]
-            wanted = self._decode(entries)
-            if wanted:
-                self._row = self._row_at(wanted[-1]).copy()
+        extended = False
+        try:
+            for chunk_start in range(0, len(tokens), self.n_batch):
+                chunk = tokens[chunk_start : chunk_start + self.n_batch]
+                last = chunk_start + len(chunk) == len(tokens)
+                entries = [
+                    (token, position + chunk_start + i, 0, last and i == len(chunk) - 1)
+                    for i, token in enumerate(chunk)
+                ]
+                wanted = self._decode(entries)
+                if wanted:
+                    self._row = self._row_at(wanted[-1]).copy()
+            extended = True
+        finally:
+            if not extended:  # a later chunk failed: drop the earlier chunks' cells (see check_draft)
+                self._remove(0, position)
         self._cache.extend(tokens)
 
     def _truncate_sequence0(self, keep: int) -> None:
@@ -372,12 +381,19 @@ class SourceModel(SharedText):
             token = int(row.argmax())
         else:
             token = sampler.pick(row, self._cache[self._answer_start :])
+            self._note_sampled_margin(row, sampler.last_margin)
         nll = _logsumexp(row) - float(row[token])
         if self.is_end(token):
             return Step(token, nll, True)
         self._extend_look_ahead(row, token, nll)
         self._visible += 1
         return Step(token, nll, False)
+
+    def _note_sampled_margin(self, row: np.ndarray, margin: float | None) -> None:
+        held = [*self._pending_rows, self._row]
+        self._sampled_margins = [(r, m) for r, m in self._sampled_margins if any(r is h for h in held)]
+        if margin is not None:
+            self._sampled_margins.append((row, margin))
 
     def _extend_look_ahead(self, row: np.ndarray, token: int, nll: float) -> None:
         """Decode `token`, which `row` predicted, past the look-ahead."""
@@ -498,20 +514,29 @@ class SourceModel(SharedText):
         rows_per_decode = max(1, min(chunk, self.largest_decode))
         kept_rows: list[np.ndarray] = [self._row]  # kept_rows[i] predicts guess[i]
         kept = 0
-        for chunk_start in range(0, len(guess), rows_per_decode):
-            chunk = guess[chunk_start : chunk_start + rows_per_decode]
-            self._decode([(token, position + chunk_start + i, 0, True) for i, token in enumerate(chunk)])
-            agreed = True
-            for i in range(len(chunk)):
-                kept += 1  # guess[chunk_start + i] was the argmax of the row before it
-                row = self._row_at(i).copy()
-                kept_rows.append(row)
-                following = chunk_start + i + 1
-                if following < len(guess) and (self.is_end(guess[following]) or int(row.argmax()) != guess[following]):
-                    agreed = False
+        checked = False
+        try:
+            for chunk_start in range(0, len(guess), rows_per_decode):
+                chunk = guess[chunk_start : chunk_start + rows_per_decode]
+                self._decode([(token, position + chunk_start + i, 0, True) for i, token in enumerate(chunk)])
+                agreed = True
+                for i in range(len(chunk)):
+                    kept += 1  # guess[chunk_start + i] was the argmax of the row before it
+                    row = self._row_at(i).copy()
+                    kept_rows.append(row)
+                    following = chunk_start + i + 1
+                    if following < len(guess) and (self.is_end(guess[following]) or int(row.argmax()) != guess[following]):
+                        agreed = False
+                        break
+                if not agreed:
                     break
-            if not agreed:
-                break
+            checked = True
+        finally:
+            if not checked:
+                # A decode failed in a later chunk (the cache full): the earlier chunks' cells
+                # must go, or sequence 0 holds positions its token list does not, and every
+                # later decode fails ("inconsistent sequence positions").
+                self._remove(0, len(self._cache))
         for token, row in zip(guess[:kept], kept_rows):
             self._pending_rows.append(row)
             self._pending_nll.append(_logsumexp(row) - float(row[token]))
@@ -525,11 +550,23 @@ class SourceModel(SharedText):
         """The row predicting the first token after the shared text."""
         return self._pending_rows[0] if self._pending_rows else self._row
 
-    def top_margin(self, index: int) -> float:
-        """p(top-1) − p(top-2) where look-ahead token `index` was chosen (index = the number
-        of proposed tokens: the row after them). From rows already decoded: no decode."""
+    def top_margin(self, index: int, sampler: "TokenSampler | None" = None) -> float:
+        """How sure the model was where look-ahead token `index` was chosen (index = the number
+        of proposed tokens: the row after them). From rows already decoded: no decode.
+
+        Greedy: p(top-1) − p(top-2) of the row. Where `sampler` drew the token: its
+        probability minus the likeliest other's in the distribution drawn from
+        (negative when it was not the likeliest); on the row after the proposal,
+        where nothing was drawn, p(top-1) − p(top-2) of that distribution.
+        """
         rows = self._pending_rows
-        return top_two_margin(rows[index] if index < len(rows) else self._row)
+        row = rows[index] if index < len(rows) else self._row
+        for picked, margin in reversed(self._sampled_margins):
+            if picked is row:
+                return margin
+        if sampler is not None and index >= len(rows):
+            return sampler.margin_after(row, self._cache[self._answer_start :])
+        return top_two_margin(row)
 
     def next_token_nll(self, token: int) -> float:
         """-log P(token | the shared text), from the row already computed: no decode."""

@@ -9,6 +9,12 @@ it must see changes under it (another model's segment wins, a look-ahead is
 dropped), so before each pick it is reset and fed the last `repeat_last_n`
 tokens of the answer as it stands. Resetting the chain itself would also
 reseed its random generator and replay the same numbers.
+
+The lead-sure guard (guard.py) asks how sure a sampling model was of the token
+it chose: `last_margin` is that token's probability minus the likeliest other
+token's, in the distribution the chain drew from (after the penalty,
+top-k/top-p/min-p and temperature), so a token sampled against the model's
+argmax counts as unsure (a negative margin), however sure the raw row was.
 """
 
 from __future__ import annotations
@@ -23,6 +29,21 @@ from .sampling import Sampling
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 
 
+def _probabilities(array) -> np.ndarray:
+    """Softmax over the candidates a sampler chain left in `array` (the samplers may move
+    and shrink it; their logits already carry the temperature)."""
+    address = ctypes.cast(array.data, ctypes.c_void_p).value
+    size = int(array.size)
+    view = np.frombuffer((ctypes.c_char * (size * _TOKEN_DATA.itemsize)).from_address(address), dtype=_TOKEN_DATA)
+    logits = view["logit"].astype(np.float64)
+    finite = np.isfinite(logits)
+    probabilities = np.zeros(size)
+    if finite.any():
+        shifted = np.exp(logits[finite] - logits[finite].max())
+        probabilities[finite] = shifted / shifted.sum()
+    return probabilities
+
+
 class TokenSampler:
     """Picks one model's next tokens with the settings of one answer."""
 
@@ -33,6 +54,8 @@ class TokenSampler:
         self._ids = np.arange(vocab_size, dtype=np.int32)
         self._penalties = None
         self._fed: list[int] = []
+        self._shaper = None  # the chain without its draw, for `margin_after`
+        self.last_margin: float | None = None  # see the module docstring
         if sampling.repeat_penalty != 1.0 and sampling.repeat_last_n != 0:
             self._penalties = llama_cpp.llama_sampler_init_penalties(
                 vocab_size, sampling.repeat_last_n, sampling.repeat_penalty, 0.0, 0.0
@@ -53,9 +76,44 @@ class TokenSampler:
             ]
         for link in links:
             llama_cpp.llama_sampler_chain_add(self._chain, link)  # the chain owns and frees them
+        if not sampling.greedy:
+            self._shaper = llama_cpp.llama_sampler_chain_init(params)
+            for link in (
+                llama_cpp.llama_sampler_init_top_k(sampling.top_k),
+                llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1),
+                llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1),
+                llama_cpp.llama_sampler_init_temp(sampling.temperature),
+            ):
+                llama_cpp.llama_sampler_chain_add(self._shaper, link)
 
     def pick(self, row: np.ndarray, history: list[int]) -> int:
-        """The next token after `history` (the answer so far, this model's tokens), from `row`."""
+        """The next token after `history` (the answer so far, this model's tokens), from `row`.
+
+        Sets `last_margin`: how sure the draw was of the token it chose."""
+        array = self._penalised(row, history)
+        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
+        if array.selected < 0:  # every token filtered out: cannot happen with min_keep 1
+            self.last_margin = 0.0
+            return int(row.argmax())
+        probabilities = _probabilities(array)
+        chosen = float(probabilities[array.selected])
+        others = np.delete(probabilities, array.selected)
+        self.last_margin = chosen - (float(others.max()) if len(others) else 0.0)
+        return int(array.data[array.selected].id)
+
+    def margin_after(self, row: np.ndarray, history: list[int]) -> float:
+        """p(top-1) − p(top-2) of the distribution a draw from `row` would use (nothing is drawn)."""
+        if self._shaper is None:
+            from .guard import top_two_margin
+
+            return top_two_margin(row)
+        array = self._penalised(row, history)
+        llama_cpp.llama_sampler_apply(self._shaper, ctypes.byref(array))
+        probabilities = np.sort(_probabilities(array))
+        return float(probabilities[-1] - (probabilities[-2] if len(probabilities) > 1 else 0.0))
+
+    def _penalised(self, row: np.ndarray, history: list[int]):
+        """`row` as llama.cpp's token-data array, the repetition penalty applied."""
         data = self._data
         data["id"] = self._ids
         data["logit"] = row
@@ -66,10 +124,7 @@ class TokenSampler:
         if self._penalties is not None:
             self._feed(history[-self.sampling.repeat_last_n :] if self.sampling.repeat_last_n > 0 else history)
             llama_cpp.llama_sampler_apply(self._penalties, ctypes.byref(array))
-        llama_cpp.llama_sampler_apply(self._chain, ctypes.byref(array))
-        if array.selected < 0:  # every token filtered out: cannot happen with min_keep 1
-            return int(row.argmax())
-        return int(array.data[array.selected].id)
+        return array
 
     def _feed(self, window: list[int]) -> None:
         if window == self._fed:
@@ -86,6 +141,9 @@ class TokenSampler:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._shaper is not None:
+            llama_cpp.llama_sampler_free(self._shaper)
+            self._shaper = None
 
     def __del__(self) -> None:  # pragma: no cover - safety net
         try:

@@ -32,7 +32,7 @@ class RunFolder:
     path: Path
     records: list[AnswerRecord]
     modes: list[str]  # results.json's order, then any other mode the answers hold
-    lead: str | None  # "solo:NAME" of the first model, when results.json names the models
+    lead: str | None  # "solo:NAME" of the run's lead (run_lead)
     header: dict
 
     def by_mode(self, mode: str) -> dict[int, AnswerRecord]:
@@ -52,15 +52,38 @@ def read_run(folder: Path) -> RunFolder:
     if results.exists():
         try:
             header = json.loads(results.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             header = {}  # the answers are what counts; the summary is rewritten at each run's end
-    modes = [m["mode"] for m in header.get("modes", []) if isinstance(m, dict) and "mode" in m]
+        if not isinstance(header, dict):
+            raise CoolfusionError(
+                f"{results} holds a JSON {type(header).__name__}, not an eval summary (an object); "
+                "delete it (the answers are in answers.jsonl) or run the same eval again to rewrite it",
+                exit_code=2)
+    listed = header.get("modes")
+    modes = [m["mode"] for m in (listed if isinstance(listed, list) else [])
+             if isinstance(m, dict) and isinstance(m.get("mode"), str)]
     for record in records:
         if record.mode not in modes:
             modes.append(record.mode)
-    models = header.get("models") or []
-    lead = f"solo:{models[0]}" if models else None
-    return RunFolder(path=folder, records=records, modes=modes, lead=lead, header=header)
+    return RunFolder(path=folder, records=records, modes=modes, lead=run_lead(header, records), header=header)
+
+
+def run_lead(header: dict, records: Sequence[AnswerRecord]) -> str | None:
+    """"solo:NAME" of the model the run's fusion led with.
+
+    The engine picks its lead by `lead = true`, weight, then size, not by
+    order, so runs record it (results.json's "lead", each answer's "lead").
+    Runs made before that name only their models: the first listed was the
+    lead then, unless a config said otherwise.
+    """
+    lead = header.get("lead")
+    if not isinstance(lead, str):
+        lead = next((record.lead for record in records if isinstance(record.lead, str)), None)
+    if lead is None:
+        models = header.get("models")
+        if isinstance(models, list) and models and isinstance(models[0], str):
+            lead = models[0]
+    return f"solo:{lead}" if lead else None
 
 
 # --------------------------------------------------------------------------- where two answers part

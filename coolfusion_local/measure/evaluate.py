@@ -59,6 +59,13 @@ class EvalSettings:
     # Greedy unless asked (`eval --temperature`): tables stay comparable. A
     # sampled run uses the chat's loop guard too, and problem i the seed `seed + i`.
     sampling: Sampling = GREEDY
+    # The model fusion leads with (`lead = true`, weight, size: engine/lead.py), not
+    # necessarily models[0]; Cool+R counts tokens in its vocabulary. None: models[0].
+    lead: str | None = None
+
+    @property
+    def lead_name(self) -> str:
+        return self.lead or self.models[0]
 
     @property
     def sampling_record(self) -> dict | None:
@@ -90,7 +97,7 @@ class AnswerRecord:
     text: str
     stop_reason: str
     seconds: float  # wall time of the whole answer, prompt included
-    answer_tokens: int  # in the first source model's tokens (the solo model's own for solo:NAME)
+    answer_tokens: int  # in the lead's tokens (the solo model's own for solo:NAME)
     segments: int
     decisions: dict[str, int]
     wins: dict[str, int]
@@ -107,6 +114,9 @@ class AnswerRecord:
     # what `eval diff` reads to find where a fused answer parted from the lead's.
     # None for solo answers, and in runs made before it was recorded.
     segment_log: list[dict] | None = None
+    # The model the engine's fusion led with (engine/lead.py), which `eval diff` pairs
+    # against; None in runs made before it was recorded.
+    lead: str | None = None
 
     @property
     def key(self) -> tuple[int, str]:
@@ -305,6 +315,13 @@ def answer_with_cost(engine: Engine, messages, mode: str, max_tokens: int, model
                     segment_log=segments if fused else None)
 
 
+def engine_lead(engine: Engine, models: Sequence[str]) -> str:
+    """The model the engine's fusion leads with among `models` (fusion.lead_member's rule)."""
+    from ..engine.fusion import lead_member
+
+    return lead_member([engine.member(name) for name in models]).name
+
+
 def _messages(problem: Problem, settings: EvalSettings) -> list:
     return [Message("user", build_prompt(problem.question, settings.prompt))]
 
@@ -339,7 +356,7 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
     for record in parts.values():
         add_counts(decoded, record.decoded_tokens)
     picked = fused if reranked.chosen == "fused" else solos[reranked.chosen]
-    lead = engine.member(settings.models[0]).model
+    lead = engine.member(settings.lead_name).model
     return replace(
         fused,
         mode=RERANK_MODE,
@@ -353,6 +370,7 @@ def rerank_from_parts(engine: Engine, problem: Problem, settings: EvalSettings,
         chosen=reranked.chosen,
         composed_from=composed,
         segment_log=picked.segment_log,  # a model's own answer has none: it was not fused
+        lead=settings.lead_name,
     )
 
 
@@ -385,6 +403,7 @@ def answer_one(engine: Engine, problem: Problem, mode: str, settings: EvalSettin
         chosen=answered.chosen,
         sampling=settings.sampling_record,
         segment_log=answered.segment_log,
+        lead=settings.lead_name,
     )
 
 

@@ -15,6 +15,8 @@ import numpy as np
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_SEED = 0
+MAX_RESAMPLES = 1_000_000  # 8 MB of differences; far past where the interval's last digit settles
+MAX_SEED = 2**32 - 1  # numpy takes any non-negative int; a bound keeps the option's range stated
 CONFIDENCE = 95.0
 _CHUNK = 1_000  # resamples drawn at once: bounds memory on large runs
 
@@ -57,8 +59,10 @@ def bootstrap_interval(mode: Sequence[bool], baseline: Sequence[bool], resamples
     """
     if len(mode) != len(baseline):
         raise ValueError("paired columns must have the same length")
-    if resamples < 1:
-        raise ValueError("resamples must be at least 1")
+    if not 1 <= resamples <= MAX_RESAMPLES:
+        raise ValueError(f"resamples must be between 1 and {MAX_RESAMPLES}")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be between 0 and {MAX_SEED}")
     n = len(mode)
     if n == 0:
         return None

@@ -43,6 +43,7 @@ from ...engine.sampling import Sampling
 from ...engine.members import ContextFull, Scored, Step
 from ...engine.shared_text import SharedText
 from ...engine.source_model import SourceModel
+from ...engine.token_sampler import TokenSampler
 from .client import CompletionsClient, RemoteError
 from .protocol import Choice, choices, completion_body, token_id
 from .text_tokens import SplitCharacter, TextTokens
@@ -375,7 +376,7 @@ class RemoteModel(SharedText):
         rest = -math.expm1(-nll)  # 1 - p(greedy)
         return -math.log(rest) if rest > 0 else math.inf
 
-    def top_margin(self, index: int) -> float:
+    def top_margin(self, index: int, sampler: TokenSampler | None = None) -> float:
         """0: the server gives no whole rows, so the lead-sure guard counts this model unsure everywhere
         (its partners are heard as they were before the guard)."""
         return 0.0
