@@ -37,7 +37,10 @@ def describe_load_event(event) -> list[str]:
     from ..engine import ModelLoaded, ModelLoadFailed
 
     if isinstance(event, ModelLoaded):
-        gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
+        from ..runtime.devices import placement_text
+
+        device = getattr(event, "device", None)
+        gpu = f", {placement_text(event.n_gpu_layers, event.n_layers + 1, device)}" if event.n_gpu_layers else ""
         return [f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})",
                 *(f"note: {notice}" for notice in event.notices)]
     if isinstance(event, ModelLoadFailed):

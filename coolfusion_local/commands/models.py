@@ -19,6 +19,8 @@ from ..models.gguf_info import ArraySummary, GgufError, GgufInfo, read_gguf_info
 from ..models import integrity
 from ..models.hub import ModelState, model_status, resolve_model_path
 from .progress_line import ProgressLine
+from ..runtime.devices import placement_text
+from ..runtime.offload import OffloadPlanner
 from .models_init import init_config
 
 
@@ -159,6 +161,8 @@ def check_models(args: argparse.Namespace) -> int:
     failures = 0
     extra_buffers = CpuExtraBuffers(config)
     selected = _selected(config, args.names)
+    # GPU layers as the chat would place them with every enabled model loaded (runtime/offload.py).
+    extra_buffers.offload = OffloadPlanner(config.enabled_models)
     for spec in selected:
         try:
             print(f"{spec.name}: {_smoke_test(spec, extra_buffers)}", flush=True)
@@ -167,6 +171,9 @@ def check_models(args: argparse.Namespace) -> int:
             failures += 1
     if extra_buffers.decision is not None and failures < len(selected):  # what the models that ran used
         print(f"llama.cpp extra CPU buffer types (AMX, repacking): {extra_buffers.decision.describe()}")
+    summary = extra_buffers.offload.take_summary()
+    if summary:
+        print(summary)
     return 1 if failures else 0
 
 
@@ -176,6 +183,7 @@ class CpuExtraBuffers:
     def __init__(self, config: Config):
         self.config = config
         self.decision = None
+        self.offload: OffloadPlanner | None = None  # set by check_models
 
     def for_model(self, path: Path) -> bool:
         from ..runtime.extra_buffers import check_loadable, decide
@@ -190,7 +198,8 @@ class CpuExtraBuffers:
 def _load(spec: ModelSpec, path: Path, extra_buffers: CpuExtraBuffers):
     from ..engine.source_model import SourceModel
 
-    return SourceModel.from_spec(spec, path, cpu_extra_buffers=extra_buffers.for_model(path))
+    layers = extra_buffers.offload.layers_for(spec, path) if extra_buffers.offload else None
+    return SourceModel.from_spec(spec, path, cpu_extra_buffers=extra_buffers.for_model(path), n_gpu_layers=layers)
 
 
 def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
@@ -221,6 +230,8 @@ def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
         model.close()
     decoded = time.perf_counter()
     result = f"ok  load {loaded - started:.1f} s, first token {token!r} in {decoded - loaded:.2f} s"
+    if not spec.is_remote:
+        result += f", {placement_text(model.n_gpu_layers, model.n_layers + 1, model.device)}"
     return "; ".join([result, *(f"note: {note}" for note in notes)])
 
 

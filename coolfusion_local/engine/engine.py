@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 from ..config import Config, ModelSpec
 from ..errors import CoolfusionError, describe_os_error
 from ..runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers
+from ..runtime.offload import OffloadPlanner
 from .events import (
     AnswerDone,
     AnswerReranked,
@@ -102,6 +103,8 @@ class FusionEngine:
         # Whether llama.cpp may use its extra CPU buffer types here; decided at the
         # first local load, with that model as the probe's (runtime/extra_buffers.py).
         self.cpu_extra_buffers: ExtraBuffers | None = None
+        # Each local member's GPU layers: the lead first, the rest as they fit (runtime/offload.py).
+        self._offload = OffloadPlanner(config.enabled_models)
 
     # ------------------------------------------------------------------ models
 
@@ -166,8 +169,11 @@ class FusionEngine:
             else:
                 notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
                 notices += self._decide_cpu_extra_buffers(path)
+                gpu_layers = self._offload.layers_for(spec, path)  # models.toml's, else the device fit's
+                notices += [line for line in [self._offload.take_summary()] if line]
                 model = SourceModel.from_spec(
-                    spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled
+                    spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled,
+                    n_gpu_layers=gpu_layers,
                 )
             notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
             chat, template_kind = chat_format_for(spec, model)
@@ -197,6 +203,7 @@ class FusionEngine:
             chat_template=template_kind,
             notices=tuple(notices),
             cpu_extra_buffers=None if spec.is_remote else self.cpu_extra_buffers.describe(),
+            device=getattr(model, "device", None),
         )
         # A model loaded only to answer alone (solo:NAME) stays out of fusion.
         status.state = "loaded" if self._enabled[name] else "disabled"

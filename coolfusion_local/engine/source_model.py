@@ -152,11 +152,10 @@ class SourceModel(SharedText):
         Vocabulary.__init__(self, llama_cpp.llama_model_get_vocab(self._model))
         self.n_layers = llama_cpp.llama_model_n_layer(self._model)
         self.n_params = llama_cpp.llama_model_n_params(self._model)  # as gguf_info counts them
-        self.n_gpu_layers = (
-            min(n_gpu_layers if n_gpu_layers >= 0 else self.n_layers + 1, self.n_layers + 1)
-            if llama_cpp.llama_supports_gpu_offload() and not vocab_only
-            else 0
-        )
+        # Of n_layers + 1 (the output layer counts, as in llama.cpp's "offloaded 25/25 layers"), and onto what.
+        from ..runtime.devices import offloaded_layers
+
+        self.n_gpu_layers, self.device = offloaded_layers(n_gpu_layers, self.n_layers) if not vocab_only else (0, None)
         self.n_ctx = 0
         self.n_batch = n_batch
         if not vocab_only:
@@ -206,6 +205,7 @@ class SourceModel(SharedText):
         self._visible = 0  # pending tokens a proposal has seen; the rest is hidden look-ahead
         self._exact_batch: int | None = None  # see exact_batch_size()
         self.exact_batch_probe_seconds = 0.0  # spent measuring it in this process (0: read from the cache)
+        self.exact_batch_note: str | None = None  # why the probe gave no size (runtime/exact_batch_probe.py)
         self.decoded_tokens = 0  # every token this model ran through llama_decode
         self.hidden_read = 0  # look-ahead tokens a step took ready-made (drafted or checked) instead of decoding
         self.decode_calls = 0  # llama_decode calls (a batch counts once)
@@ -221,15 +221,17 @@ class SourceModel(SharedText):
         progress: Callable[[float], None] | None = None,
         *,
         cpu_extra_buffers: bool | None = None,
+        n_gpu_layers: int | None = None,
     ) -> "SourceModel":
-        """Load a models.toml entry (`ModelSpec`) from its resolved file."""
+        """Load a models.toml entry (`ModelSpec`) from its resolved file; `n_gpu_layers`
+        (the device fit's, runtime/offload.py) where models.toml sets none."""
         from ..config import effective_gpu_layers
 
         return cls(
             spec.name,
             path,
             n_ctx=spec.n_ctx,
-            n_gpu_layers=effective_gpu_layers(spec),
+            n_gpu_layers=effective_gpu_layers(spec) if n_gpu_layers is None else n_gpu_layers,
             n_threads=spec.n_threads,
             cpu_extra_buffers=cpu_extra_buffers,
             progress=progress,
@@ -463,16 +465,31 @@ class SourceModel(SharedText):
             key = exact_batch_cache.model_key(
                 self.path, extra_buffers=self.cpu_extra_buffers, threads=self.n_threads,
                 gpu_layers=self.n_gpu_layers, ubatch=min(self.n_batch, MAX_OUTPUTS_PER_DECODE),
-                largest=EXACT_BATCH_PROBED)
+                largest=EXACT_BATCH_PROBED, **({"device": self.device} if self.device else {}))
             self._exact_batch = exact_batch_cache.recall(key)
             if self._exact_batch is None:
                 started = time.perf_counter()
-                measured = self._probe_exact_batch()
+                measured, keep = self._measure_exact_batch()
                 self.exact_batch_probe_seconds = time.perf_counter() - started
                 self._exact_batch = measured or 1
-                if measured:
+                if measured and keep:
                     exact_batch_cache.remember(key, measured, self.name)
         return self._exact_batch
+
+    def _measure_exact_batch(self) -> tuple[int | None, bool]:
+        """The probe's size and whether it may be kept: in this process on the CPU, in a
+        child process where layers live on a GPU device (runtime/exact_batch_probe.py)."""
+        if not self.n_gpu_layers:
+            return self._probe_exact_batch(), True
+        from ..runtime.exact_batch_probe import probe_in_child
+
+        verdict = probe_in_child(self)
+        if verdict.note:
+            import logging
+
+            self.exact_batch_note = verdict.note
+            logging.getLogger("coolfusion.drafting").warning(verdict.note)
+        return verdict.size, verdict.keep
 
     def _probe_exact_batch(self, largest: int = EXACT_BATCH_PROBED) -> int | None:
         """None where the context is too small to probe (1 is then the safe size)."""

@@ -1,10 +1,15 @@
-"""The AMX probe's child: load a model with llama.cpp's extra buffer types and decode.
+"""Probes of llama.cpp run in a child process, so a native crash kills the child, not the user's.
 
+The AMX probe: load a model with llama.cpp's extra buffer types and decode.
 Run as `python -m coolfusion_local.runtime.probe_child MODEL.gguf [--without-extra-buffers]`
 by `extra_buffers`. If llama.cpp's AMX kernels fault on this CPU, this process
 dies by a signal and the parent reads that from its exit status; it prints
 "ok" otherwise. Exit code 3: the model could not be loaded (no verdict).
 `--without-extra-buffers` is the control run: a crash there is not the AMX kernels'.
+
+The exact-batch probe (`--exact-batch` and the model's load settings, run by
+`exact_batch_probe`): `SourceModel.exact_batch_size()`'s measurement, loaded
+as the user's process loads the model; prints "exact N" (or "exact none").
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ SINGLE_STEPS = 4  # then token by token, as generation does
 
 
 def main(argv: list[str]) -> int:
+    if "--exact-batch" in argv:
+        from .exact_batch_probe import child_main
+
+        return child_main([arg for arg in argv if arg != "--exact-batch"])
     with_extra_buffers = "--without-extra-buffers" not in argv
     argv = [arg for arg in argv if arg != "--without-extra-buffers"]
     if len(argv) != 1:
