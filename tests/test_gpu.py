@@ -76,23 +76,25 @@ def device_members(offline_model_path):
         member.model.close()
 
 
-@pytest.fixture
-def sealed_cache(tmp_path, monkeypatch):
-    """An empty cache folder: no exact batch size is recalled (the state the crash needed)."""
+@pytest.fixture(scope="session")
+def gpu_home(tmp_path_factory):
+    """One sealed home for the session: its cache starts empty (no exact batch size recalled, the
+    state the crash needed) and keeps what the first probe measured, so the later processes
+    (bench, serve) read it instead of probing again at a minute or more each on a software GPU."""
     from models_env import Home
 
-    home = Home(tmp_path)
-    home.apply(monkeypatch)
-    return home
+    return Home(tmp_path_factory.mktemp("gpu-home"))
 
 
-def _answer(members, question: str = QUESTION, mode: str = "cool", max_tokens: int = 6):
+def _answer(members, question: str = QUESTION, mode: str = "cool", max_tokens: int = 6, draft: str = "auto"):
+    from coolfusion_local.engine.drafting import DraftSettings
     from coolfusion_local.engine.events import AnswerDone, Message
     from coolfusion_local.engine.fusion import AnswerSettings, generate
 
     for member in members:
         member.model.forget()
-    events = list(generate(members, [Message("user", question)], AnswerSettings(mode=mode, max_tokens=max_tokens)))
+    settings = AnswerSettings(mode=mode, max_tokens=max_tokens, draft=DraftSettings(draft))
+    events = list(generate(members, [Message("user", question)], settings))
     done = next(e for e in events if isinstance(e, AnswerDone))
     assert done.error is None, done.error
     return done
@@ -111,23 +113,29 @@ def _write_config(folder, text: str):
 # --------------------------------------------------------------------------- the crash of issue 28
 
 
-def test_the_first_answer_measures_its_exact_batch_in_a_child_and_survives(device_members, sealed_cache):
+def test_the_first_answer_measures_its_exact_batch_in_a_child_and_survives(device_members, gpu_home, monkeypatch):
     """Regression: with no cached size, the first answer's probe (spare sequence rolled back, then
     batched decodes) died of SIGSEGV in the user's process on Vulkan 3 runs in 5."""
-    members = device_members(*PAIR)
-    lead = members[0].model
-    lead._exact_batch = None
-    from coolfusion_local.engine.fusion import prompt_tokens
     from coolfusion_local.engine.events import Message
+    from coolfusion_local.engine.fusion import prompt_tokens
+    from coolfusion_local.runtime import exact_batch_cache
 
-    lead.forget()
-    lead.start_answer(prompt_tokens(members[0], [Message("user", QUESTION)]))  # sequence 0 holds a prompt
-    size = lead.exact_batch_size()
-    assert 1 <= size <= 8 and lead.exact_batch_probe_seconds > 0
-    if lead.exact_batch_note:  # the child crashed or could not run: the safe size, and the user reads why
-        assert size == 1, lead.exact_batch_note
+    gpu_home.apply(monkeypatch)
+    assert not exact_batch_cache.cache_file().exists()
+    member = device_members(*PAIR)[1]  # SmolLM2: the same path as the lead's, at a fraction of the time
+    model = member.model
+    model._exact_batch = None
+    model.forget()
+    model.start_answer(prompt_tokens(member, [Message("user", QUESTION)]))  # sequence 0 holds a prompt
+    size = model.exact_batch_size()
+    assert 1 <= size <= 8 and model.exact_batch_probe_seconds > 0
+    if model.exact_batch_note:  # the child crashed or could not run: the safe size, and the user reads why
+        assert size == 1, model.exact_batch_note
+    else:
+        assert exact_batch_cache.cache_file().exists()  # kept for the next process
     # This process goes on answering from the same cache.
-    assert _answer(members, max_tokens=4).text.strip()
+    steps = [model.step().token for _ in range(2)]
+    assert len(steps) == 2
 
 
 # --------------------------------------------------------------------------- fusion on the device
@@ -137,17 +145,15 @@ def test_the_default_pair_fuses_on_the_device_greedy(device_members):
     members = device_members(*PAIR)
     assert all(_on_device(m.model) for m in members)
     assert len({m.model.device for m in members}) == 1
-    done = _answer(members, max_tokens=8)
+    done = _answer(members, max_tokens=5, draft="off")
     assert "Paris" in done.text
-    # Greedy is reproducible on the device: the same answer again, token for token.
-    assert _answer(members, max_tokens=8).text == done.text
 
 
 def test_three_members_on_one_device(device_members):
     members = device_members(*PAIR, "gemma3-270m")
     assert all(_on_device(m.model) for m in members)
-    done = _answer(members, max_tokens=4)
-    assert done.text.strip() and done.stats.segments
+    done = _answer(members, max_tokens=3, draft="off")
+    assert done.text.strip()
 
 
 def test_an_answer_after_a_rejected_draft_equals_a_fresh_run(device_members):
@@ -215,12 +221,11 @@ def test_gpu_and_cpu_log_probabilities_agree_within_a_tolerance(device_members, 
 # --------------------------------------------------------------------------- what users see
 
 
-def test_models_check_names_the_device_and_the_layers(tmp_path):
-    from models_env import Home, run_coolfusion
+def test_models_check_names_the_device_and_the_layers(tmp_path, gpu_home):
+    from models_env import run_coolfusion
 
-    home = Home(tmp_path)
     config = _write_config(tmp_path, SMOLLM_ONLY)
-    done = run_coolfusion(home, "models", "check", "--config", str(config), timeout=600)
+    done = run_coolfusion(gpu_home, "models", "check", "--config", str(config), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"smollm2-135m: ok .*, 31/31 layers on \S+", done.stdout), done.stdout
     assert re.search(r"GPU fit on .*: smollm2-135m 31/31 layers", done.stdout), done.stdout
@@ -250,22 +255,22 @@ async def test_the_chat_models_panel_names_the_device(tmp_path, monkeypatch, off
         engine.close()
 
 
-def test_bench_decode_costs_on_the_device(tmp_path):
-    from models_env import Home, run_coolfusion
+def test_bench_decode_costs_on_the_device(tmp_path, gpu_home):
+    from models_env import run_coolfusion
 
     config = _write_config(tmp_path, SMOLLM_ONLY)
-    done = run_coolfusion(Home(tmp_path), "bench", "--config", str(config), "--decode-costs", "--json", timeout=900)
+    done = run_coolfusion(gpu_home, "bench", "--config", str(config), "--decode-costs", "--json", timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (cost,) = json.loads(done.stdout)["decode_costs"]
     assert cost["model"] == "smollm2-135m" and cost["exact_batch"] >= 1
     assert all(ms > 0 for ms in cost["ms_per_decode"].values())
 
 
-def test_the_api_serves_from_the_device(tmp_path):
+def test_the_api_serves_from_the_device(tmp_path, gpu_home):
     from serve_helpers import start_server
 
     config = _write_config(tmp_path, SMOLLM_ONLY)
-    server = start_server(tmp_path, "--config", str(config), timeout=600)
+    server = start_server(tmp_path, "--config", str(config), env=gpu_home.env(), timeout=600)
     try:
         reply = server.request("POST", "/v1/chat/completions", {
             "model": "coolfusion", "messages": [{"role": "user", "content": QUESTION}],

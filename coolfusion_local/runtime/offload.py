@@ -41,18 +41,22 @@ class OffloadPlanner:
         from .devices import offload_devices
 
         if self._plan is None:
+            devices = offload_devices()
+            if not devices:  # a CPU build or machine: nothing to read or weigh
+                self._plan = OffloadPlan(None)
+                return self._plan
             specs = list(self._specs)
             if also is not None and all(spec.name != also.name for spec in specs):
                 specs.append(also)
-            self._plan = plan([self._entry(spec) for spec in specs], self._lead(specs), offload_devices())
+            self._plan = plan([self._entry(spec) for spec in specs], self._lead(specs), devices)
         elif also is not None and self._plan.device and also.name not in self._plan.placements:
             self._fit_late(also)
         return self._plan
 
     def take_summary(self) -> str | None:
         """The plan's one line, the first time it is asked for (a load's notice)."""
-        if self.reported or self._plan is None:
-            return None
+        if self.reported or self._plan is None or self._plan.device is None:
+            return None  # on the CPU there is nothing to tell
         self.reported = True
         return self._plan.summary()
 
