@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -221,14 +219,17 @@ def test_gpu_and_cpu_log_probabilities_agree_within_a_tolerance(device_members, 
 # --------------------------------------------------------------------------- what users see
 
 
-def test_models_check_names_the_device_and_the_layers(tmp_path, gpu_home):
-    from models_env import run_coolfusion
+def test_models_check_names_the_device_and_the_layers(tmp_path, gpu_home, monkeypatch, capsys):
+    # In this process (the CLI's own main): a software GPU builds its pipelines once per process.
+    from coolfusion_local.cli import main
 
+    gpu_home.apply(monkeypatch)
     config = _write_config(tmp_path, SMOLLM_ONLY)
-    done = run_coolfusion(gpu_home, "models", "check", "--config", str(config), timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert re.search(r"smollm2-135m: ok .*, 31/31 layers on \S+", done.stdout), done.stdout
-    assert re.search(r"GPU fit on .*: smollm2-135m 31/31 layers", done.stdout), done.stdout
+    code = main(["models", "check", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert re.search(r"smollm2-135m: ok .*, 31/31 layers on \S+", out), out
+    assert re.search(r"GPU fit on .*: smollm2-135m 31/31 layers", out), out
 
 
 async def test_the_chat_models_panel_names_the_device(tmp_path, monkeypatch, offline_model_path):
@@ -255,13 +256,15 @@ async def test_the_chat_models_panel_names_the_device(tmp_path, monkeypatch, off
         engine.close()
 
 
-def test_bench_decode_costs_on_the_device(tmp_path, gpu_home):
-    from models_env import run_coolfusion
+def test_bench_decode_costs_on_the_device(tmp_path, gpu_home, monkeypatch, capsys):
+    from coolfusion_local.cli import main
 
+    gpu_home.apply(monkeypatch)  # the exact batch size the first test measured is read back, not probed again
     config = _write_config(tmp_path, SMOLLM_ONLY)
-    done = run_coolfusion(gpu_home, "bench", "--config", str(config), "--decode-costs", "--json", timeout=900)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (cost,) = json.loads(done.stdout)["decode_costs"]
+    code = main(["bench", "--config", str(config), "--decode-costs", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (cost,) = json.loads(out)["decode_costs"]
     assert cost["model"] == "smollm2-135m" and cost["exact_batch"] >= 1
     assert all(ms > 0 for ms in cost["ms_per_decode"].values())
 
