@@ -44,6 +44,7 @@ from .models import integrity
 from .models.hub import resolve_model_path
 from .models.preflight import preflight
 from .models.pypi import OFFLINE_MODELS
+from .models.offload import OffloadPlanner
 from .models.probe_candidates import local_models
 from .runtime.extra_buffers import ExtraBuffers, check_loadable, decide as decide_extra_buffers, pending_probe
 
@@ -106,6 +107,8 @@ class FusionEngine:
         # Whether llama.cpp may use its extra CPU buffer types here; decided at the
         # first local load, with that model as the probe's (runtime/extra_buffers.py).
         self.cpu_extra_buffers: ExtraBuffers | None = None
+        # Each local member's GPU layers: the lead first, the rest as they fit (models/offload.py).
+        self._offload = OffloadPlanner(config.enabled_models)
 
     # ------------------------------------------------------------------ models
 
@@ -169,7 +172,10 @@ class FusionEngine:
             else:
                 notices = preflight(spec, path)  # bad files and too-big models: one line, before llama.cpp
                 notices += yield from self._decide_cpu_extra_buffers(name, path)
-                model = load_local(spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled)
+                gpu_layers = self._offload.layers_for(spec, path)  # models.toml's, else the device fit's
+                notices += [line for line in [self._offload.take_summary()] if line]
+                model = load_local(spec, path, progress=on_progress, cpu_extra_buffers=self.cpu_extra_buffers.enabled,
+                                   n_gpu_layers=gpu_layers)
             notices += integrity.take_warnings()  # e.g. a read-only cache: loads all the same
             chat, template_kind = chat_format_for(spec, model)
         except CoolfusionError as error:
@@ -198,6 +204,7 @@ class FusionEngine:
             chat_template=template_kind,
             notices=tuple(notices),
             cpu_extra_buffers=None if spec.is_remote else self.cpu_extra_buffers.describe(),
+            device=getattr(model, "device", None),
         )
         # A model loaded only to answer alone (solo:NAME) stays out of fusion.
         status.state = "loaded" if self._enabled[name] else "disabled"

@@ -118,7 +118,7 @@ async def test_models_panel_shows_facts_switches_mode_and_membership(monkeypatch
         table = screen.query_one("#models-table")
         await wait_until(pilot, lambda: "Q4_K_M" in shown_words(table), what="GGUF facts")
         text = visible_text(table)
-        for expected in ("qwen2", "491 MB", "qwen2 (151k vocab)", "Q4_1", "smollm (49k vocab)", "0/24", "off",
+        for expected in ("qwen2", "491 MB", "qwen2 (151k vocab)", "Q4_1", "smollm (49k vocab)", "CPU", "off",
                          "135M", "630M", "beta (lead)", "pypi:x", "pypi:y"):
             assert expected in text
         assert "alpha: from pypi:x" in shown_words(screen.query_one("#model-detail"))

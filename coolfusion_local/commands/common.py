@@ -7,11 +7,11 @@ import logging
 
 from .. import locations
 from ..engine.events import ModelLoaded, ModelLoadFailed, ModelLoadWaiting
+from ..presets import preset_file
+from ..runtime.devices import placement_text
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    from ..presets import preset_file
-
     which = parser.add_mutually_exclusive_group()
     which.add_argument(
         "--config",
@@ -43,7 +43,9 @@ def describe_load_event(event) -> list[str]:
     if isinstance(event, ModelLoadWaiting):  # shown before the wait, not after it
         return [f"note: {event.message}"]
     if isinstance(event, ModelLoaded):
-        gpu = f", {event.n_gpu_layers}/{event.n_layers + 1} layers on GPU" if event.n_gpu_layers else ""
+
+        device = getattr(event, "device", None)
+        gpu = f", {placement_text(event.n_gpu_layers, event.n_layers + 1, device)}" if event.n_gpu_layers else ""
         return [f"loaded {event.model} in {event.seconds:.1f}s ({event.chat_template} template{gpu})",
                 *(f"note: {notice}" for notice in event.notices)]
     if isinstance(event, ModelLoadFailed):

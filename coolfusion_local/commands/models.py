@@ -22,6 +22,8 @@ from ..models.hub import ModelState, model_status, resolve_model_path
 from ..models.preflight import preflight
 from ..models.probe_candidates import local_models
 from ..presets import PRESETS, preset_file
+from ..models.offload import OffloadPlanner
+from ..runtime.devices import placement_text
 from ..runtime.extra_buffers import check_loadable, decide, pending_probe
 from .common import configure_logging
 from .progress_line import ProgressLine
@@ -174,6 +176,8 @@ def check_models(args: argparse.Namespace) -> int:
     failures = 0
     extra_buffers = CpuExtraBuffers(config)
     selected = _selected(config, args.names)
+    # GPU layers as the chat would place them with every enabled model loaded (models/offload.py).
+    extra_buffers.offload = OffloadPlanner(config.enabled_models)
     for spec in selected:
         try:
             print(f"{spec.name}: {_smoke_test(spec, extra_buffers)}", flush=True)
@@ -182,6 +186,9 @@ def check_models(args: argparse.Namespace) -> int:
             failures += 1
     if extra_buffers.decision is not None and failures < len(selected):  # what the models that ran used
         print(f"llama.cpp extra CPU buffer types (AMX, repacking): {extra_buffers.decision.describe()}")
+    summary = extra_buffers.offload.take_summary()
+    if summary:
+        print(summary)
     return 1 if failures else 0
 
 
@@ -191,6 +198,7 @@ class CpuExtraBuffers:
     def __init__(self, config: Config):
         self.config = config
         self.decision = None
+        self.offload: OffloadPlanner | None = None  # set by check_models
 
     def for_model(self, name: str, path: Path) -> bool:
         if self.decision is None:
@@ -218,7 +226,8 @@ def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
             model, remote_notes = load_remote(spec, path)
             notes += remote_notes
         else:
-            model = load_local(spec, path, cpu_extra_buffers=extra_buffers.for_model(spec.name, path))
+            layers = extra_buffers.offload.layers_for(spec, path) if extra_buffers.offload else None
+            model = load_local(spec, path, cpu_extra_buffers=extra_buffers.for_model(spec.name, path), n_gpu_layers=layers)
     except CoolfusionError:
         raise
     except Exception as error:  # a broken file can fail anywhere in llama.cpp's loader
@@ -232,6 +241,8 @@ def _smoke_test(spec: ModelSpec, extra_buffers: CpuExtraBuffers) -> str:
         model.close()
     decoded = time.perf_counter()
     result = f"ok  load {loaded - started:.1f} s, first token {token!r} in {decoded - loaded:.2f} s"
+    if not spec.is_remote:
+        result += f", {placement_text(model.n_gpu_layers, model.n_layers + 1, model.device)}"
     return "; ".join([result, *(f"note: {note}" for note in notes)])
 
 

@@ -39,6 +39,7 @@ class ModelLoaded:
     # llama.cpp's extra CPU buffer types (AMX, repacking) for this model: "on (why)" / "off (why)";
     # None for a served model (its server decides).
     cpu_extra_buffers: str | None = None
+    device: str | None = None  # the GPU device holding its offloaded layers, e.g. "Vulkan0 (llvmpipe ...)"
 
 
 @dataclass(frozen=True)

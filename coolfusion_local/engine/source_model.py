@@ -25,6 +25,7 @@ The text <-> token half (tokenising, pieces, end-of-turn tokens) lives in
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import time
@@ -36,8 +37,10 @@ import numpy as np
 
 from ..errors import CoolfusionError
 from ..runtime import exact_batch_cache
+from ..runtime.devices import offloaded_layers
 from ..runtime.extra_buffers import check_loadable, decide
 from . import llama_log
+from .exact_batch_probe import probe_in_child
 from .guard import top_two_margin
 from .members import ContextFull, Scored, Step
 from .shared_text import SharedText
@@ -132,11 +135,8 @@ class SourceModel(SharedText):
         Vocabulary.__init__(self, llama_cpp.llama_model_get_vocab(self._model))
         self.n_layers = llama_cpp.llama_model_n_layer(self._model)
         self.n_params = llama_cpp.llama_model_n_params(self._model)  # as gguf_info counts them
-        self.n_gpu_layers = (
-            min(n_gpu_layers if n_gpu_layers >= 0 else self.n_layers + 1, self.n_layers + 1)
-            if llama_cpp.llama_supports_gpu_offload() and not vocab_only
-            else 0
-        )
+        # Of n_layers + 1 (the output layer counts, as in llama.cpp's "offloaded 25/25 layers"), and onto what.
+        self.n_gpu_layers, self.device = offloaded_layers(n_gpu_layers, self.n_layers) if not vocab_only else (0, None)
         self.n_ctx = 0
         self.n_batch = n_batch
         if not vocab_only:
@@ -189,6 +189,7 @@ class SourceModel(SharedText):
         self._visible = 0  # pending tokens a proposal has seen; the rest is hidden look-ahead
         self._exact_batch: int | None = None  # see exact_batch_size()
         self.exact_batch_probe_seconds = 0.0  # spent measuring it in this process (0: read from the cache)
+        self.exact_batch_note: str | None = None  # why the probe gave no size (engine/exact_batch_probe.py)
         self.decoded_tokens = 0  # every token this model ran through llama_decode
         self.hidden_read = 0  # look-ahead tokens a step took ready-made (drafted or checked) instead of decoding
         self.decode_calls = 0  # llama_decode calls (a batch counts once)
@@ -433,16 +434,27 @@ class SourceModel(SharedText):
             key = exact_batch_cache.model_key(
                 self.path, extra_buffers=self.cpu_extra_buffers, threads=self.n_threads,
                 gpu_layers=self.n_gpu_layers, ubatch=min(self.n_batch, MAX_OUTPUTS_PER_DECODE),
-                largest=EXACT_BATCH_PROBED)
+                largest=EXACT_BATCH_PROBED, **({"device": self.device} if self.device else {}))
             self._exact_batch = exact_batch_cache.recall(key, largest=EXACT_BATCH_PROBED)
             if self._exact_batch is None:
                 started = time.perf_counter()
-                measured = self._probe_exact_batch()
+                measured, keep = self._measure_exact_batch()
                 self.exact_batch_probe_seconds = time.perf_counter() - started
                 self._exact_batch = measured or 1
-                if measured:
+                if measured and keep:
                     exact_batch_cache.remember(key, measured, self.name)
         return self._exact_batch
+
+    def _measure_exact_batch(self) -> tuple[int | None, bool]:
+        """The probe's size and whether it may be kept: in this process on the CPU, in a
+        child process where layers live on a GPU device (engine/exact_batch_probe.py)."""
+        if not self.n_gpu_layers:
+            return self._probe_exact_batch(), True
+        verdict = probe_in_child(self)
+        if verdict.note:
+            self.exact_batch_note = verdict.note
+            logging.getLogger("coolfusion.drafting").warning(verdict.note)
+        return verdict.size, verdict.keep
 
     def _probe_exact_batch(self, largest: int = EXACT_BATCH_PROBED) -> int | None:
         """None where the context is too small to probe (1 is then the safe size)."""

@@ -1,11 +1,13 @@
-"""The AMX probe's child: load a model with llama.cpp's extra buffer types and decode.
+"""Probes of llama.cpp run in a child process, so a native crash kills the child, not the user's.
 
+The AMX probe: load a model with llama.cpp's extra buffer types and decode.
 Run as `python -m coolfusion_local.runtime.probe_child MODEL.gguf [--without-extra-buffers]`
 by `extra_buffers`. If llama.cpp's AMX kernels fault on this CPU, this process
 dies by SIGSEGV, SIGILL, SIGBUS or SIGABRT (an exception code on Windows) and
 the parent reads that from its exit status (`child_exit`); it prints "ok"
 otherwise. Exit code 3: the model could not be loaded (no verdict).
 `--without-extra-buffers` is the control run: a crash there is not the AMX kernels'.
+(The exact-batch probe's child is engine/exact_batch_child.py.)
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def gpu_text(view: ModelView) -> str:
         return "server"  # a served model: its server decides
     info = view.info
     if info is not None and getattr(info, "n_layers", None):
-        return f"{info.n_gpu_layers}/{info.n_layers}"
+        device = getattr(info, "device", None)  # the layers llama.cpp offloaded, of n_layers + 1, and where
+        return f"{info.n_gpu_layers}/{info.n_layers + 1} on {device}" if info.n_gpu_layers and device else "CPU"
     configured = getattr(view.spec, "n_gpu_layers", None)
     return "auto" if configured is None else ("all" if configured == -1 else str(configured))
 
