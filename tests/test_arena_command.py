@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO
 
 from coolfusion_local.arena.comparisons import Comparison, ComparisonLog
+from coolfusion_local.fusion_engine import load_config
 from coolfusion_local.tui.store import Store
 
 pytestmark = pytest.mark.models
@@ -53,13 +54,15 @@ def test_a_prompt_file_with_bad_lines_runs_the_good_ones_and_resumes(tmp_path):
     assert len(bad) == 2 and ":3: " in bad[0] and ":5: not valid JSON" in bad[1], first.stderr
     assert "Traceback" not in first.stderr
     comparisons = kept(data)
+    # The default pairing: the shipped config's fusion mode against the lead alone.
+    fused = load_config(REPO / "models.toml").fusion.mode
     assert [(c.prompt, c.state, c.pairing) for c in comparisons] == [
-        ("What is the capital of Italy?", "ready", "cool vs solo:qwen-coder-0.5b"),
-        ("Name a yellow fruit.", "ready", "cool vs solo:qwen-coder-0.5b"),
+        ("What is the capital of Italy?", "ready", f"{fused} vs solo:qwen-coder-0.5b"),
+        ("Name a yellow fruit.", "ready", f"{fused} vs solo:qwen-coder-0.5b"),
     ]
     yellow = comparisons[1]
     assert yellow.context[0].role == "system" and yellow.seed is not None
-    assert {yellow.answer_a.stats["system"], yellow.answer_b.stats["system"]} == {"cool", "solo:qwen-coder-0.5b"}
+    assert {yellow.answer_a.stats["system"], yellow.answer_b.stats["system"]} == {fused, "solo:qwen-coder-0.5b"}
     assert "2 comparisons wait for a vote" in first.stderr
 
     # A question the chat asked before a crash: the next run finishes it; nothing else is asked again.
