@@ -138,9 +138,9 @@ def sealed_home(home, monkeypatch) -> Home:
     return home
 
 
-@pytest.fixture(scope="session")
-def offline_members(offline_model_path):
-    """offline_members(*names) -> fusion Members of real models, loaded once per session."""
+def load_members(offline_model_path, **model_options):
+    """A loader of fusion Members of the offline models, each loaded once with `model_options`
+    (SourceModel's): returns (get(*names) -> list of Members, close())."""
     from coolfusion_local.config import ModelSpec
     from coolfusion_local.fusion_engine import chat_format_for
     from coolfusion_local.engine.members import Member
@@ -151,7 +151,7 @@ def offline_members(offline_model_path):
     def get(*names: str) -> list[Member]:
         for name in names:
             if name not in loaded:
-                model = SourceModel(name, offline_model_path(name), n_ctx=2048)
+                model = SourceModel(name, offline_model_path(name), **model_options)
                 spec = ModelSpec(
                     name=name,
                     pypi=OFFLINE_MODELS[name],
@@ -161,6 +161,16 @@ def offline_members(offline_model_path):
                 loaded[name] = Member(name, model, chat)
         return [loaded[name] for name in names]
 
+    def close() -> None:
+        for member in loaded.values():
+            member.model.close()
+
+    return get, close
+
+
+@pytest.fixture(scope="session")
+def offline_members(offline_model_path):
+    """offline_members(*names) -> fusion Members of real models, loaded once per session."""
+    get, close = load_members(offline_model_path, n_ctx=2048)
     yield get
-    for member in loaded.values():
-        member.model.close()
+    close()

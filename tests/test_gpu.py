@@ -22,7 +22,20 @@ import signal
 import numpy as np
 import pytest
 
+from conftest import load_members
+from coolfusion_local.cli import main
+from coolfusion_local.engine.drafting import DraftSettings
+from coolfusion_local.engine.events import AnswerDone, Message, ModelLoaded
+from coolfusion_local.engine.fusion import generate, prompt_tokens
+from coolfusion_local.engine.modes import answer_settings
+from coolfusion_local.fusion_engine import FusionEngine, load_config
+from coolfusion_local.models.device_fit import HEADROOM, estimate
+from coolfusion_local.runtime import exact_batch_cache
 from coolfusion_local.runtime.devices import offload_devices
+from coolfusion_local.tui.screens.models import ModelsScreen
+from models_env import Home
+from serve_helpers import start_server
+from tui_helpers import make_app, visible_text, wait_until
 
 pytestmark = pytest.mark.gpu
 
@@ -51,27 +64,9 @@ QUESTION = "What is the capital of France? Answer in one word."
 @pytest.fixture(scope="session")
 def device_members(offline_model_path):
     """device_members(*names) -> Members with every layer on the device, loaded once per session."""
-    from coolfusion_local.config import ModelSpec
-    from coolfusion_local.engine.engine import chat_format_for
-    from coolfusion_local.engine.fusion import Member
-    from coolfusion_local.engine.source_model import SourceModel
-    from conftest import OFFLINE_MODELS
-
-    loaded: dict[str, Member] = {}
-
-    def get(*names: str) -> list[Member]:
-        for name in names:
-            if name not in loaded:
-                model = SourceModel(name, offline_model_path(name), n_ctx=512, n_gpu_layers=-1)
-                spec = ModelSpec(name=name, pypi=OFFLINE_MODELS[name],
-                                 chat_template="plain" if name == "gemma3-270m" else None)
-                chat, _ = chat_format_for(spec, model)
-                loaded[name] = Member(name, model, chat)
-        return [loaded[name] for name in names]
-
+    get, close = load_members(offline_model_path, n_ctx=512, n_gpu_layers=-1)
     yield get
-    for member in loaded.values():
-        member.model.close()
+    close()
 
 
 @pytest.fixture(scope="session")
@@ -79,19 +74,15 @@ def gpu_home(tmp_path_factory):
     """One sealed home for the session: its cache starts empty (no exact batch size recalled, the
     state the crash needed) and keeps what the first probe measured, so the later processes
     (bench, serve) read it instead of probing again at a minute or more each on a software GPU."""
-    from models_env import Home
 
     return Home(tmp_path_factory.mktemp("gpu-home"))
 
 
 def _answer(members, question: str = QUESTION, mode: str = "cool", max_tokens: int = 6, draft: str = "auto"):
-    from coolfusion_local.engine.drafting import DraftSettings
-    from coolfusion_local.engine.events import AnswerDone, Message
-    from coolfusion_local.engine.fusion import AnswerSettings, generate
 
     for member in members:
         member.model.forget()
-    settings = AnswerSettings(mode=mode, max_tokens=max_tokens, draft=DraftSettings(draft))
+    settings = answer_settings(mode, max_tokens=max_tokens, draft=DraftSettings(draft))
     events = list(generate(members, [Message("user", question)], settings))
     done = next(e for e in events if isinstance(e, AnswerDone))
     assert done.error is None, done.error
@@ -114,9 +105,6 @@ def _write_config(folder, text: str):
 def test_the_first_answer_measures_its_exact_batch_in_a_child_and_survives(device_members, gpu_home, monkeypatch):
     """Regression: with no cached size, the first answer's probe (spare sequence rolled back, then
     batched decodes) died of SIGSEGV in the user's process on Vulkan 3 runs in 5."""
-    from coolfusion_local.engine.events import Message
-    from coolfusion_local.engine.fusion import prompt_tokens
-    from coolfusion_local.runtime import exact_batch_cache
 
     gpu_home.apply(monkeypatch)
     assert not exact_batch_cache.cache_file().exists()
@@ -155,8 +143,6 @@ def test_three_members_on_one_device(device_members):
 
 
 def test_an_answer_after_a_rejected_draft_equals_a_fresh_run(device_members):
-    from coolfusion_local.engine.events import Message
-    from coolfusion_local.engine.fusion import prompt_tokens
 
     member = device_members(*PAIR)[1]  # SmolLM2: the cheapest on a software device
     model = member.model
@@ -175,8 +161,6 @@ def test_an_answer_after_a_rejected_draft_equals_a_fresh_run(device_members):
 
 def test_cool_r_scoring_rows_on_the_device_match_the_cpu(device_members, offline_members):
     """Cool+R scores whole answers with batched logits rows over candidate sequences."""
-    from coolfusion_local.engine.events import Message
-    from coolfusion_local.engine.fusion import prompt_tokens
 
     def scores(member):
         model = member.model
@@ -195,8 +179,6 @@ def test_cool_r_scoring_rows_on_the_device_match_the_cpu(device_members, offline
 
 
 def test_gpu_and_cpu_log_probabilities_agree_within_a_tolerance(device_members, offline_members):
-    from coolfusion_local.engine.events import Message
-    from coolfusion_local.engine.fusion import prompt_tokens
 
     def log_probs(member, steps: int = 3):
         model = member.model
@@ -223,7 +205,6 @@ def test_gpu_and_cpu_log_probabilities_agree_within_a_tolerance(device_members, 
 
 def test_models_check_names_the_device_and_the_layers(tmp_path, gpu_home, monkeypatch, capsys):
     # In this process (the CLI's own main): a software GPU builds its pipelines once per process.
-    from coolfusion_local.cli import main
 
     gpu_home.apply(monkeypatch)
     config = _write_config(tmp_path, SMOLLM_ONLY)
@@ -235,10 +216,6 @@ def test_models_check_names_the_device_and_the_layers(tmp_path, gpu_home, monkey
 
 
 async def test_the_chat_models_panel_names_the_device(tmp_path, monkeypatch, offline_model_path):
-    from coolfusion_local.config import load_config
-    from coolfusion_local.engine.engine import FusionEngine
-    from coolfusion_local.tui.screens.models import ModelsScreen
-    from tui_helpers import make_app, visible_text, wait_until
 
     monkeypatch.setenv("COOLFUSION_DATA_DIR", str(tmp_path / "data"))
     offline_model_path("smollm2-135m")  # assembled before the app starts
@@ -259,7 +236,6 @@ async def test_the_chat_models_panel_names_the_device(tmp_path, monkeypatch, off
 
 
 def test_bench_decode_costs_on_the_device(tmp_path, gpu_home, monkeypatch, capsys):
-    from coolfusion_local.cli import main
 
     gpu_home.apply(monkeypatch)  # the exact batch size the first test measured is read back, not probed again
     config = _write_config(tmp_path, SMOLLM_ONLY)
@@ -272,7 +248,6 @@ def test_bench_decode_costs_on_the_device(tmp_path, gpu_home, monkeypatch, capsy
 
 
 def test_the_api_serves_from_the_device(tmp_path, gpu_home):
-    from serve_helpers import start_server
 
     config = _write_config(tmp_path, SMOLLM_ONLY)
     server = start_server(tmp_path, "--config", str(config), env=gpu_home.env(), timeout=600)
@@ -292,11 +267,6 @@ def test_the_api_serves_from_the_device(tmp_path, gpu_home):
 
 def test_members_fit_a_budget_smaller_than_they_need(tmp_path, monkeypatch, offline_model_path):
     """COOLFUSION_GPU_MEMORY below the members' needs: the lead whole, the rest as they fit, and answers."""
-    from coolfusion_local.config import load_config
-    from coolfusion_local.engine.engine import FusionEngine
-    from coolfusion_local.engine.events import ModelLoaded
-    from coolfusion_local.models.device_fit import HEADROOM, estimate
-    from models_env import Home
 
     Home(tmp_path).apply(monkeypatch)
     names = ("qwen-coder-0.5b", "smollm2-135m", "gemma3-270m")
@@ -319,7 +289,6 @@ def test_members_fit_a_budget_smaller_than_they_need(tmp_path, monkeypatch, offl
         assert loaded["gemma3-270m"].n_gpu_layers == 0  # and nothing left for the third
         used = sum(need[n].device_bytes(loaded[n].n_gpu_layers) for n in names)
         assert used <= budget
-        from coolfusion_local.engine.events import AnswerDone, Message
 
         done = [e for e in engine.generate([Message("user", QUESTION)], max_tokens=2, draft="off") if isinstance(e, AnswerDone)]
         assert done[0].error is None and done[0].text.strip()
