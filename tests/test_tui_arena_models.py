@@ -8,12 +8,14 @@ drawn alike; after the vote the systems are named. Loads real GGUF files through
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 from tui_helpers import data_dir, wait_until  # noqa: F401  (data_dir: autouse fixture)
 
 from coolfusion_local.arena.comparisons import ComparisonLog
+from coolfusion_local.fusion_engine import FusionEngine, load_config
 from coolfusion_local.tui.store import Store
 from coolfusion_local.tui.app import CoolfusionApp
 from coolfusion_local.tui.screens.arena import ArenaScreen
@@ -45,9 +47,6 @@ def giveaways(text: str, answers: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 async def test_the_blind_view_leaks_nothing_until_the_vote(size):
-    from coolfusion_local.fusion_engine import load_config
-    from coolfusion_local.fusion_engine import FusionEngine
-
     config = load_config(REPO_CONFIG)
     names = [spec.name for spec in config.models]
     app = CoolfusionApp(lambda: FusionEngine(config, mode="cool"), Store.open_default(), model_names=names,
@@ -62,10 +61,15 @@ async def test_the_blind_view_leaks_nothing_until_the_vote(size):
             prompt = screen.query_one("#arena-prompt")
             prompt.focus()
             prompt.value = question
+            # Hold the engine thread until the view while answering is checked: on an idle machine
+            # 12 tokens of both systems can be written before the first look.
+            gate = threading.Event()
+            app.submit(lambda engine: gate.wait(60))
             await pilot.press("enter")
             await wait_until(pilot, lambda: screen.answering, what="the answers under way")
             await pilot.pause(0.6)
             during = screen_text(app)
+            gate.set()
             assert "Writing both answers" in during and giveaways(during, []) == []
             await wait_until(pilot, lambda: not screen.answering, timeout=240, what="both real answers")
             await pilot.pause(0.2)

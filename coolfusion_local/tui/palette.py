@@ -25,7 +25,7 @@ def chat_commands(app, chat) -> Iterable[SystemCommand]:
         "Compare with each model alone", "Re-ask the last question of every model alone (Ctrl+R)", chat.action_compare
     )
     yield SystemCommand("Models", "Model details, which ones take part, fusion mode (Ctrl+O)", chat.action_models)
-    yield SystemCommand("Next fusion mode", f"{' → '.join(FUSION_MODES)} → solo (F3)", chat.action_cycle_mode)
+    yield SystemCommand("Next fusion mode", escaped(f"{' → '.join(FUSION_MODES)} → solo (F3)"), chat.action_cycle_mode)
     for mode in app.modes():
         yield SystemCommand(  # the palette reads its entries as markup; a mode names a model
             escaped(f"Mode: {mode}"), escaped(f"Answer with fusion mode {mode}"),

@@ -25,14 +25,14 @@ class ArenaPanel(Vertical):
     def __init__(self, side: str) -> None:
         super().__init__(classes="arena-panel")
         self.side = side
-        self.border_title = side
+        self.border_title = plain(side)
 
     def compose(self):
         yield Markdown("", classes="arena-text", open_links=False)
         yield Static(classes="arena-meta")
 
     async def show_blind(self, answer: Answer | None) -> None:
-        self.border_title = self.side
+        self.border_title = plain(self.side)
         self.remove_class("-kept", "-other")
         await self.query_one(Markdown).update(hard_line_breaks(answer.text if answer else ""))
         meta = self.query_one(".arena-meta", Static)
