@@ -12,7 +12,7 @@ from coolfusion_local.config import ModelSpec
 from coolfusion_local.errors import CoolfusionError
 from coolfusion_local.models.hub import ModelState, model_status, resolve_model_path
 from gguf_samples import write_tiny_gguf
-from hub_standin import COMMIT, StandInHub
+from hub_standin import COMMIT, StandInHub, point_huggingface_hub_at
 
 REPO_ID = "test-org/tiny-GGUF"
 
@@ -25,14 +25,9 @@ def hub(tmp_path, monkeypatch, sealed_home):
     from huggingface_hub import constants
 
     standin = StandInHub().start()
-    monkeypatch.setattr(constants, "ENDPOINT", standin.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", standin.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(sealed_home.hf_home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(sealed_home.hf_home / "token"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    point_huggingface_hub_at(standin, monkeypatch, sealed_home.hf_home)
     # Small chunks, so that a connection cut after a few KB leaves something to resume from.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
     yield standin
     standin.stop()
 

@@ -6,7 +6,6 @@ local sources with real GGUF files, served ones against llama-cpp-python's own s
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from coolfusion_local.cli import main
 from coolfusion_local.fusion_engine import load_config
 from gguf_samples import write_tiny_gguf
-from hub_standin import StandInHub
+from hub_standin import StandInHub, point_huggingface_hub_at
 from models_env import REPO, Home
 
 DEFAULT_TEXT = (REPO / "coolfusion_local" / "models.toml").read_text(encoding="utf-8")
@@ -38,15 +37,8 @@ def user_file(home) -> Path:
 @pytest.fixture
 def hub(home, monkeypatch):
     """huggingface_hub pointed at a stand-in on 127.0.0.1, with its cache under tmp_path."""
-    from huggingface_hub import constants
-
     standin = StandInHub().start()
-    monkeypatch.setattr(constants, "ENDPOINT", standin.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", standin.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home.hf_home / "hub"))
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(home.hf_home / "token"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    point_huggingface_hub_at(standin, monkeypatch, home.hf_home)
     yield standin
     standin.stop()
 
