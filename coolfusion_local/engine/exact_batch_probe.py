@@ -19,12 +19,12 @@ about a second, where a child would load the model again.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+
+from ..runtime.child_exit import crash_name, describe
 
 PROBE_TIMEOUT_S = 300.0  # a software GPU (lavapipe) spends ~20 s building pipelines and ~1 s a token
 SIMULATE_CRASH_VARIABLE = "COOLFUSION_SIMULATE_EXACT_BATCH_CRASH"  # tests: the child dies of SIGSEGV
@@ -52,11 +52,9 @@ def probe_in_child(model) -> ProbeVerdict:
                                       f"{PROBE_TIMEOUT_S:.0f} s: drafting checks one token per decode this time")
     except OSError as error:
         return ProbeVerdict(1, False, f"the exact-batch probe of {model.name} could not start ({error})")
-    if child.returncode < 0:
-        try:
-            name = signal.Signals(-child.returncode).name
-        except ValueError:
-            name = f"signal {-child.returncode}"
+    crash = crash_name(child.returncode)  # a Windows exception code is a crash too, as for the AMX probe
+    if child.returncode < 0 or crash:
+        name = crash or describe(child.returncode)
         return ProbeVerdict(1, True, f"llama.cpp crashed ({name}) measuring {model.name}'s exact batch size on "
                                      f"{model.device or 'the GPU'} in a test process after "
                                      f"{time.perf_counter() - started:.0f} s; drafting checks one token per "
