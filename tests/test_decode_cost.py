@@ -31,6 +31,12 @@ def test_savings_per_token_and_the_verdict_lines():
     # A probe that stopped at its largest size says so: larger batches may be exact too.
     capped = format_decode_costs([DecodeCost("drafter", exact_batch=8, ms={1: 5.0, 2: 6.0}, exact_capped=True)])
     assert capped.splitlines()[2].split()[-1] == "8+" and "(draft = \"auto\", up to 8+)" in capped
+    # A model whose timing crashed is named under the table, with why; alone, it is all there is.
+    crashed = DecodeCost("gpu-partner", exact_batch=1, failure="llama.cpp crashed (SIGSEGV) timing its decodes")
+    assert format_decode_costs([cpu, crashed]).splitlines()[-1] == (
+        "gpu-partner: not measured: llama.cpp crashed (SIGSEGV) timing its decodes")
+    assert format_decode_costs([crashed]) == "gpu-partner: not measured: llama.cpp crashed (SIGSEGV) timing its decodes"
+    assert crashed.as_dict()["error"].startswith("llama.cpp crashed") and "error" not in cpu.as_dict()
 
 
 @pytest.mark.models

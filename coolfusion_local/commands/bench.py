@@ -87,4 +87,4 @@ def _decode_costs(engine, names: list[str], say, as_json: bool) -> int:
         print(json.dumps({"decode_costs": [c.as_dict() for c in costs], "code": code_version()}))
     else:
         print(format_decode_costs(costs))
-    return 0
+    return 1 if any(cost.failure for cost in costs) else 0  # the rest is printed all the same

@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import llama_cpp
 import numpy as np
@@ -40,7 +40,7 @@ from ..runtime import exact_batch_cache
 from ..runtime.devices import offloaded_layers
 from ..runtime.extra_buffers import check_loadable, decide
 from . import llama_log
-from .exact_batch_probe import probe_in_child
+from .device_probes import probe_in_child, time_decodes_in_child
 from .guard import top_two_margin
 from .members import ContextFull, Scored, Step
 from .shared_text import SharedText
@@ -189,7 +189,7 @@ class SourceModel(SharedText):
         self._visible = 0  # pending tokens a proposal has seen; the rest is hidden look-ahead
         self._exact_batch: int | None = None  # see exact_batch_size()
         self.exact_batch_probe_seconds = 0.0  # spent measuring it in this process (0: read from the cache)
-        self.exact_batch_note: str | None = None  # why the probe gave no size (engine/exact_batch_probe.py)
+        self.exact_batch_note: str | None = None  # why the probe gave no size (engine/device_probes.py)
         self.decoded_tokens = 0  # every token this model ran through llama_decode
         self.hidden_read = 0  # look-ahead tokens a step took ready-made (drafted or checked) instead of decoding
         self.decode_calls = 0  # llama_decode calls (a batch counts once)
@@ -447,7 +447,7 @@ class SourceModel(SharedText):
 
     def _measure_exact_batch(self) -> tuple[int | None, bool]:
         """The probe's size and whether it may be kept: in this process on the CPU, in a
-        child process where layers live on a GPU device (engine/exact_batch_probe.py)."""
+        child process where layers live on a GPU device (engine/device_probes.py)."""
         if not self.n_gpu_layers:
             return self._probe_exact_batch(), True
         verdict = probe_in_child(self)
@@ -483,6 +483,18 @@ class SourceModel(SharedText):
     def largest_decode(self) -> int:
         """The most tokens one decode may take with a logits row for each."""
         return min(MAX_OUTPUTS_PER_DECODE, self.n_batch)
+
+    def measure_decode_times(self, sizes: Sequence[int], repeats: int) -> dict[int, list[float]]:
+        """`time_decodes` of each size after one warm-up decode of the largest (the first decode of a
+        size allocates): in this process on the CPU, in a child process where layers live on a GPU
+        device, where llama.cpp has crashed doing this (engine/device_probes.py: DeviceProbeFailed)."""
+        if self.n_gpu_layers:
+            return time_decodes_in_child(self, sizes, repeats)
+        return self._decode_times_here(sizes, repeats)
+
+    def _decode_times_here(self, sizes: Sequence[int], repeats: int) -> dict[int, list[float]]:
+        self.time_decodes(max(sizes), 1)
+        return {size: self.time_decodes(size, repeats) for size in sizes}
 
     def time_decodes(self, size: int, repeats: int, context: int = 32) -> list[float]:
         """Seconds of `repeats` decodes of `size` tokens with a logits row for each (what a draft

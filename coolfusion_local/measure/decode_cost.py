@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..engine.device_probes import DeviceProbeFailed
 from ..runtime.exact_batch_cache import PROBED_UP_TO as EXACT_BATCH_PROBED
 from .text_table import format_table
 
@@ -28,6 +29,7 @@ class DecodeCost:
     exact_batch: int  # the largest batch whose rows equal one-token rows bit for bit
     ms: dict[int, float] = field(default_factory=dict)  # median ms of one decode, by tokens in it
     exact_capped: bool = False  # the probe stopped at its largest size: larger batches may be exact too
+    failure: str | None = None  # why no time was measured (the timing's child crashed on a GPU device)
 
     @property
     def exact_label(self) -> str:
@@ -47,12 +49,16 @@ class DecodeCost:
 
     def as_dict(self) -> dict:
         return {"model": self.model, "exact_batch": self.exact_batch, "exact_capped": self.exact_capped,
-                "ms_per_decode": {str(s): round(v, 3) for s, v in self.ms.items()}}
+                "ms_per_decode": {str(s): round(v, 3) for s, v in self.ms.items()},
+                **({"error": self.failure} if self.failure else {})}
 
 
 def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats: int = REPEATS,
                          say: Callable[[str], None] = lambda _: None) -> list[DecodeCost]:
-    """Median time of a decode of each size, with a logits row per token, for each local model."""
+    """Median time of a decode of each size, with a logits row per token, for each local model.
+
+    A model with GPU layers is timed in a child process (engine/device_probes.py); where that child
+    crashes, its cost carries the reason and the other models are still measured."""
     costs = []
     for model in models:
         if not model.is_local:
@@ -61,10 +67,14 @@ def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats
         exact = model.exact_batch_size()
         cost = DecodeCost(model.name, exact, exact_capped=exact >= EXACT_BATCH_PROBED)
         fitting = [s for s in sizes if s <= model.largest_decode]  # a tiny n_ctx caps a decode
-        model.time_decodes(max(fitting), 1)  # warm-up: the first decode of a size allocates
-        for size in fitting:
-            cost.ms[size] = statistics.median(model.time_decodes(size, repeats)) * 1000
-        say(f"{model.name}: {', '.join(f'{s}: {v:.1f} ms' for s, v in cost.ms.items())}")
+        try:
+            times = model.measure_decode_times(fitting, repeats)
+        except DeviceProbeFailed as error:
+            cost.failure = str(error)
+            say(f"{model.name}: {error}")
+        else:
+            cost.ms = {size: statistics.median(times[size]) * 1000 for size in fitting}
+            say(f"{model.name}: {', '.join(f'{s}: {v:.1f} ms' for s, v in cost.ms.items())}")
         costs.append(cost)
     return costs
 
@@ -72,6 +82,10 @@ def measure_decode_costs(models: Sequence, sizes: Sequence[int] = SIZES, repeats
 def format_decode_costs(costs: Sequence[DecodeCost]) -> str:
     if not costs:
         return "no local model to measure"
+    failed = [cost for cost in costs if cost.failure]
+    costs = [cost for cost in costs if not cost.failure]
+    if not costs:
+        return "\n".join(f"{cost.model}: not measured: {cost.failure}" for cost in failed)
     sizes = sorted({s for cost in costs for s in cost.ms})
     headers = ["model", "", *[f"{s} tok" for s in sizes], "exact"]
     rows = []
@@ -86,4 +100,5 @@ def format_decode_costs(costs: Sequence[DecodeCost]) -> str:
             f"{cost.model}: checks in exact batches (draft = \"auto\", up to {cost.exact_label}) save at most "
             f"{cost.saving(exact):.0%} of a token's decode; one-batch checks (\"batch\") at most "
             f"{cost.saving(anyhow):.0%} (at {anyhow} tokens, every guess accepted)")
+    lines += [f"{cost.model}: not measured: {cost.failure}" for cost in failed]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ dies by SIGSEGV, SIGILL, SIGBUS or SIGABRT (an exception code on Windows) and
 the parent reads that from its exit status (`child_exit`); it prints "ok"
 otherwise. Exit code 3: the model could not be loaded (no verdict).
 `--without-extra-buffers` is the control run: a crash there is not the AMX kernels'.
-(The exact-batch probe's child is engine/exact_batch_child.py.)
+(The child of the measurements of a model with GPU layers is engine/device_probe_child.py.)
 """
 
 from __future__ import annotations
