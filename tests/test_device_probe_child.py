@@ -79,6 +79,6 @@ def test_a_crash_timing_decodes_names_itself_and_the_other_models_are_measured(s
     lead, partner = costs = measure_decode_costs(smollm2_taking_the_gpu_path, repeats=2, say=said.append)
     assert lead.failure is None and all(ms > 0 for ms in lead.ms.values())
     assert partner.ms == {} and partner.failure.startswith(
-        "llama.cpp crashed (SIGSEGV) timing smollm2-135m's decodes on the GPU, in a test process, so this one goes on")
+        "llama.cpp crashed (SIGSEGV) timing smollm2-135m's decodes on the GPU in a test process (this command goes on")
     assert said[-1] == f"smollm2-135m: {partner.failure}"
     assert format_decode_costs(costs).splitlines()[-1] == f"smollm2-135m: not measured: {partner.failure}"

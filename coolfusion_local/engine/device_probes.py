@@ -110,11 +110,13 @@ def time_decodes_in_child(model, sizes: Sequence[int], repeats: int) -> dict[int
     end = _run_child(model, "decode-times", (f"--sizes={','.join(map(str, sizes))}", f"--repeats={repeats}"),
                      DECODE_TIMES_TIMEOUT_S)
     if end.crash:
-        raise DeviceProbeFailed(f"llama.cpp crashed ({end.crash}) timing {model.name}'s decodes on {_where(model)}, "
-                                f"in a test process, so this one goes on (see {DOCS})")
-    try:
-        times = json.loads(end.stdout.strip().splitlines()[-1]) if not end.failure else None
-        return {int(size): [float(t) for t in seconds] for size, seconds in times.items()}
-    except (ValueError, IndexError, AttributeError, TypeError):
-        why = end.failure or "it printed no times"
-        raise DeviceProbeFailed(f"timing {model.name}'s decodes on {_where(model)} could not run ({why})") from None
+        raise DeviceProbeFailed(f"llama.cpp crashed ({end.crash}) timing {model.name}'s decodes on {_where(model)} "
+                                f"in a test process (this command goes on; see {DOCS})")
+    if not end.failure:
+        try:
+            times = json.loads(end.stdout.strip().splitlines()[-1])
+            return {int(size): [float(t) for t in seconds] for size, seconds in times.items()}
+        except (ValueError, IndexError, AttributeError, TypeError):
+            pass
+    why = end.failure or "it printed no times"
+    raise DeviceProbeFailed(f"timing {model.name}'s decodes on {_where(model)} could not run ({why})")
