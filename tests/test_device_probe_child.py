@@ -82,3 +82,11 @@ def test_a_crash_timing_decodes_names_itself_and_the_other_models_are_measured(s
         "llama.cpp crashed (SIGSEGV) timing smollm2-135m's decodes on the GPU in a test process (this command goes on")
     assert said[-1] == f"smollm2-135m: {partner.failure}"
     assert format_decode_costs(costs).splitlines()[-1] == f"smollm2-135m: not measured: {partner.failure}"
+
+
+def test_a_crash_on_vulkan_names_the_switch_that_avoided_one():
+    from coolfusion_local.engine.device_probes import _see_also
+
+    assert _see_also("Vulkan0 (AMD Radeon 780M (RADV GFX1103_R1))").endswith(
+        "GGML_VK_DISABLE_FUSION=1 avoided a Vulkan driver's crash like this")
+    assert "GGML_VK" not in _see_also("CUDA0 (NVIDIA H100 80GB HBM3)") and "GGML_VK" not in _see_also(None)

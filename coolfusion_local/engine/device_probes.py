@@ -87,6 +87,13 @@ def _where(model) -> str:
     return model.device or "the GPU"
 
 
+def _see_also(device: str | None) -> str:
+    """Where to read more; on Vulkan, also the switch that avoided the one driver fault seen so far."""
+    if device and device.startswith("Vulkan"):
+        return f"see {DOCS}; GGML_VK_DISABLE_FUSION=1 avoided a Vulkan driver's crash like this"
+    return f"see {DOCS}"
+
+
 def probe_in_child(model) -> ProbeVerdict:
     """Measure `model`'s exact batch size in a child loaded alike."""
     started = time.perf_counter()
@@ -95,7 +102,7 @@ def probe_in_child(model) -> ProbeVerdict:
         return ProbeVerdict(1, True, f"llama.cpp crashed ({end.crash}) measuring {model.name}'s exact batch size on "
                                      f"{_where(model)} in a test process after "
                                      f"{time.perf_counter() - started:.0f} s; drafting checks one token per "
-                                     f"decode with it on this machine (see {DOCS})")
+                                     f"decode with it on this machine ({_see_also(model.device)})")
     words = end.stdout.split()
     if not end.failure and len(words) >= 2 and words[-2] == "exact":
         return ProbeVerdict(None if words[-1] == "none" else int(words[-1]), True)
@@ -111,7 +118,7 @@ def time_decodes_in_child(model, sizes: Sequence[int], repeats: int) -> dict[int
                      DECODE_TIMES_TIMEOUT_S)
     if end.crash:
         raise DeviceProbeFailed(f"llama.cpp crashed ({end.crash}) timing {model.name}'s decodes on {_where(model)} "
-                                f"in a test process (this command goes on; see {DOCS})")
+                                f"in a test process (this command goes on; {_see_also(model.device)})")
     if not end.failure:
         try:
             times = json.loads(end.stdout.strip().splitlines()[-1])
