@@ -11,10 +11,11 @@ offloaded both measurements run in `device_probe_child` with the model
 loaded as this process loads it, and only their results come back:
 
 * the exact batch size (`probe_in_child`): "exact N" is used and kept in the
-  cache folder; a child that died of a signal gives 1, kept (drafting checks
-  one token per decode: always exact, only slower), and the user reads why; a
-  child that could not run (no memory on the device for a second copy, a
-  timeout) gives 1 for this process only, and the next start probes again;
+  cache folder; a child that crashed (runtime/child_exit: SIGSEGV and kin)
+  gives 1, kept (drafting checks one token per decode: always exact, only
+  slower), and the user reads why; a child that could not run (no memory on
+  the device for a second copy, a timeout, a SIGKILL from the OOM killer)
+  gives 1 for this process only, and the next start probes again;
 * decode times by batch size (`time_decodes_in_child`, for
   `bench --decode-costs`): the times, or a one-line `DeviceProbeFailed`.
 
