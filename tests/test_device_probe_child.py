@@ -46,6 +46,19 @@ def test_a_crashing_child_leaves_this_process_with_the_safe_size(offline_members
 
 
 
+
+@pytest.mark.models
+def test_a_child_killed_from_outside_is_not_kept_as_a_crash(offline_members, monkeypatch, tmp_path):
+    """SIGKILL is what the OOM killer sends: it says nothing of the kernels, so size 1 holds for this
+    process only and the next start measures again."""
+    Home(tmp_path).apply(monkeypatch)
+    model = offline_members("smollm2-135m")[0].model
+    monkeypatch.setenv(SIMULATE_CRASH_VARIABLE, "SIGKILL")
+    verdict = probe_in_child(model)
+    assert verdict.size == 1 and not verdict.keep
+    assert verdict.note == ("the exact-batch probe of smollm2-135m could not run (killed by SIGKILL); "
+                            "drafting checks one token per decode this time")
+
 @pytest.fixture
 def smollm2_taking_the_gpu_path(offline_members, monkeypatch, tmp_path):
     """The offline pair, SmolLM2 marked as having a GPU layer: on this CPU-only llama.cpp that changes

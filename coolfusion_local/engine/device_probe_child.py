@@ -54,8 +54,9 @@ def child_main(argv: list[str]) -> int:
     except CoolfusionError as error:
         print(f"cannot load {path}: {error}", file=sys.stderr)
         return 3
-    if os.environ.get(SIMULATE_CRASH_VARIABLE):
-        os.kill(os.getpid(), signal.SIGSEGV)  # what the Vulkan crash did, here on purpose
+    simulated = os.environ.get(SIMULATE_CRASH_VARIABLE)
+    if simulated:  # tests: "1" is what the Vulkan crash did (SIGSEGV), or a signal's name
+        os.kill(os.getpid(), getattr(signal, simulated, signal.SIGSEGV))
     try:
         result = _run(job, model, options)
     except (CoolfusionError, ValueError) as error:

@@ -37,7 +37,7 @@ from ..runtime.child_exit import crash_name, describe
 
 PROBE_TIMEOUT_S = 300.0  # a software GPU (lavapipe) spends ~20 s building pipelines and ~1 s a token
 DECODE_TIMES_TIMEOUT_S = 1800.0  # 6 sizes x 7 decodes; lavapipe's first decode of each size takes seconds
-SIMULATE_CRASH_VARIABLE = "COOLFUSION_SIMULATE_DEVICE_CRASH"  # tests: the child dies of SIGSEGV
+SIMULATE_CRASH_VARIABLE = "COOLFUSION_SIMULATE_DEVICE_CRASH"  # tests: the child dies of SIGSEGV ("1") or the named signal
 DOCS = "docs/models.md#gpu-offload"
 
 
