@@ -6,7 +6,6 @@ Run under the shared lock (the server decodes on the same two cores):
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 

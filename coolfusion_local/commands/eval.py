@@ -17,8 +17,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from dataclasses import replace
-
 from ..engine.modes import FUSION_MODES
 from ..engine.sampling import GREEDY
 from ..engine.scoring import ScorePolicy

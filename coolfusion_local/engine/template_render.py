@@ -32,7 +32,6 @@ library and jinja2 (never the coolfusion package: llama.cpp would load).
 from __future__ import annotations
 
 import json
-import operator
 import os
 import queue
 import re
