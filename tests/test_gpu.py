@@ -1,8 +1,9 @@
 """The product with every layer on a llama.cpp GPU device (`pytest -m gpu`, run by scripts/gpu-test).
 
 On these CPU-only machines the device is llama.cpp's Vulkan backend on Mesa's
-software Vulkan driver (lavapipe, "llvmpipe"): slow (about a second a token
-for SmolLM2, ~20 s of first-use pipeline building per process) but a real
+software Vulkan driver (lavapipe, "llvmpipe"; Mesa 25, see scripts/gpu-test):
+slow (about 0.3 s a token for SmolLM2; each shader compiled on first use, once
+per machine with the script's shader cache: half an hour cold) but a real
 device with device buffers, a device KV cache and logits copied back to the
 host, the path CUDA and Metal take. Each test decodes a few tokens and the
 models load once per session. Skipped, with the reason, where llama.cpp has no
