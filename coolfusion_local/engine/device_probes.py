@@ -26,14 +26,12 @@ second or two, where a child would load the model again.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Sequence
 
 from ..errors import CoolfusionError
-from ..runtime.child_exit import crash_name, describe
+from ..runtime.child_exit import NotRun, crash_name, describe, run_probe_child
 
 PROBE_TIMEOUT_S = 300.0  # a software GPU (lavapipe) spends ~20 s building pipelines and ~1 s a token
 DECODE_TIMES_TIMEOUT_S = 1800.0  # 6 sizes x 7 decodes; lavapipe's first decode of each size takes seconds
@@ -61,17 +59,13 @@ class _ChildEnd:
 
 def _run_child(model, job: str, extra: Sequence[str], timeout: float) -> _ChildEnd:
     """Run `job` in a child that loads `model` (a loaded SourceModel) as this process did."""
-    command = [
-        sys.executable, "-m", "coolfusion_local.engine.device_probe_child", job, str(model.path),
-        f"--n-ctx={model.n_ctx}", f"--n-batch={model.n_batch}", f"--gpu-layers={model.n_gpu_layers}",
-        f"--threads={model.n_threads}", f"--extra-buffers={int(model.cpu_extra_buffers)}", *extra,
-    ]
-    try:
-        child = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return _ChildEnd(failure=f"it did not finish in {timeout:.0f} s")
-    except OSError as error:
-        return _ChildEnd(failure=f"it could not start ({error})")
+    child = run_probe_child("coolfusion_local.engine.device_probe_child", [
+        job, str(model.path), f"--n-ctx={model.n_ctx}", f"--n-batch={model.n_batch}",
+        f"--gpu-layers={model.n_gpu_layers}", f"--threads={model.n_threads}",
+        f"--extra-buffers={int(model.cpu_extra_buffers)}", *extra,
+    ], timeout)
+    if isinstance(child, NotRun):
+        return _ChildEnd(failure=f"it {child.why}")
     crash = crash_name(child.returncode)  # a Windows exception code is a crash too, as for the AMX probe
     if crash:
         return _ChildEnd(crash=crash)

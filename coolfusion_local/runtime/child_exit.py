@@ -1,4 +1,4 @@
-"""What a probe child's exit status says: a crash in native code, or something else.
+"""Probe children: how one is run, and what its exit status says (a crash in native code, or not).
 
 Only the ways a faulting kernel ends a process count as a crash:
 
@@ -14,6 +14,10 @@ Only the ways a faulting kernel ends a process count as a crash:
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Sequence
 
 CRASH_SIGNALS = {
     number: name
@@ -54,3 +58,22 @@ def describe(returncode: int) -> str:
     if named:
         return f"ended by {named}"
     return f"exit code {returncode}"
+
+
+@dataclass(frozen=True)
+class NotRun:
+    """A probe child that gave no exit status, and why."""
+
+    why: str  # "did not finish in 120 s", "could not start (...)"
+    timed_out: bool
+
+
+def run_probe_child(module: str, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess | NotRun:
+    """`python -m MODULE ARGS...` with no stdin and its output captured: how it ended, or why it did not."""
+    try:
+        return subprocess.run([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return NotRun(f"did not finish in {timeout:.0f} s", timed_out=True)
+    except OSError as error:
+        return NotRun(f"could not start ({error})", timed_out=False)

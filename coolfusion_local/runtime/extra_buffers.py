@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -282,15 +281,11 @@ def _last_words(child: subprocess.CompletedProcess) -> str:
 
 def _run_child(model: Path, *flags: str) -> subprocess.CompletedProcess | _NoOutcome:
     """The probe child's outcome, or why there is none."""
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "coolfusion_local.runtime.probe_child", str(model), *flags],
-            stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        return _NoOutcome(f"did not finish in {PROBE_TIMEOUT_S:.0f} s", TIMEOUT_KEPT_S)
-    except OSError as error:
-        return _NoOutcome(f"could not start ({error})", None)
+    outcome = child_exit.run_probe_child("coolfusion_local.runtime.probe_child", [str(model), *flags],
+                                         PROBE_TIMEOUT_S)
+    if isinstance(outcome, child_exit.NotRun):
+        return _NoOutcome(outcome.why, TIMEOUT_KEPT_S if outcome.timed_out else None)
+    return outcome
 
 
 # ------------------------------------------------------------------ the cache
